@@ -1,0 +1,65 @@
+# cmlib: the two commands a newcomer needs are `make book` and `make test`.
+# `make help` lists every entry point.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= cpu,jax,book,test
+PROFILE ?= laptop
+# Full transitive lock that was resolved and tested on Python 3.11 (pip alone).
+CONSTRAINTS := requirements/constraints.txt
+
+.DEFAULT_GOAL := help
+.PHONY: help install book test test-fast browser lab stored-runs benchmarks clean-book clean
+
+help: ## List the entry points
+	@echo "cmlib - companion to Heim (2023), galaxy cluster masses from mock eROSITA images"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@echo
+	@echo "Command-line tool (after 'make install'): $(VENV)/bin/cmlib --help"
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else 1)' || \
+	  { echo "error: cmlib needs Python 3.11; found $$($(PYTHON) --version 2>&1) at $(PYTHON)." \
+	         "Install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'." >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install cmlib with TensorFlow (CPU), the book stack and the test tools
+
+book: install ## MAIN: set up, simulate the mock catalogue, train the laptop runs, build the book (_build/html/index.html)
+	$(VENV)/bin/cmlib book --profile $(PROFILE)
+
+test: install browser ## Run the test suite (unit tests, notebook smoke runs, smoke book build, browser test)
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5); treating this as a failure." >&2; exit 1; fi; \
+	exit $$rc
+
+test-fast: install ## Unit tests only (skips the smoke book build and the notebook runs)
+	@$(PY) -m pytest -m "not slow and not browser"; rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
+
+browser: ## Install Debian's Chromium for the explorer's browser test, if missing and possible
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian chromium for the browser test ..."; \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
+	      || echo "warning: could not install chromium; the browser test will be skipped"; \
+	  else echo "note: chromium not found and not installable without root; the browser test will be skipped"; fi; }
+
+lab: install ## Open the notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+stored-runs: install ## Regenerate the committed deep-model run artifacts in results/ (hours on a CPU)
+	$(VENV)/bin/cmlib stored-runs
+
+benchmarks: install ## Run the speed and memory benchmarks (minutes; prints measured numbers)
+	$(PY) benchmarks/run_all.py
+
+clean-book: ## Remove the built book and the executed notebooks (keeps data, runs and the environment)
+	rm -rf _build book/generated
+
+clean: clean-book ## Remove everything generated, the environment included
+	rm -rf $(VENV) data runs

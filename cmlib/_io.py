@@ -1,0 +1,181 @@
+"""Atomic file output and content hashing, shared by every module that writes.
+
+The rule of the project: a result is either complete or absent.  Writers
+produce a temporary file (or directory) beside the destination and rename it
+into place only when it is complete, so an interrupted write (Ctrl-C, kill,
+power loss) never leaves a half-written or clobbered result behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import InputError, OutputExistsError
+
+
+def prepare_output(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Path:
+    """Check that ``path`` may be written and create its parent directory.
+
+    Raises :class:`OutputExistsError` if it exists and ``overwrite`` is false,
+    and :class:`InputError` if its directory cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{what} '{path}' already exists; pass --overwrite (overwrite=True) to replace it, "
+            "or choose another path."
+        )
+    if path.exists() and path.is_dir() and not overwrite:
+        raise OutputExistsError(f"{what} '{path}' is a directory; choose a file path.")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create the directory '{parent}' for {what} '{path}': {exc.strerror or exc}. "
+            "Choose a writable location."
+        ) from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f"the directory '{parent}' is not writable, so {what} '{path}' cannot be created. "
+            "Choose a writable location."
+        )
+    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output",
+                directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On any exception (KeyboardInterrupt included) the temporary file or
+    directory is removed and ``path`` is left exactly as it was.
+    """
+    final = prepare_output(path, overwrite=overwrite, what=what)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if directory:
+        tmp.mkdir()
+    try:
+        yield tmp
+        if directory and final.exists():
+            # os.replace cannot replace a non-empty directory: move the old one aside first.
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            _remove(old)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (fsync'ed before the rename)."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_json(obj: Any) -> str:
+    """Deterministic, human-readable JSON (sorted keys, numpy-aware)."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True) + "\n"
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, overwrite: bool = True) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    return atomic_write_text(path, to_json(obj), overwrite=overwrite)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, "r", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ArrayHasher:
+    """Incremental SHA-256 over numpy arrays (dtype, shape and bytes).
+
+    Feed arrays in a fixed order, chunk by chunk if they are large; two data
+    sets with the same content give the same digest whatever the file layout
+    (compression, chunking, HDF5 object timestamps).
+    """
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def update(self, name: str, array: np.ndarray) -> "ArrayHasher":
+        a = np.ascontiguousarray(array)
+        self._h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        self._h.update(a.tobytes())
+        return self
+
+    def update_stream(self, name: str, blocks) -> "ArrayHasher":
+        """Hash a large array given as consecutive blocks along axis 0.
+
+        The digest depends only on the concatenated content, not on how it was
+        split into blocks, so files written or read in different chunk sizes
+        hash the same.
+        """
+        n = 0
+        tail: tuple = ()
+        dtype = None
+        for block in blocks:
+            b = np.ascontiguousarray(block)
+            dtype, tail = b.dtype.str, b.shape[1:]
+            n += b.shape[0]
+            self._h.update(b.tobytes())
+        self._h.update(f"|{name}|{dtype}|{(n,) + tuple(tail)}|".encode())
+        return self
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    """Short hex digest of a JSON-serialisable object (key order does not matter)."""
+    return hashlib.sha256(to_json(obj).encode()).hexdigest()[:length]
