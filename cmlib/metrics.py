@@ -1,0 +1,311 @@
+"""Accuracy metrics: the thesis's own (eqs. 4.0.1-4.0.4) and the standard ones.
+
+Residuals are defined as in thesis eq. (4.0.2)::
+
+    x_i = log10(M_NN / Msun) - log10(M_true / Msun)        (predicted - true)
+
+so ``mu > 0`` means the network over-predicts.  (The thesis text reads mu > 0 as
+"too low", the opposite of its own equation; see :data:`cmlib.thesis.TABLE5_NOTES`.)
+
+The thesis's "standard deviation" sigma (eq. 4.0.1) is the spread of |x|
+around its mean mu-tilde (eq. 4.0.3), **not** the standard deviation of x.
+For Gaussian residuals std(|x|) = sqrt(1 - 2/pi) std(x) = 0.60 std(x), so the
+thesis's sigma = 0.13 corresponds to a residual scatter of about 0.2 dex.
+cmlib reports both, always labelled.
+
+All functions take plain numpy arrays and are independent of any deep
+learning backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+#: |x| above this [dex] counts as a catastrophic outlier (a factor of 2 in mass).
+OUTLIER_DEX = 0.3
+#: std(|x|) / std(x) for zero-mean Gaussian residuals: sqrt(1 - 2/pi).
+ABS_SPREAD_FACTOR = float(np.sqrt(1.0 - 2.0 / np.pi))
+#: NMAD normalisation: 1 / Phi^-1(3/4), so NMAD = std for a Gaussian.
+NMAD_FACTOR = 1.482602218505602
+
+
+def _as_1d(name: str, a) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64).reshape(-1)
+    return arr
+
+
+def _check_pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
+    p, t = _as_1d("pred", pred), _as_1d("true", true)
+    if p.shape != t.shape:
+        raise InputError(f"predictions ({p.size}) and true values ({t.size}) differ in length")
+    if p.size == 0:
+        raise InputError("no predictions to evaluate (empty arrays)")
+    return p, t
+
+
+def residuals(pred, true) -> np.ndarray:
+    """Thesis eq. (4.0.2): x_i = predicted - true log10 mass [dex]."""
+    p, t = _check_pair(pred, true)
+    return p - t
+
+
+def thesis_mu(x) -> float:
+    """Thesis eq. (4.0.4): mu = (1/n) sum x_i (the mean residual, signed)."""
+    return float(np.mean(_as_1d("x", x)))
+
+
+def thesis_mu_tilde(x) -> float:
+    """Thesis eq. (4.0.3): mu-tilde = (1/n) sum |x_i| (the mean absolute residual)."""
+    return float(np.mean(np.abs(_as_1d("x", x))))
+
+
+def thesis_sigma(x) -> float:
+    """Thesis eq. (4.0.1): sigma = sqrt((1/n) sum (|x_i| - mu-tilde)^2).
+
+    The spread of |x| (population form, divided by n), *not* the standard
+    deviation of x.
+    """
+    ax = np.abs(_as_1d("x", x))
+    return float(np.sqrt(np.mean((ax - ax.mean()) ** 2)))
+
+
+def nmad(x) -> float:
+    """Normalised median absolute deviation: 1.4826 median(|x - median(x)|)."""
+    x = _as_1d("x", x)
+    return float(NMAD_FACTOR * np.median(np.abs(x - np.median(x))))
+
+
+def point_metrics(pred, true) -> dict[str, float]:
+    """Thesis metrics and the standard ones for one set of point predictions.
+
+    Returns
+    -------
+    dict with
+        ``n``; thesis ``mu`` (4.0.4), ``mu_tilde`` (4.0.3), ``sigma`` (4.0.1, spread of |x|);
+        ``bias`` (= mu), ``std`` (standard deviation of x, ddof=0), ``rmse``, ``nmad``,
+        ``median``, ``outlier_frac`` (|x| > 0.3 dex), ``max_abs``.
+    """
+    x = residuals(pred, true)
+    finite = np.isfinite(x)
+    out: dict[str, float] = {"n": int(x.size), "n_nonfinite": int((~finite).sum())}
+    if not finite.any():
+        nan = float("nan")
+        out.update(mu=nan, mu_tilde=nan, sigma=nan, bias=nan, std=nan, rmse=nan, nmad=nan,
+                   median=nan, outlier_frac=nan, max_abs=nan)
+        return out
+    xf = x[finite]
+    out.update(
+        mu=thesis_mu(xf),
+        mu_tilde=thesis_mu_tilde(xf),
+        sigma=thesis_sigma(xf),
+        bias=float(xf.mean()),
+        std=float(xf.std()),
+        rmse=float(np.sqrt(np.mean(xf ** 2))),
+        nmad=nmad(xf),
+        median=float(np.median(xf)),
+        outlier_frac=float(np.mean(np.abs(xf) > OUTLIER_DEX)),
+        max_abs=float(np.max(np.abs(xf))),
+    )
+    return out
+
+
+def uncertainty_metrics(pred, true, sigma_pred) -> dict[str, float]:
+    """Calibration of predicted uncertainties (Gaussian NLL models).
+
+    ``coverage_1sigma``/``coverage_2sigma``: fraction of clusters whose true mass
+    lies within +-1 (+-2) predicted sigma (68.3 % / 95.4 % if calibrated);
+    ``pull_mean``/``pull_std``: mean and standard deviation of x / sigma_pred
+    (0 and 1 if calibrated); ``nll``: mean Gaussian negative log-likelihood per
+    cluster [nats, including 0.5 ln 2 pi]; ``sigma_pred_median`` [dex].
+    """
+    x = residuals(pred, true)
+    s = _as_1d("sigma_pred", sigma_pred)
+    if s.shape != x.shape:
+        raise InputError("sigma_pred must have one value per prediction")
+    ok = np.isfinite(x) & np.isfinite(s) & (s > 0)
+    if not ok.any():
+        nan = float("nan")
+        return dict(coverage_1sigma=nan, coverage_2sigma=nan, pull_mean=nan, pull_std=nan, nll=nan,
+                    sigma_pred_median=nan)
+    x, s = x[ok], s[ok]
+    pull = x / s
+    return dict(
+        coverage_1sigma=float(np.mean(np.abs(pull) <= 1.0)),
+        coverage_2sigma=float(np.mean(np.abs(pull) <= 2.0)),
+        pull_mean=float(pull.mean()),
+        pull_std=float(pull.std()),
+        nll=float(np.mean(0.5 * np.log(2 * np.pi * s ** 2) + 0.5 * pull ** 2)),
+        sigma_pred_median=float(np.median(s)),
+    )
+
+
+def binned_metrics(pred, true, by, bins: Sequence[float] | int = 5) -> list[dict[str, float]]:
+    """Bias and scatter of x in bins of another quantity (true mass, redshift, ...).
+
+    ``bins`` is an edge list or a number of equal-count (quantile) bins.
+    Each row: ``lo``, ``hi``, ``center`` (median of ``by`` in the bin), ``n``,
+    ``bias`` (mean x), ``std``, ``nmad``, ``sigma`` (thesis eq. 4.0.1), ``mu_tilde``.
+    Empty bins are reported with n = 0 and NaNs.
+    """
+    x = residuals(pred, true)
+    b = _as_1d("by", by)
+    if b.shape != x.shape:
+        raise InputError("the binning variable must have one value per prediction")
+    if np.isscalar(bins) or isinstance(bins, int):
+        nb = int(bins)
+        if nb < 1:
+            raise InputError("number of bins must be >= 1")
+        edges = np.quantile(b[np.isfinite(b)], np.linspace(0, 1, nb + 1))
+    else:
+        edges = np.asarray(bins, dtype=np.float64)
+        if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise InputError("bin edges must be an increasing sequence of at least two values")
+    rows = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = i == len(edges) - 2
+        sel = (b >= lo) & ((b <= hi) if last else (b < hi)) & np.isfinite(x)
+        xs = x[sel]
+        if xs.size == 0:
+            rows.append(dict(lo=float(lo), hi=float(hi), center=float("nan"), n=0, bias=float("nan"),
+                             std=float("nan"), nmad=float("nan"), sigma=float("nan"), mu_tilde=float("nan")))
+            continue
+        rows.append(dict(lo=float(lo), hi=float(hi), center=float(np.median(b[sel])), n=int(xs.size),
+                         bias=float(xs.mean()), std=float(xs.std()), nmad=nmad(xs),
+                         sigma=thesis_sigma(xs), mu_tilde=thesis_mu_tilde(xs)))
+    return rows
+
+
+def sma(values, k: int = 100) -> np.ndarray:
+    """Simple moving average, thesis eq. (A.1.1): SMA_k(n) = (1/k) sum_{i=n-k+1}^{n} p_i.
+
+    Returns an array of the same length as ``values``.  For the first k-1
+    points (where eq. A.1.1 is undefined) the mean of the points available so
+    far is returned, so a curve starts at its first value instead of being cut.
+    Non-finite values are ignored within each window.
+    """
+    if int(k) < 1:
+        raise InputError(f"the SMA window k must be >= 1, got {k}")
+    p = _as_1d("values", values)
+    k = int(k)
+    ok = np.isfinite(p)
+    csum = np.concatenate([[0.0], np.cumsum(np.where(ok, p, 0.0))])
+    ccnt = np.concatenate([[0], np.cumsum(ok)])
+    n = np.arange(1, p.size + 1)
+    start = np.maximum(n - k, 0)
+    cnt = ccnt[n] - ccnt[start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, (csum[n] - csum[start]) / np.maximum(cnt, 1), np.nan)
+
+
+# ---------------------------------------------------------------- evaluation of a run
+
+@dataclass
+class Predictions:
+    """Predictions of one model (or ensemble) on one split."""
+
+    cluster_id: np.ndarray
+    true: np.ndarray
+    pred: np.ndarray
+    sigma: np.ndarray | None = None  # predicted 1-sigma [dex] for Gaussian-output models
+    z: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.cluster_id = np.asarray(self.cluster_id)
+        self.true = np.asarray(self.true, dtype=np.float64)
+        self.pred = np.asarray(self.pred, dtype=np.float64)
+        if self.sigma is not None:
+            self.sigma = np.asarray(self.sigma, dtype=np.float64)
+            if not np.isfinite(self.sigma).any():
+                self.sigma = None
+        if self.z is not None:
+            self.z = np.asarray(self.z, dtype=np.float64)
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.pred - self.true
+
+
+def evaluate(p: Predictions, *, mass_bins: Sequence[float] | int = (13.0, 13.5, 14.0, 14.5, 15.0),
+             z_bins: Sequence[float] | int = (0.0, 0.2, 0.4, 0.7, 1.5)) -> dict:
+    """All metrics of one prediction set: point, uncertainty (if sigma), binned."""
+    out: dict = point_metrics(p.pred, p.true)
+    if p.sigma is not None:
+        out.update(uncertainty_metrics(p.pred, p.true, p.sigma))
+    out["by_mass"] = binned_metrics(p.pred, p.true, p.true, mass_bins)
+    if p.z is not None:
+        out["by_z"] = binned_metrics(p.pred, p.true, p.z, z_bins)
+    return out
+
+
+# ---------------------------------------------------------------- aggregation over seeds
+
+SCALAR_KEYS = ("mu", "mu_tilde", "sigma", "bias", "std", "rmse", "nmad", "outlier_frac",
+               "coverage_1sigma", "coverage_2sigma", "pull_mean", "pull_std", "nll")
+
+
+def best_run_index(metrics: Sequence[Mapping], *, by: str = "sigma", split: str = "test") -> int:
+    """Index of the best run, as the thesis picked it: lowest ``by`` on ``split``.
+
+    The thesis picked the run with the lowest test sigma out of ten (with one
+    judgement call for ResNet50, Sect. 4.3.1).  Note that selecting on the test
+    set makes the reported test numbers optimistic; :func:`best_run_index` with
+    ``split="val"`` on a train-val-test split is the fair alternative.
+    Runs whose value is not finite are never picked unless all are.
+    """
+    vals = []
+    for m in metrics:
+        v = m.get(split, {}).get(by, np.nan) if split in m else m.get(by, np.nan)
+        vals.append(float(v) if v is not None else np.nan)
+    vals_a = np.asarray(vals, dtype=np.float64)
+    if vals_a.size == 0:
+        raise InputError("no runs to choose from")
+    if by in ("mu", "bias", "median", "pull_mean"):
+        vals_a = np.abs(vals_a)
+    if not np.isfinite(vals_a).any():
+        return 0
+    return int(np.nanargmin(np.where(np.isfinite(vals_a), vals_a, np.nan)))
+
+
+def mean_std_over_seeds(metrics: Sequence[Mapping], keys: Iterable[str] = SCALAR_KEYS) -> dict[str, dict]:
+    """Mean, standard deviation (ddof=1 when n>1), min and max of each metric across seeds."""
+    out: dict[str, dict] = {}
+    for k in keys:
+        vals = np.asarray([m[k] for m in metrics if k in m and m[k] is not None], dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        if vals.size == 0:
+            continue
+        out[k] = dict(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if vals.size > 1 else 0.0,
+                      min=float(vals.min()), max=float(vals.max()), n=int(vals.size))
+    return out
+
+
+def ensemble(preds: Sequence[Predictions]) -> Predictions:
+    """The ensemble of several runs (seeds) as a model of its own.
+
+    Point models: the mean prediction per cluster; the spread across members
+    becomes ``sigma`` (an epistemic uncertainty) when there are >= 2 members.
+    Gaussian models: the moment-matched mixture, mean = mean of mu_i and
+    variance = mean of sigma_i^2 + variance of mu_i.
+    All members must predict the same clusters in the same order.
+    """
+    if not preds:
+        raise InputError("an ensemble needs at least one member")
+    ref = preds[0]
+    for p in preds[1:]:
+        if p.cluster_id.shape != ref.cluster_id.shape or np.any(p.cluster_id != ref.cluster_id):
+            raise InputError("ensemble members must predict the same clusters in the same order")
+    mus = np.stack([p.pred for p in preds])
+    mean = np.nanmean(mus, axis=0) if np.isfinite(mus).any() else mus[0]
+    var_between = np.nanvar(mus, axis=0) if len(preds) > 1 else np.zeros_like(mean)
+    if all(p.sigma is not None for p in preds):
+        var_within = np.nanmean(np.stack([p.sigma ** 2 for p in preds]), axis=0)
+        sigma = np.sqrt(var_within + var_between)
+    elif len(preds) > 1:
+        sigma = np.sqrt(var_between)
+    else:
+        sigma = None
+    return Predictions(cluster_id=ref.cluster_id, true=ref.true, pred=mean, sigma=sigma, z=ref.z)

@@ -1,0 +1,479 @@
+"""Every figure type of the thesis, each a function of run artifacts or data arrays.
+
+All functions return a :class:`matplotlib.figure.Figure` and never train or
+load a deep-learning backend.  Styling is shared (:func:`apply_style`), and
+each model keeps one colour across the book.
+
+Residuals are x = predicted - true (thesis eq. 4.0.2); "sigma" in
+annotations is the thesis's eq. (4.0.1) (the spread of |x|) and is always
+shown beside the standard deviation of x, labelled, so the two are not confused.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from . import metrics as M  # noqa: E402
+from .artifacts import Run  # noqa: E402
+from .metrics import Predictions  # noqa: E402
+
+MODEL_COLORS = {
+    "basic": "#4d4d4d",
+    "krippendorf2023": "#8c564b",
+    "vgg16": "#1f77b4",
+    "vgg19": "#aec7e8",
+    "resnet50": "#d62728",
+    "resnet50v2": "#ff9896",
+    "resnet101": "#2ca02c",
+    "resnet101v2": "#98df8a",
+    "resnet152": "#9467bd",
+    "resnet152v2": "#c5b0d5",
+    "efficientnetb7": "#ff7f0e",
+    "classical": "#17becf",
+}
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+MASS_LABEL = r"$\log_{10}(M_{500}^{\rm true}/M_\odot)$"
+PRED_LABEL = r"$\log_{10}(M_{500}^{\rm NN}/M_\odot)$"
+RESID_LABEL = r"$x = \log M^{\rm NN} - \log M^{\rm true}$ [dex]"
+
+_STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 110,
+    "figure.figsize": (6.4, 4.2),
+    "font.size": 10,
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8.5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "image.origin": "upper",
+}
+
+
+def apply_style() -> None:
+    """Apply the book's matplotlib style (idempotent)."""
+    matplotlib.rcParams.update(_STYLE)
+
+
+def color(model: str) -> str:
+    return MODEL_COLORS.get(model, "#333333")
+
+
+def _display(model: str) -> str:
+    from .thesis import DISPLAY_NAMES
+
+    return DISPLAY_NAMES.get(model, model)
+
+
+def _new(nrows=1, ncols=1, figsize=None, **kw):
+    apply_style()
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, **kw)
+    return fig, axes
+
+
+def _stats_text(p: Predictions) -> str:
+    m = M.point_metrics(p.pred, p.true)
+    txt = (f"$\\sigma$ (eq. 4.0.1) = {m['sigma']:.3f}\n$\\mu$ (eq. 4.0.4) = {m['mu']:+.3f}\n"
+           f"std(x) = {m['std']:.3f} dex\nn = {m['n']}")
+    if p.sigma is not None:
+        u = M.uncertainty_metrics(p.pred, p.true, p.sigma)
+        txt += f"\n$\\pm1\\sigma$ coverage = {u['coverage_1sigma']:.0%}"
+    return txt
+
+
+# ---------------------------------------------------------------- training history
+
+def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = True,
+                 title: str | None = None, mark_best: bool = True) -> Figure:
+    """Training and validation loss per epoch (thesis Figs. 22, 28, 30, 34, 36, ...).
+
+    ``sma_k`` smooths both curves with the simple moving average of eq. (A.1.1)
+    (the raw curves stay visible, faint).  The best epoch (lowest validation
+    loss) is marked; so is early stopping, when it happened.
+    """
+    h = run.history
+    if ax is None:
+        fig, ax = _new()
+    else:
+        fig = ax.figure
+    ep = h["epoch"]
+    for key, col, lab in (("loss", TRAIN_COLOR, "training loss"), ("val_loss", VAL_COLOR, "validation loss")):
+        y = h[key]
+        if sma_k and sma_k > 1 and len(y) > 1:
+            ax.plot(ep, y, color=col, alpha=0.25, lw=0.8)
+            ax.plot(ep, M.sma(y, sma_k), color=col, lw=1.6, label=f"{lab} (SMA, k={sma_k})")
+        else:
+            ax.plot(ep, y, color=col, lw=1.4, label=lab, marker="o" if len(ep) < 15 else None, ms=3)
+    if mark_best and len(ep):
+        val = h["val_loss"]
+        if np.isfinite(val).any():
+            b = int(np.nanargmin(val))
+            ax.axvline(ep[b], color="k", ls=":", lw=1)
+            ax.annotate(f"min val. loss {val[b]:.3g}\nepoch {ep[b]}", (ep[b], val[b]),
+                        xytext=(8, 14), textcoords="offset points", fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})")
+    reason = run.status_info.get("stopped_reason", "")
+    ax.set_title(title or f"{_display(run.model)}, seed {run.seed}" + (f" ({reason})" if reason else ""))
+    ax.legend(loc="upper right")
+    return fig
+
+
+def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: bool = True,
+                            keys: Sequence[str] = ("loss", "val_loss")) -> Figure:
+    """Fig. 49: training (left) and validation (right) loss of several models, SMA-smoothed."""
+    fig, axes = _new(1, len(keys), figsize=(6.0 * len(keys), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, run in runs.items():
+            h = run.history
+            y = h[key]
+            if len(y) == 0:
+                continue
+            k = min(sma_k, max(1, len(y) // 5)) if sma_k else 1
+            ax.plot(h["epoch"], M.sma(y, k) if k > 1 else y, color=color(run.model), lw=1.5,
+                    label=f"{label}" + (f" (SMA k={k})" if k > 1 else ""))
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel({"loss": "training loss", "val_loss": "validation loss"}.get(key, key))
+        ax.legend(fontsize=7.5, ncol=1 if len(runs) < 7 else 2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_comparison(runs: Mapping[str, Run], *, log: bool = True) -> Figure:
+    """Fig. 25: training histories side by side for different learning rates (or any label)."""
+    fig, axes = _new(1, len(runs), figsize=(5.2 * len(runs), 3.9), squeeze=False, sharey=True)
+    for ax, (label, run) in zip(axes[0], runs.items()):
+        plot_history(run, ax=ax, log=log, title=label)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- predictions
+
+def _scatter(ax, p: Predictions, *, col: str, label: str | None = None, alpha: float = 0.5,
+             errorbars: bool = True, lim=(12.9, 15.1), s: float = 7, identity: bool = True) -> None:
+    if p.sigma is not None and errorbars and p.true.size <= 1500:
+        ax.errorbar(p.true, p.pred, yerr=p.sigma, fmt="none", ecolor=col, alpha=0.25, lw=0.6)
+    ax.scatter(p.true, p.pred, s=s, color=col, alpha=alpha, lw=0, label=label)
+    if identity:
+        ax.plot(lim, lim, color="k", lw=1, label="identity")
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel(MASS_LABEL)
+    ax.set_ylabel(PRED_LABEL)
+
+
+def plot_pred_vs_true(run_or_preds, *, subsets: Sequence[str] = ("test", "train"),
+                      title: str | None = None, model: str | None = None) -> Figure:
+    """Predicted vs true mass with the identity, test and train side by side (Figs. 23, 26)."""
+    preds, model = _preds_and_model(run_or_preds, model)
+    subsets = [s for s in subsets if s in preds]
+    fig, axes = _new(1, len(subsets), figsize=(4.6 * len(subsets), 4.5), squeeze=False)
+    for ax, s in zip(axes[0], subsets):
+        p = preds[s]
+        _scatter(ax, p, col=color(model))
+        ax.text(0.03, 0.97, _stats_text(p), transform=ax.transAxes, va="top", fontsize=8,
+                bbox=dict(fc="white", ec="0.8", alpha=0.9))
+        ax.set_title(f"{_display(model)}: {'test' if s == 'test' else s} set")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_residual_hist(run_or_preds, *, subsets: Sequence[str] = ("test", "train"), bins: int = 40,
+                       model: str | None = None, xlim=(-1.0, 1.0)) -> Figure:
+    """Histograms of x = predicted - true with mu and sigma (Figs. 24, 27)."""
+    preds, model = _preds_and_model(run_or_preds, model)
+    subsets = [s for s in subsets if s in preds]
+    fig, axes = _new(1, len(subsets), figsize=(4.6 * len(subsets), 3.6), squeeze=False)
+    edges = np.linspace(xlim[0], xlim[1], bins + 1)
+    for ax, s in zip(axes[0], subsets):
+        p = preds[s]
+        x = np.clip(p.x[np.isfinite(p.x)], xlim[0], xlim[1])
+        ax.hist(x, bins=edges, color=color(model), alpha=0.8)
+        m = M.point_metrics(p.pred, p.true)
+        ax.axvline(0, color="k", lw=1)
+        ax.axvline(m["mu"], color="r", ls="--", lw=1.2, label=f"$\\mu$ = {m['mu']:+.3f}")
+        ax.set_xlabel(RESID_LABEL)
+        ax.set_ylabel("clusters")
+        ax.set_title(f"{_display(model)}: {s} set")
+        ax.text(0.97, 0.97, f"$\\sigma$ (4.0.1) = {m['sigma']:.3f}\nstd(x) = {m['std']:.3f}",
+                transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_model_vs_reference(run_or_preds, reference, *, subset: str = "test", model: str | None = None,
+                            ref_model: str | None = None, ref_label: str | None = None) -> Figure:
+    """A model (colour) over the basic CNN (grey): scatter and histogram (Figs. 50-51, 54-57)."""
+    preds, model = _preds_and_model(run_or_preds, model)
+    rpreds, ref_model = _preds_and_model(reference, ref_model)
+    p, r = preds[subset], rpreds[subset]
+    fig, (a1, a2) = _new(1, 2, figsize=(10, 4.4))
+    _scatter(a1, r, col="0.6", label=ref_label or _display(ref_model), alpha=0.5, errorbars=False)
+    _scatter(a1, p, col="#1f77b4", label=_display(model), alpha=0.55, errorbars=False, identity=False)
+    a1.legend(loc="lower right")
+    a1.set_title(f"{subset} set")
+    edges = np.linspace(-1, 1, 41)
+    for q, col, lab, kind in ((r, "0.65", ref_label or _display(ref_model), "stepfilled"),
+                              (p, "#1f77b4", _display(model), "step")):
+        m = M.point_metrics(q.pred, q.true)
+        a2.hist(np.clip(q.x, -1, 1), bins=edges, color=col, histtype=kind, lw=1.8,
+                alpha=0.7 if kind == "stepfilled" else 1.0,
+                label=f"{lab}: $\\sigma$={m['sigma']:.3f}, $\\mu$={m['mu']:+.3f}")
+    a2.axvline(0, color="k", lw=1)
+    a2.set_xlabel(RESID_LABEL)
+    a2.set_ylabel("clusters")
+    a2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_binned(preds_by_label: Mapping[str, Predictions], *, by: str = "mass", bins=None,
+                colors: Mapping[str, str] | None = None) -> Figure:
+    """Bias (top) and scatter (bottom) of x in bins of true mass or redshift."""
+    fig, (a1, a2) = _new(2, 1, figsize=(6.4, 5.6), sharex=True)
+    for label, p in preds_by_label.items():
+        var = p.true if by == "mass" else p.z
+        if var is None:
+            continue
+        b = bins if bins is not None else ((13.0, 13.5, 14.0, 14.5, 15.0) if by == "mass" else 5)
+        rows = [r for r in M.binned_metrics(p.pred, p.true, var, b) if r["n"] >= 5]
+        c = [r["center"] for r in rows]
+        col = (colors or {}).get(label)
+        a1.plot(c, [r["bias"] for r in rows], marker="o", label=label, color=col)
+        a2.plot(c, [r["std"] for r in rows], marker="o", label=label, color=col)
+    a1.axhline(0, color="k", lw=0.8)
+    a1.set_ylabel("bias = mean(x) [dex]")
+    a2.set_ylabel("std(x) [dex]")
+    a2.set_xlabel(MASS_LABEL if by == "mass" else "redshift z")
+    a1.legend(fontsize=7.5, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_spread(metrics_by_seed: Sequence[Mapping], *, key: str = "sigma", subset: str = "test",
+                     model: str = "", thesis_value: float | None = None) -> Figure:
+    """The spread over seeds of one metric; the best run (as the thesis picked it) highlighted."""
+    vals = np.asarray([m.get(subset, {}).get(key, np.nan) for m in metrics_by_seed], dtype=float)
+    fig, ax = _new(figsize=(5.6, 3.2))
+    xs = np.arange(len(vals))
+    ax.bar(xs, np.where(np.isfinite(vals), vals, 0), color=color(model), alpha=0.8)
+    if len(vals) and np.isfinite(vals).any():
+        b = M.best_run_index(metrics_by_seed, by=key, split=subset)
+        ax.bar([b], [vals[b]], color="none", ec="k", lw=1.5, label="best run (thesis choice)")
+        ax.axhline(np.nanmean(vals), color="k", ls="--", lw=1, label=f"mean {np.nanmean(vals):.3f}")
+    if thesis_value is not None:
+        ax.axhline(thesis_value, color="r", ls=":", lw=1.2, label=f"thesis {thesis_value}")
+    ax.set_xticks(xs)
+    ax.set_xlabel("seed (run)")
+    ax.set_ylabel(f"{key} ({subset})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(p: Predictions, *, model: str = "") -> Figure:
+    """Pull distribution and coverage-vs-interval for Gaussian-output models."""
+    if p.sigma is None:
+        raise ValueError("calibration needs predicted uncertainties (a Gaussian NLL model)")
+    fig, (a1, a2) = _new(1, 2, figsize=(9.5, 3.6))
+    pull = p.x / p.sigma
+    g = np.linspace(-4, 4, 200)
+    a1.hist(np.clip(pull, -4, 4), bins=np.linspace(-4, 4, 41), density=True, color=color(model), alpha=0.7)
+    a1.plot(g, np.exp(-g ** 2 / 2) / np.sqrt(2 * np.pi), "k", lw=1.2, label="N(0, 1)")
+    a1.set_xlabel("pull = x / $\\sigma_{\\rm pred}$")
+    a1.legend()
+    k = np.linspace(0.05, 3, 60)
+    from scipy.special import erf
+
+    a2.plot(k, [np.mean(np.abs(pull) <= kk) for kk in k], color=color(model), lw=2, label="observed")
+    a2.plot(k, erf(k / np.sqrt(2)), "k--", lw=1.2, label="calibrated")
+    a2.set_xlabel("interval half-width [$\\sigma_{\\rm pred}$]")
+    a2.set_ylabel("coverage")
+    a2.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _preds_and_model(obj, model: str | None) -> tuple[dict[str, Predictions], str]:
+    if isinstance(obj, Run):
+        return obj.predictions, model or obj.model
+    if isinstance(obj, Predictions):
+        return {"test": obj}, model or ""
+    return dict(obj), model or ""
+
+
+# ---------------------------------------------------------------- data figures
+
+def plot_distributions(log_m500, z, *, bins: int = 40, reference: Mapping | None = None) -> Figure:
+    """Fig. 17: the mass (left) and redshift (right) distributions of the catalogue."""
+    fig, (a1, a2) = _new(1, 2, figsize=(10, 3.6))
+    a1.hist(log_m500, bins=bins, color="#1f77b4", alpha=0.85)
+    a1.set_xlabel(MASS_LABEL)
+    a1.set_ylabel("clusters")
+    a2.hist(z, bins=bins, color="#ff7f0e", alpha=0.85)
+    a2.set_xlabel("redshift z")
+    a2.set_ylabel("clusters")
+    if reference:
+        for q, v in (reference.get("z_quantiles") or {}).items():
+            a2.axvline(v, color="k", ls=":", lw=0.8)
+        if "log_m_median" in reference:
+            a1.axvline(reference["log_m_median"], color="k", ls=":", lw=0.8, label="eFEDS median")
+            a1.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_cluster(image2d, *, cap: float | None = 3.0, title: str = "", ax=None, cmap="magma",
+                 colorbar: bool = True) -> Figure:
+    """One band of one cluster, photon values capped at ``cap`` as in thesis Fig. 18."""
+    if ax is None:
+        fig, ax = _new(figsize=(4.0, 3.6))
+    else:
+        fig = ax.figure
+    img = np.asarray(image2d, dtype=float)
+    im = ax.imshow(np.minimum(img, cap) if cap else img, cmap=cmap, vmin=0, vmax=cap, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.grid(False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if colorbar:
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="photons" + (f" (capped at {cap:g})" if cap else ""))
+    return fig
+
+
+def plot_band_images(image3d, *, cap: float | None = 3.0, title: str = "", cmap="magma") -> Figure:
+    """All bands of one cluster (thesis Fig. 19), one panel per band with its energy range."""
+    from .schema import BAND_EDGES_EV
+
+    img = np.asarray(image3d, dtype=float)
+    n = img.shape[-1]
+    ncols = 5 if n > 4 else n
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = _new(nrows, ncols, figsize=(2.2 * ncols, 2.3 * nrows + 0.4), squeeze=False)
+    vmax = cap if cap else float(img.max())
+    for i in range(nrows * ncols):
+        ax = axes.flat[i]
+        ax.grid(False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= n:
+            ax.axis("off")
+            continue
+        ax.imshow(np.minimum(img[..., i], vmax), cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+        if n == len(BAND_EDGES_EV) - 1:
+            ax.set_title(f"{BAND_EDGES_EV[i]:.0f}\u2013{BAND_EDGES_EV[i + 1]:.0f} eV", fontsize=8)
+        else:
+            ax.set_title(f"channel {i}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cluster_grid(images2d, titles: Sequence[str], *, cap: float | None = 3.0, ncols: int = 6,
+                      cmap="magma") -> Figure:
+    """A grid of single-band cluster images with titles (e.g. mass and redshift)."""
+    n = len(images2d)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = _new(nrows, ncols, figsize=(1.9 * ncols, 2.05 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.grid(False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= n:
+            ax.axis("off")
+            continue
+        img = np.asarray(images2d[i], dtype=float)
+        ax.imshow(np.minimum(img, cap) if cap else img, cmap=cmap, vmin=0, vmax=cap, interpolation="nearest")
+        ax.set_title(titles[i], fontsize=7.5)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- CNN fundamentals
+
+def plot_convolution(image2d, kernel, feature_map, *, titles=("input", "kernel", "feature map")) -> Figure:
+    """Input, kernel (with its values) and feature map side by side (thesis Figs. 5-6)."""
+    fig, axes = _new(1, 3, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 0.55, 1]})
+    for ax, arr, t in zip(axes, (image2d, kernel, feature_map), titles):
+        ax.grid(False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        a = np.asarray(arr, dtype=float)
+        im = ax.imshow(a, cmap="RdBu_r" if t == titles[1] or a.min() < 0 else "magma",
+                       vmin=-np.abs(a).max() if a.min() < 0 else None,
+                       vmax=np.abs(a).max() if a.min() < 0 else None, interpolation="nearest")
+        ax.set_title(f"{t} {a.shape[0]}x{a.shape[1]}")
+        if a.shape[0] <= 5:
+            for (i, j), v in np.ndenumerate(a):
+                ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=11)
+        else:
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def plot_activations() -> Figure:
+    """The four activation functions of thesis Fig. 9 (eqs. 2.4.6-2.4.9)."""
+    x = np.linspace(-3, 3, 601)
+    funcs = {
+        "(a) step, eq. 2.4.6": (x > 0).astype(float),
+        "(b) tanh, eq. 2.4.7": np.tanh(x),
+        "(c) ReLU, eq. 2.4.8": np.maximum(0, x),
+        "(d) leaky ReLU (a = 0.1), eq. 2.4.9": np.where(x > 0, x, 0.1 * x),
+    }
+    fig, axes = _new(1, 4, figsize=(13, 3.0), sharey=False)
+    for ax, (t, y) in zip(axes, funcs.items()):
+        ax.plot(x, y, lw=2)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.axvline(0, color="k", lw=0.6)
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("x")
+    axes[0].set_ylabel("f(x)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_images_row(images: Sequence, titles: Sequence[str], *, cmap="magma", cap=None,
+                    figsize_per=3.2) -> Figure:
+    """Several 2-D arrays side by side (pooling comparisons, pipeline steps)."""
+    n = len(images)
+    fig, axes = _new(1, n, figsize=(figsize_per * n, figsize_per * 0.95), squeeze=False)
+    for ax, img, t in zip(axes[0], images, titles):
+        a = np.asarray(img, dtype=float)
+        ax.imshow(np.minimum(a, cap) if cap else a, cmap=cmap, vmin=0 if cap else None, vmax=cap,
+                  interpolation="nearest")
+        ax.set_title(f"{t}\n{a.shape[0]}x{a.shape[1]}", fontsize=9)
+        ax.grid(False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def to_png_bytes(fig: Figure, dpi: int = 90) -> bytes:
+    """Render a figure to PNG bytes (for static widgets) and close it."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()

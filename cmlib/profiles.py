@@ -1,0 +1,171 @@
+"""Compute budgets ("profiles"): what the book trains, and with how much.
+
+One profile fixes the data file, and for every model how many epochs and
+seeds it gets and where its runs come from:
+
+``train``
+    the book build trains it (or reuses a completed run with the same
+    configuration, see :func:`cmlib.train.train_seeds`);
+``stored``
+    committed run artifacts in ``results/runs`` (small: history, predictions,
+    metrics, no weights) made by ``cmlib stored-runs`` with the largest budget
+    the hardware at hand allowed; the book never retrains them, and each page
+    states their provenance.
+
+Profiles:
+
+``smoke``   tiny data, one epoch, every model and notebook: used by the tests.
+``laptop``  what ``make book`` runs on 2 CPU cores in about half an hour: the full
+            mock catalogue; the basic CNN and the Krippendorf baseline trained
+            to early stopping; deep models and the long experiments from stored runs.
+``thesis``  the thesis's budget, 4000 epochs x 10 seeds per deep model: a GPU job
+            (``cmlib book --profile thesis``; days on one GPU, see the README).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import InputError
+
+DEEP_MODELS = ("vgg16", "vgg19", "resnet50", "resnet50v2", "resnet101", "resnet101v2",
+               "resnet152", "resnet152v2", "efficientnetb7")
+#: Order of the per-architecture pages (thesis Sects. 4.1-4.4, then the published baseline).
+PAGE_MODELS = ("basic",) + DEEP_MODELS + ("krippendorf2023",)
+
+STORED_RUNS_DIR = "results/runs"
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    path: str
+    n: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How one model (or experiment) is trained in a profile."""
+
+    model: str
+    epochs: int
+    seeds: tuple[int, ...] = (0,)
+    overrides: dict = field(default_factory=dict)
+    source: str = "train"            # "train" | "stored"
+    label: str = ""                  # experiment label (e.g. "lr 5e-4"); "" for the main run
+
+    @property
+    def runs_dir(self) -> str:
+        return STORED_RUNS_DIR if self.source == "stored" else "runs"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    data: DataPlan
+    models: dict[str, RunPlan]
+    #: extra experiments: thesis Fig. 22 (overfitting), Fig. 25 (learning rates), and the
+    #: future-work questions (fair split, 10 bands, uncertainties, schedules, data size)
+    experiments: dict[str, RunPlan] = field(default_factory=dict)
+    #: notebook parameters shared by every page of this profile
+    notebook_params: dict = field(default_factory=dict)
+
+    def plan(self, model: str) -> RunPlan:
+        try:
+            return self.models[model]
+        except KeyError:
+            raise InputError(f"profile '{self.name}' has no plan for model '{model}'; "
+                             f"it has: {', '.join(self.models)}") from None
+
+
+def _deep(epochs: int, seeds=(0,), source="train", **over) -> dict[str, RunPlan]:
+    return {m: RunPlan(m, epochs, tuple(seeds), dict(over), source) for m in DEEP_MODELS}
+
+
+SMOKE = Profile(
+    name="smoke",
+    description="tiny data (96 clusters), one epoch, one seed, every model and notebook (tests)",
+    data=DataPlan("data/smoke.h5", n=96, seed=0),
+    models={
+        "basic": RunPlan("basic", 2, (0, 1)),
+        "krippendorf2023": RunPlan("krippendorf2023", 1, (0,)),
+        **_deep(1, (0,)),
+    },
+    experiments={
+        "basic_overfit": RunPlan("basic", 3, (0,), {"early_stopping": 0}, label="no early stopping"),
+        "basic_lr5e-4": RunPlan("basic", 2, (0,), {"lr": 5e-4}, label="lr 5e-4"),
+        "basic_tvt": RunPlan("basic", 1, (0,), {"split": "train-val-test"}, label="train-val-test split"),
+        "basic_nll": RunPlan("basic", 1, (0,), {"loss": "nll"}, label="Gaussian NLL"),
+        "basic_allbands": RunPlan("basic", 1, (0,), {"bands": "all"}, label="10 bands"),
+    },
+    notebook_params={"profile": "smoke", "n_show": 6},
+)
+
+LAPTOP = Profile(
+    name="laptop",
+    description=("full mock catalogue (7946 clusters); basic CNN and Krippendorf baseline trained "
+                 "to early stopping on the CPU; deep models and long experiments from stored runs"),
+    data=DataPlan("data/efeds_mock.h5", n=7946, seed=0),
+    models={
+        "basic": RunPlan("basic", 300, (0, 1, 2)),
+        "krippendorf2023": RunPlan("krippendorf2023", 300, (0, 1)),
+        **_deep(8, (0,), source="stored"),
+    },
+    experiments={
+        "basic_overfit": RunPlan("basic", 400, (0,), {"early_stopping": 0}, "stored", "no early stopping"),
+        "basic_lr5e-4": RunPlan("basic", 300, (0,), {"lr": 5e-4}, "stored", "lr 5e-4"),
+        "basic_tvt": RunPlan("basic", 300, (0, 1, 2, 3, 4), {"split": "train-val-test"}, "stored",
+                             "train-val-test split"),
+        "basic_nll": RunPlan("basic", 300, (0, 1, 2), {"loss": "nll"}, "stored", "Gaussian NLL"),
+        "basic_allbands": RunPlan("basic", 300, (0, 1, 2), {"bands": "all"}, "stored", "10 bands"),
+    },
+    notebook_params={"profile": "laptop", "n_show": 12},
+)
+
+THESIS = Profile(
+    name="thesis",
+    description="the thesis's budget: deep models 4000 epochs x 10 seeds, basic CNN 10 seeds (GPU job)",
+    data=DataPlan("data/efeds_mock.h5", n=7946, seed=0),
+    models={
+        "basic": RunPlan("basic", 4000, tuple(range(10))),
+        "krippendorf2023": RunPlan("krippendorf2023", 500, tuple(range(10))),
+        **_deep(4000, range(10)),
+    },
+    experiments={
+        "basic_overfit": RunPlan("basic", 4000, (0,), {"early_stopping": 0}, label="no early stopping"),
+        "basic_lr5e-4": RunPlan("basic", 4000, (0,), {"lr": 5e-4}, label="lr 5e-4"),
+        "basic_tvt": RunPlan("basic", 4000, tuple(range(10)), {"split": "train-val-test"},
+                             label="train-val-test split"),
+        "basic_nll": RunPlan("basic", 4000, tuple(range(10)), {"loss": "nll"}, label="Gaussian NLL"),
+        "basic_allbands": RunPlan("basic", 4000, tuple(range(10)), {"bands": "all"}, label="10 bands"),
+    },
+    notebook_params={"profile": "thesis", "n_show": 12},
+)
+
+PROFILES = {p.name: p for p in (SMOKE, LAPTOP, THESIS)}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise InputError(f"unknown profile '{name}'; choose one of: {', '.join(PROFILES)}") from None
+
+
+def with_data(profile: Profile, path: str | Path) -> Profile:
+    """The same budget on another data file (e.g. the imported LMU data)."""
+    return replace(profile, data=replace(profile.data, path=str(path)))
+
+
+def format_profiles() -> str:
+    lines = []
+    for p in PROFILES.values():
+        lines.append(f"{p.name}: {p.description}")
+        lines.append(f"    data: {p.data.path} ({p.data.n} clusters, seed {p.data.seed})")
+        for plan in list(p.models.values()) + list(p.experiments.values()):
+            extra = f" {plan.overrides}" if plan.overrides else ""
+            label = f" [{plan.label}]" if plan.label else ""
+            lines.append(f"    {plan.model:<16}{label} {plan.epochs:>5} epochs x {len(plan.seeds):>2} seeds "
+                         f"({plan.source}){extra}")
+    return "\n".join(lines)
