@@ -13,8 +13,6 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import matplotlib
-
-matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402

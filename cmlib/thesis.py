@@ -108,3 +108,60 @@ SECTIONS = {
     "resnet101": "4.3.3", "resnet101v2": "4.3.4", "resnet152": "4.3.5", "resnet152v2": "4.3.6",
     "efficientnetb7": "4.4.1",
 }
+
+#: What the thesis reports for each architecture (paraphrased from its "Training insights" and
+#: "Best performing model" subsections), shown at the top of each architecture page.
+FINDINGS = {
+    "basic": (
+        "Sect. 4.1: trained without stopping, the validation loss of the basic CNN reaches its minimum "
+        "after about 90 epochs and then rises while the training loss keeps falling: the network "
+        "overfits (Fig. 22, 4000 epochs). Halving the learning rate to 5e-4 moves the minimum to about "
+        "twice as many epochs without a clear gain (Fig. 25). With early stopping, test and training "
+        "predictions look alike (Figs. 26-27), and the best of ten runs reaches sigma = 0.13 and mu = 0 "
+        "on the test set. The architecture and its hyperparameters come from Krippendorf et al. (2023)."),
+    "vgg16": (
+        "Sect. 4.2.1: every VGG16 run cut its predictions off near log M = 14.3-14.4, and some runs "
+        "improved early and then jumped to a worse state they never left (Fig. 28: after about 25 "
+        "epochs both losses rose). Horizontal lines in the predictions show the network returning the "
+        "same mass for many clusters. The best run did not overfit; test sigma = 0.20, mu = -0.019."),
+    "vgg19": (
+        "Sect. 4.2.2: like VGG16: predictions confined to about 13.4-14.4, widely spread, losses flat "
+        "and close together (Fig. 30). The thesis suspects the network found no useful filters and only "
+        "learned to spread predictions over the populated mass range; test sigma = 0.201, mu = 0.014."),
+    "resnet50": (
+        "Sect. 4.3.1: training was very random: some runs overfitted (Fig. 32), others never settled "
+        "and the validation loss spiked every few epochs. The run with the lowest test sigma (0.171) "
+        "had mu = 0.18 and wild training-set outliers, so the thesis reported another run "
+        "(sigma = 0.185, mu = -0.035), whose training predictions show overfitting (Fig. 35)."),
+    "resnet50v2": (
+        "Sect. 4.3.2: nine of ten runs under-predicted (mu > 0 in the thesis's reading) and three reached "
+        "sigma < 0.15. The best run learned useful features only after about 3600 epochs (Fig. 36) and "
+        "became the second-best deep model: test sigma = 0.14, mu = 0.087. The thesis recommends "
+        "ResNet50V2 as the starting point for further work."),
+    "resnet101": (
+        "Sect. 4.3.3: many runs failed, by low predictions or overfitting. The best run's validation loss "
+        "had its minimum after a few hundred epochs and stayed flat after about 1700 (Fig. 38); test "
+        "predictions are much worse than training ones (overfitting, Fig. 39): sigma = 0.182, mu = 0.056."),
+    "resnet101v2": (
+        "Sect. 4.3.4: only two runs reached sigma < 0.18. The best run (test sigma = 0.148, the third "
+        "best deep model) has the largest offset of all, mu = 0.092, and a handful of wild training-set "
+        "predictions that make its training sigma 0.993 (Fig. 41)."),
+    "resnet152": (
+        "Sect. 4.3.5: the least efficient ResNet: three runs blew up to sigma > 10^4, with validation "
+        "spikes at many epochs (Fig. 42). The best run over-predicts light and under-predicts heavy "
+        "clusters, so mu is near zero (0.001) while sigma = 0.201 (Fig. 44)."),
+    "resnet152v2": (
+        "Sect. 4.3.6: the most successful deep model: five runs reached small sigma (the text writes "
+        "1.8, meaning 0.18). Its best run improved abruptly after about 1800 epochs and did not overfit "
+        "(Fig. 45); test sigma = 0.134 (the text's '1.34' is a typo), mu = 0.055; a few wild "
+        "training-set predictions raise its training sigma to 0.319 (Fig. 46)."),
+    "efficientnetb7": (
+        "Sect. 4.4.1: no run produced useful predictions: they are cut off near log M = 13.5, the "
+        "validation loss spikes throughout (Fig. 47), and even the training predictions are far from the "
+        "identity (Fig. 48). Test sigma = 0.183, mu = 0.037; the thesis does not recommend the model."),
+    "krippendorf2023": (
+        "Not trained in the thesis: this is the published baseline of Krippendorf et al. (2023, A&A 682, "
+        "A132), all ten bands, 2x2 convolutions with 10 filters, random flips and rotations, and a "
+        "Gaussian likelihood that predicts a mass and its uncertainty (Adam lr 1e-4, batch 100, ~500 "
+        "epochs)."),
+}

@@ -292,11 +292,17 @@ def _checkpoints(run_dir: Path) -> list[Path]:
 
 
 def _deterministic(seed: int) -> None:
+    import logging
+
     import keras
 
     keras.utils.set_random_seed(int(seed))
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
+
+        # TensorFlow's Python logger prints retracing notices to stdout: noise in notebooks
+        tf.get_logger().setLevel(logging.ERROR)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
         with contextlib.suppress(Exception):
             tf.config.experimental.enable_op_determinism()

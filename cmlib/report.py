@@ -1,0 +1,292 @@
+"""What the book's pages show: runs for a page, provenance, tables, "run it yourself".
+
+The notebooks stay thin: they ask this module for the runs of a model under a
+profile (trained, reused or stored), and for the tables and boxes that state
+how every number was produced.
+"""
+from __future__ import annotations
+
+import html
+import math
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import artifacts as A
+from . import metrics as M
+from .errors import CmlibError
+from .profiles import STORED_RUNS_DIR, RunPlan, get_profile
+from .thesis import DISPLAY_NAMES, TABLE5
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def display_name(model: str) -> str:
+    return DISPLAY_NAMES.get(model, model)
+
+
+# ---------------------------------------------------------------- runs of a page
+
+@dataclass
+class PageRuns:
+    """The runs a page shows and how they came about."""
+
+    model: str
+    label: str
+    runs: list[A.Run]
+    how: str                      # "stored" | "trained" | "reused" | "missing"
+    plan: RunPlan
+    data: str
+    data_mismatch: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> list[A.Run]:
+        return [r for r in self.runs if r.finished and r.predictions]
+
+    @property
+    def provenance(self) -> dict:
+        return A.provenance(self.runs)
+
+    def best_index(self, by: str = "sigma", subset: str = "test") -> int:
+        return M.best_run_index([r.metrics for r in self.finished], by=by, split=subset)
+
+    @property
+    def best(self) -> A.Run:
+        """The best run, as the thesis picked it (lowest test sigma, eq. 4.0.1)."""
+        return self.finished[self.best_index()]
+
+    def ensemble(self, subset: str = "test") -> M.Predictions:
+        return M.ensemble([r.predictions[subset] for r in self.finished])
+
+
+def _stored_roots(root: Path) -> list[Path]:
+    roots = [root / STORED_RUNS_DIR]
+    if (REPO / STORED_RUNS_DIR).resolve() != roots[0].resolve():
+        roots.append(REPO / STORED_RUNS_DIR)
+    return roots
+
+
+def _config_matches(cfg: Mapping, want: Mapping, keys: Sequence[str]) -> bool:
+    return all(cfg.get(k) == want.get(k) for k in keys)
+
+
+def page_runs(model: str, profile: str = "laptop", *, experiment: str | None = None, data: str | None = None,
+              epochs: int | None = None, seeds: Sequence[int] | None = None, root: str | Path = ".",
+              train: bool = True, **overrides: Any) -> PageRuns:
+    """The runs of ``model`` (or of a profile ``experiment``) for a page.
+
+    With the profile's own settings, a ``stored`` plan is read from
+    ``results/runs`` and a ``train`` plan is trained (or reused if complete).
+    Any change of ``epochs``, ``seeds`` or training options makes it a new
+    configuration, which is trained here (papermill users re-executing a page).
+    """
+    from . import train as T
+
+    prof = get_profile(profile)
+    plan = prof.experiments[experiment] if experiment else prof.plan(model)
+    model = plan.model
+    root = Path(root)
+    data = data or prof.data.path
+    over = {k: v for k, v in overrides.items() if v is not None}
+    changed = bool(over) or (epochs is not None and epochs != plan.epochs) or \
+        (seeds is not None and list(seeds) != list(plan.seeds))
+    eff_over = {**plan.overrides, **over}
+    eff_epochs = int(epochs if epochs is not None else plan.epochs)
+    eff_seeds = list(seeds if seeds is not None else plan.seeds)
+    label = plan.label or display_name(model)
+    if plan.source == "stored" and not changed:
+        want = T.resolve_config(model, data, epochs=eff_epochs, seed=eff_seeds[0], **eff_over) \
+            if Path(data).exists() else None
+        keys = [k for k in (want or {}) if k not in ("data", "profile", "seed", "data_sha256", "n_clusters")]
+        exact, similar = [], []
+        for r in A.find_runs(_stored_roots(root), model=model):
+            if r.seed not in eff_seeds:
+                continue
+            if want and _config_matches(r.config, want, keys):
+                (exact if r.config.get("data_sha256") == want["data_sha256"] else similar).append(r)
+        runs = exact or similar
+        seen, uniq = set(), []
+        for r in runs:
+            if r.seed not in seen:
+                seen.add(r.seed)
+                uniq.append(r)
+        pr = PageRuns(model, label, uniq, "stored" if uniq else "missing", plan, data,
+                      data_mismatch=bool(similar) and not exact)
+        if pr.data_mismatch:
+            pr.notes.append("The stored runs were made on a data file whose content hash differs from the "
+                            f"current {Path(data).name}; regenerate them with `cmlib stored-runs` for an exact match.")
+        if not uniq:
+            pr.notes.append(f"No stored runs for {label} with this configuration were found in "
+                            f"{STORED_RUNS_DIR}; create them with `cmlib stored-runs --models {model}`.")
+        return pr
+    if not train:
+        found = []
+        for s in eff_seeds:
+            cfg = T.resolve_config(model, data, epochs=eff_epochs, seed=s, **eff_over)
+            d = T.run_dir_for(cfg, root / plan.runs_dir)
+            if (d / "status.json").exists():
+                found.append(A.Run.load(d))
+        return PageRuns(model, label, found, "reused" if found else "missing", plan, data)
+    results = T.train_seeds(model, data, epochs=eff_epochs, seeds=eff_seeds, runs_dir=root / plan.runs_dir,
+                            profile=prof.name, verbose=False, **eff_over)
+    how = "reused" if all(r.reused for r in results) else "trained"
+    return PageRuns(model, label, [r.run for r in results], how, plan, data)
+
+
+# ---------------------------------------------------------------- rendering helpers
+
+def _fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
+    if v is None:
+        return "\u2013"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if not math.isfinite(float(v)):
+        return "\u2013"
+    return f"{float(v):+.{digits}f}" if signed else f"{float(v):.{digits}f}"
+
+
+def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
+               headers: Mapping[str, str] | None = None, row_class: str = "_class") -> str:
+    """A simple HTML table; a row's ``_class`` key becomes its CSS class."""
+    if not rows:
+        return "<p><em>(no rows)</em></p>"
+    columns = list(columns or [k for k in rows[0] if not k.startswith("_")])
+    headers = headers or {}
+    out = ['<table class="cmlib-table"><thead><tr>']
+    out += [f"<th>{html.escape(headers.get(c, c))}</th>" for c in columns]
+    out.append("</tr></thead><tbody>")
+    for r in rows:
+        cls = r.get(row_class)
+        out.append(f'<tr class="{html.escape(cls)}">' if cls else "<tr>")
+        out += [f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns]
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def provenance_markdown(pr: PageRuns) -> str:
+    """A short statement of how the runs on a page were produced."""
+    if not pr.runs:
+        return "**No runs.** " + " ".join(pr.notes)
+    p = pr.provenance
+    how = {"stored": "stored run artifacts (committed in `results/runs`, made by `cmlib stored-runs`)",
+           "trained": "trained while this page was built",
+           "reused": "completed runs reused by this build (same configuration)",
+           "missing": "missing"}[pr.how]
+    eps = p["epochs_completed"]
+    ep_txt = f"{min(eps)}\u2013{max(eps)}" if min(eps) != max(eps) else f"{eps[0]}"
+    es = f", early stopping after {p['early_stopping']} epochs without improvement" if p["early_stopping"] else ""
+    lines = [
+        f"**How these numbers were produced.** {pr.label}: {how}; profile `{p['profile']}`; "
+        f"{len(p['seeds'])} seed(s) {p['seeds']}; up to {p['epochs_max']} epochs{es} "
+        f"(completed: {ep_txt}); split `{p['split']}`; data `{p['data_file']}` "
+        f"(content hash `{p['data_sha256']}`, {p['n_clusters']} clusters); "
+        f"hardware: {p['hardware']}; total training time {p['wall_time_s_total'] / 60:.1f} min; "
+        f"code: cmlib {p['code_version']}.",
+    ]
+    if any(s != "complete" for s in p["statuses"]):
+        lines.append(f"Run statuses: {', '.join(p['statuses'])}.")
+    lines += pr.notes
+    return " ".join(lines)
+
+
+def run_yourself_markdown(model: str, profile: str = "laptop", *, page: str = "architecture.ipynb",
+                          plan: RunPlan | None = None, data: str | None = None) -> str:
+    """The exact commands that regenerate a page and its runs."""
+    prof = get_profile(profile)
+    plan = plan or prof.plan(model)
+    data = data or prof.data.path
+    seeds = f"{min(plan.seeds)}-{max(plan.seeds)}" if len(plan.seeds) > 1 else str(plan.seeds[0])
+    over = "".join(f" --{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in plan.overrides.items())
+    pm = (f"papermill notebooks/{page} {model}.ipynb -p model {model} -p profile {profile} "
+          f"-p epochs {plan.epochs} -p seeds \"{list(plan.seeds)}\"")
+    thesis = (f"papermill notebooks/{page} {model}_thesis.ipynb -p model {model} -p profile thesis")
+    return (
+        ":::{admonition} Run it yourself\n:class: tip\n"
+        f"Re-execute this page (trains only what is not on disk yet):\n\n```bash\n{pm}\n```\n\n"
+        f"Train the runs directly:\n\n```bash\ncmlib train --model {model} --data {data} --epochs {plan.epochs} "
+        f"--seeds {seeds}{over}\n```\n\n"
+        f"The thesis's budget (4000 epochs \u00d7 10 seeds for the deep models; a GPU job):\n\n"
+        f"```bash\n{thesis}\n```\n:::\n"
+    )
+
+
+def seed_rows(pr: PageRuns) -> list[dict]:
+    """One row per run: status, epochs, best epoch, test and train metrics."""
+    rows = []
+    best = pr.best_index() if pr.finished else -1
+    for i, r in enumerate(pr.finished):
+        m = r.metrics
+        t, tr = m.get("test", {}), m.get("train", {})
+        rows.append({
+            "seed": r.seed, "status": r.status, "epochs": r.status_info.get("epochs_completed"),
+            "best epoch": r.status_info.get("best_epoch"),
+            "val loss (best)": _fmt(m.get("loss", {}).get("val_best"), 4),
+            "σ test": _fmt(t.get("sigma")), "μ test": _fmt(t.get("mu"), signed=True),
+            "std(x) test": _fmt(t.get("std")), "σ train": _fmt(tr.get("sigma")),
+            "μ train": _fmt(tr.get("mu"), signed=True),
+            "_class": "best" if i == best else "",
+        })
+    return rows
+
+
+def summary_rows(pr: PageRuns, *, thesis_model: str | None = None) -> list[dict]:
+    """Best run (thesis choice), mean ± std over seeds, the ensemble, and the thesis's numbers."""
+    rows: list[dict] = []
+    fin = pr.finished
+    if not fin:
+        return rows
+    keys = ("sigma", "mu", "std", "nmad", "outlier_frac")
+
+    def row(name, m_test, m_train=None, cls=""):
+        r = {"": name}
+        for k in keys:
+            r[f"{k} test"] = _fmt(m_test.get(k), signed=k == "mu") if isinstance(m_test.get(k), float) or \
+                m_test.get(k) is None else m_test.get(k)
+        r["sigma train"] = _fmt((m_train or {}).get("sigma")) if m_train is not None else "\u2013"
+        r["mu train"] = _fmt((m_train or {}).get("mu"), signed=True) if m_train is not None else "\u2013"
+        r["_class"] = cls
+        return r
+
+    b = pr.best
+    rows.append(row(f"best run (seed {b.seed}, lowest test σ)", b.metrics["test"], b.metrics.get("train")))
+    if len(fin) > 1:
+        stats_t = M.mean_std_over_seeds([r.metrics["test"] for r in fin])
+        stats_tr = M.mean_std_over_seeds([r.metrics["train"] for r in fin])
+        r = {"": f"mean ± std over {len(fin)} seeds"}
+        for k in keys:
+            s = stats_t.get(k)
+            r[f"{k} test"] = f"{s['mean']:.3f} ± {s['std']:.3f}" if s else "\u2013"
+        for k, col in (("sigma", "sigma train"), ("mu", "mu train")):
+            s = stats_tr.get(k)
+            r[col] = f"{s['mean']:.3f} ± {s['std']:.3f}" if s else "\u2013"
+        rows.append(r)
+        ens_t = M.point_metrics(pr.ensemble("test").pred, pr.ensemble("test").true)
+        ens_tr = M.point_metrics(pr.ensemble("train").pred, pr.ensemble("train").true)
+        rows.append(row(f"ensemble of the {len(fin)} seeds", ens_t, ens_tr))
+    tm = thesis_model or pr.model
+    if tm in TABLE5:
+        t5 = TABLE5[tm]
+        rows.append({"": "thesis (Table 5, its data, 4000 epochs)" if tm != "basic" else
+                     "thesis (Table 5, its data)", "sigma test": _fmt(t5["sigma_test"]),
+                     "mu test": _fmt(t5["mu_test"], signed=True), "std test": "\u2013", "nmad test": "\u2013",
+                     "outlier_frac test": "\u2013", "sigma train": _fmt(t5["sigma_train"]),
+                     "mu train": _fmt(t5["mu_train"], signed=True), "_class": "thesis"})
+    return rows
+
+
+SUMMARY_HEADERS = {"sigma test": "σ test (4.0.1)", "mu test": "μ test (4.0.4)", "std test": "std(x) test",
+                   "nmad test": "NMAD test", "outlier_frac test": "|x|>0.3 test", "sigma train": "σ train",
+                   "mu train": "μ train"}
+
+
+def require_runs(pr: PageRuns) -> None:
+    """Fail loudly (the book build stops) if a page has nothing to show."""
+    if not pr.finished:
+        raise CmlibError(f"no finished runs for {pr.label}: " + " ".join(pr.notes))
