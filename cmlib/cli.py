@@ -27,25 +27,14 @@ examples:
 
 def _parse_seeds(text: str) -> list[int]:
     """'0-9' -> [0..9]; '0,3,5' -> [0,3,5]; '4' -> [4]."""
-    seeds: list[int] = []
+    from .profiles import parse_seed_list
+
+    if not text.strip() or text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"invalid seed list '{text}': use 4, 0-9 or 0,3,5")
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, part)
-                lo_i, hi_i = int(lo), int(hi)
-                if hi_i < lo_i:
-                    raise ValueError
-                seeds.extend(range(lo_i, hi_i + 1))
-            elif part:
-                seeds.append(int(part))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid seed list '{text}': use a number (4), a range (0-9) or a comma list (0,3,5)"
-        ) from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"invalid seed list '{text}': seeds are non-negative integers")
-    return seeds
+        return parse_seed_list(text)
+    except CmlibError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parse_set(items: Sequence[str] | None) -> dict[str, str]:

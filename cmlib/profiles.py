@@ -169,3 +169,39 @@ def format_profiles() -> str:
             lines.append(f"    {plan.model:<16}{label} {plan.epochs:>5} epochs x {len(plan.seeds):>2} seeds "
                          f"({plan.source}){extra}")
     return "\n".join(lines)
+
+
+def parse_seed_list(value) -> list[int]:
+    """Seeds from a list, an int, or text: '0-9', '0,3,5', '[0, 1, 2]' (papermill -p passes text)."""
+    if value is None:
+        raise InputError("no seeds given")
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str):
+        text = value.strip().strip("[]()").replace(" ", "")
+        seeds: list[int] = []
+        try:
+            for part in filter(None, text.split(",")):
+                if "-" in part[1:]:
+                    lo, hi = (int(v) for v in part.split("-", 1))
+                    if hi < lo:
+                        raise ValueError
+                    seeds.extend(range(lo, hi + 1))
+                else:
+                    seeds.append(int(part))
+        except ValueError:
+            raise InputError(f"invalid seed list '{value}': use 4, 0-9, 0,3,5 or [0, 1, 2]") from None
+        value = seeds
+    seeds = [int(s) for s in value]
+    if not seeds or any(s < 0 for s in seeds):
+        raise InputError(f"invalid seed list {value!r}: give at least one non-negative integer")
+    return seeds
+
+
+def parse_name_list(value) -> list[str] | None:
+    """Model names from a list or text ('basic,vgg16' or "['basic', 'vgg16']"); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip().strip("'\"") for v in value.strip().strip("[]").split(",") if v.strip()]
+    return [str(v) for v in value]

@@ -86,8 +86,12 @@ def page_runs(model: str, profile: str = "laptop", *, experiment: str | None = N
     """
     from . import train as T
 
+    from .profiles import parse_seed_list
+
     prof = get_profile(profile)
     plan = prof.experiments[experiment] if experiment else prof.plan(model)
+    seeds = parse_seed_list(seeds) if seeds is not None else None
+    epochs = int(epochs) if epochs is not None else None
     model = plan.model
     root = Path(root)
     data = data or prof.data.path
@@ -290,3 +294,58 @@ def require_runs(pr: PageRuns) -> None:
     """Fail loudly (the book build stops) if a page has nothing to show."""
     if not pr.finished:
         raise CmlibError(f"no finished runs for {pr.label}: " + " ".join(pr.notes))
+
+
+def cluster_images(path: str | Path, cluster_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """The (50, 50, 10) images of some clusters, read by id without loading the whole file."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ids = f["cluster_id"][:]
+        pos = {int(c): i for i, c in enumerate(ids)}
+        missing = [int(c) for c in cluster_ids if int(c) not in pos]
+        if missing:
+            raise CmlibError(f"cluster ids {missing[:5]} are not in {path}")
+        rows = sorted({pos[int(c)] for c in cluster_ids})
+        block = f["images"][rows] if rows else np.zeros((0, 50, 50, 10), np.float32)
+    by_row = {r: block[k] for k, r in enumerate(rows)}
+    return {int(c): by_row[pos[int(c)]] for c in cluster_ids}
+
+
+def cluster_png(image: np.ndarray, *, bands: Sequence[int] = (1, 2, 3), cap: float = 3.0, title: str = "") -> bytes:
+    """PNG of one cluster: the thesis's three input bands (capped as in Fig. 18) and all bands summed."""
+    from . import plots
+    from .schema import band_label
+
+    panels = [image[..., b] for b in bands] + [image.sum(axis=-1)]
+    titles = [band_label(b).replace("band ", "b") for b in bands] + ["all 10 bands"]
+    import matplotlib.pyplot as plt
+
+    plots.apply_style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.0 * len(panels), 2.25))
+    for ax, img, t in zip(axes, panels, titles):
+        vmax = cap if t != "all 10 bands" else max(cap * 3, 1.0)
+        ax.imshow(np.minimum(img, vmax), cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set_title(t, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return plots.to_png_bytes(fig, dpi=80)
+
+
+def scatter_png(model: str, p, highlight: Sequence[int] = (), *, title: str = "") -> bytes:
+    """PNG of predicted vs true mass for one model's test set, curated clusters numbered."""
+    from . import plots
+
+    fig, ax = plots._new(figsize=(4.6, 4.3))
+    plots._scatter(ax, p, col=plots.color(model), errorbars=False, alpha=0.45)
+    for k, i in enumerate(highlight, start=1):
+        ax.scatter([p.true[i]], [p.pred[i]], s=60, facecolor="none", edgecolor="k", lw=1.2)
+        ax.annotate(str(k), (p.true[i], p.pred[i]), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    m = M.point_metrics(p.pred, p.true)
+    ax.set_title(title or f"{display_name(model)}: test set, \u03c3={m['sigma']:.3f}, \u03bc={m['mu']:+.3f}",
+                 fontsize=9)
+    return plots.to_png_bytes(fig, dpi=80)

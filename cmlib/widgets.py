@@ -167,3 +167,47 @@ def predictions_explorer(models: Mapping[str, Predictions], render_cluster: Call
 def encode_png_html(png: bytes, width: int = 420) -> str:
     """An ``<img>`` tag with the PNG inlined (for HTML tables and outputs)."""
     return f'<img width="{width}" src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
+
+
+def predictions_explorer_live(models: Mapping[str, Predictions], render_cluster: Callable[[int], bytes], *,
+                              display_names: Mapping[str, str] | None = None):
+    """The explorer for a live notebook: any test cluster of any model (needs a running kernel).
+
+    Pick a model and type or choose any cluster id of its test set; the band
+    images and the true and predicted masses are rendered on demand.
+    """
+    w = _w()
+    names = display_names or {}
+    keys = list(models)
+    msel = w.Dropdown(options=[(names.get(m, m), m) for m in keys], description="model:")
+    first = models[keys[0]]
+    csel = w.Combobox(options=[str(int(c)) for c in first.cluster_id], value=str(int(first.cluster_id[0])),
+                      description="cluster id:", ensure_option=True)
+    out = w.Output()
+
+    def show(*_):
+        p = models[msel.value]
+        csel.options = [str(int(c)) for c in p.cluster_id]
+        try:
+            cid = int(csel.value)
+        except ValueError:
+            return
+        hit = np.flatnonzero(p.cluster_id == cid)
+        out.clear_output(wait=True)
+        with out:
+            from IPython.display import HTML, display
+
+            if hit.size == 0:
+                display(HTML(f"<p>cluster {cid} is not in the test set of {html.escape(msel.value)}</p>"))
+                return
+            i = int(hit[0])
+            rows = [("cluster id", cid), ("redshift z", f"{p.z[i]:.3f}" if p.z is not None else "n/a"),
+                    ("true log M500", f"{p.true[i]:.3f}"),
+                    ("predicted log M500", f"{p.pred[i]:.3f}" + (f" \u00b1 {p.sigma[i]:.3f}" if p.sigma is not None else "")),
+                    ("x = pred \u2212 true", f"{p.x[i]:+.3f} dex")]
+            display(_cluster_page(render_cluster(cid), rows))
+
+    msel.observe(show, names="value")
+    csel.observe(show, names="value")
+    show()
+    return w.VBox([w.HBox([msel, csel]), out])
