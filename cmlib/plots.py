@@ -475,3 +475,90 @@ def to_png_bytes(fig: Figure, dpi: int = 90) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- physics figures
+
+def _shade_bands(ax, alpha: float = 0.06) -> None:
+    from .schema import BAND_EDGES_EV, THESIS_BANDS
+
+    for i in range(len(BAND_EDGES_EV) - 1):
+        lo, hi = BAND_EDGES_EV[i] / 1e3, BAND_EDGES_EV[i + 1] / 1e3
+        ax.axvspan(lo, hi, color="C1" if i in THESIS_BANDS else "0.5", alpha=alpha * (2.5 if i in THESIS_BANDS else 1),
+                   lw=0)
+
+
+def plot_spectra(kts: Sequence[float] = (0.5, 1.0, 2.0, 5.0, 10.0), *, nh_cm2: float = 3e20,
+                 metallicity: float = 0.3, e_range=(0.1, 20.0)) -> Figure:
+    """Thermal spectra at several temperatures, with and without Galactic absorption (cf. thesis Fig. 2).
+
+    Energy spectra E dN/dE of the bremsstrahlung continuum plus approximate
+    lines (:func:`cmlib.physics.cluster_photon_spectrum`), normalised to the
+    same emission measure; dashed: absorbed by N_H (Morrison & McCammon 1983).
+    The ten bands of thesis Table 1 are shaded (the thesis's three in orange).
+    """
+    from . import physics
+
+    e = np.geomspace(e_range[0], e_range[1], 3000)
+    fig, ax = _new(figsize=(7.2, 4.4))
+    cmap = plt.get_cmap("plasma")
+    trans = physics.galactic_transmission(e, nh_cm2)
+    for k, kt in enumerate(kts):
+        col = cmap(0.1 + 0.8 * k / max(1, len(kts) - 1))
+        s = e * physics.cluster_photon_spectrum(e, kt, metallicity, lines=True)
+        cont = e * physics.bremsstrahlung_photon_spectrum(e, kt)
+        ax.plot(e, cont, color=col, lw=0.8, alpha=0.6)
+        ax.plot(e, s * trans, color=col, lw=1.6, ls="--")
+        ax.plot(e, s, color=col, lw=1.2, label=f"kT = {kt:g} keV ({kt * 11.6:.0f} MK)")
+    _shade_bands(ax)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-4, 3)
+    ax.set_xlim(*e_range)
+    ax.set_xlabel("photon energy E [keV]")
+    ax.set_ylabel(r"$E\,dN/dE$ [arbitrary, per emission measure]")
+    ax.set_title(f"thermal emission; thin: continuum only, dashed: absorbed by N$_H$ = {nh_cm2:.0e} cm$^{{-2}}$",
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def plot_spectrum_in_bands(kt: float, z: float, *, nh_cm2: float = 3e20, metallicity: float = 0.3,
+                           dpi_small: bool = False) -> Figure:
+    """One cluster spectrum as eROSITA sees it: observed-frame spectrum (left), counts per band (right).
+
+    The rest-frame spectrum (continuum + lines) is redshifted, absorbed,
+    multiplied by the effective area and redistributed into the ten bands
+    (:func:`cmlib.instrument.thermal_rate_per_flux_direct`); the bars are the
+    share of the source counts per band.
+    """
+    from . import instrument, physics
+    from .schema import BAND_EDGES_EV, THESIS_BANDS
+
+    e = np.linspace(0.15, 3.0, 1200)
+    fig, (a1, a2) = _new(1, 2, figsize=(9.6, 3.4), gridspec_kw={"width_ratios": [1.25, 1]})
+    spec = physics.cluster_photon_spectrum(e * (1 + z), kt, metallicity, lines=True)
+    obs = spec * physics.galactic_transmission(e, nh_cm2) * instrument.effective_area(e)
+    a1.plot(e, obs / obs.max(), color="C3", lw=1.4, label="detected (absorbed × effective area)")
+    a1.plot(e, spec / spec[np.searchsorted(e, 1.0)] * (obs / obs.max())[np.searchsorted(e, 1.0)],
+            color="0.4", lw=0.9, ls="--", label="emitted, redshifted")
+    _shade_bands(a1)
+    a1.set_xlim(0.15, 3.0)
+    a1.set_ylim(0, 1.35)
+    a1.set_xlabel("observed energy [keV]")
+    a1.set_ylabel("photons per keV (scaled)")
+    a1.legend(fontsize=7.5, loc="upper right")
+    a1.set_title(f"kT = {kt:g} keV, z = {z:g}", fontsize=9.5)
+    rates = instrument.thermal_rate_per_flux_direct(kt, z, nh_cm2, metallicity)
+    share = 100 * rates / rates.sum()
+    cols = ["C1" if i in THESIS_BANDS else "0.55" for i in range(len(share))]
+    a2.bar(np.arange(1, len(share) + 1), share, color=cols)
+    for i, v in enumerate(share):
+        a2.text(i + 1, v + 0.3, f"{v:.0f}", ha="center", fontsize=7)
+    a2.set_xticks(np.arange(1, len(share) + 1))
+    a2.set_xlabel("band (thesis Table 1; orange: bands 2\u20134)")
+    a2.set_ylabel("share of the counts [%]")
+    a2.set_ylim(0, max(30, share.max() * 1.2))
+    a2.set_title(f"bands 2\u20134 hold {share[list(THESIS_BANDS)].sum():.0f} % of the counts", fontsize=9.5)
+    fig.tight_layout()
+    return fig

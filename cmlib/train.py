@@ -141,7 +141,9 @@ def run_dir_for(cfg: dict, runs_dir: str | os.PathLike) -> Path:
 
 def environment() -> dict:
     """Package versions, backend, device and machine of this process."""
-    import keras
+    from ._env import import_keras
+
+    keras = import_keras()
 
     backend = keras.backend.backend()
     env: dict[str, Any] = {
@@ -294,8 +296,9 @@ def _checkpoints(run_dir: Path) -> list[Path]:
 def _deterministic(seed: int) -> None:
     import logging
 
-    import keras
+    from ._env import import_keras
 
+    keras = import_keras()
     keras.utils.set_random_seed(int(seed))
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -364,9 +367,10 @@ def train_run(cfg: dict, runs_dir: str | os.PathLike = "runs", *, force: bool = 
 
 
 def _train(cfg: dict, run_dir: Path, *, verbose: bool) -> RunResult:
-    import keras
-
     from . import data as D
+    from ._env import import_keras
+
+    keras = import_keras()
     from . import models as Mz
 
     d, split, prep = _prepared(cfg)
