@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ._io import read_json, stable_hash
+from ._io import stable_hash, to_json
 from .errors import CmlibError
 from .profiles import PAGE_MODELS, Profile, RunPlan, get_profile
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("_config.yml", "_toc.yml", "_static", "book", "notebooks")
+SOURCES = ("_config.yml", "_toc.yml", "_static", "_assets", "book", "notebooks")
 GENERATED = Path("book") / "generated"
 
 
@@ -45,6 +45,7 @@ class NotebookJob:
     name: str            # output path under book/generated, without .ipynb
     template: str        # file in notebooks/
     params: dict
+    title: str = ""      # replaces the template's first heading (one template, many pages)
 
 
 def notebook_jobs(profile: Profile) -> list[NotebookJob]:
@@ -57,8 +58,12 @@ def notebook_jobs(profile: Profile) -> list[NotebookJob]:
         NotebookJob("data_preparation", "data_preparation.ipynb", dict(base)),
         NotebookJob("training_parameters", "training_parameters.ipynb", dict(base)),
     ]
+    from .thesis import DISPLAY_NAMES, SECTIONS
+
     for m in PAGE_MODELS:
-        jobs.append(NotebookJob(f"models/{m}", "architecture.ipynb", {**base, "model": m}))
+        title = (f"{DISPLAY_NAMES[m]} (thesis Sect. {SECTIONS[m]})" if m in SECTIONS
+                 else f"{DISPLAY_NAMES.get(m, m)}: the published baseline")
+        jobs.append(NotebookJob(f"models/{m}", "architecture.ipynb", {**base, "model": m}, title))
     jobs += [
         NotebookJob("results", "results.ipynb", dict(base)),
         NotebookJob("explorer", "explorer.ipynb", dict(base)),
@@ -103,8 +108,8 @@ def ensure_data(profile: Profile, root: Path) -> Path:
                 ok = (int(f.attrs.get("n_clusters", -1)) == profile.data.n
                       and int(f.attrs.get("seed", -1)) == profile.data.seed
                       and str(f.attrs.get("physics_version", "")) == simulate.PHYSICS_VERSION
-                      and json.loads(f.attrs.get("generator_params", "{}")) == simulate.params_to_dict(
-                          simulate.SimulationParams()))
+                      and json.loads(f.attrs.get("generator_params", "{}")) == json.loads(
+                          to_json(simulate.params_to_dict(simulate.SimulationParams()))))
         except (OSError, ValueError, KeyError):
             ok = False
         if ok:
@@ -199,6 +204,12 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
             tmp.unlink(missing_ok=True)
             raise
         nb = nbformat.read(tmp, as_version=4)
+        if job.title:
+            _retitle(nb, job.title)
+        for cell in nb.cells:  # parameters stay visible but collapsed on the page
+            tags = cell.metadata.setdefault("tags", [])
+            if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
+                tags.append("hide-input")
         nb.metadata["cmlib"] = {"inputs_key": key, "profile": profile.name, "template": job.template,
                                 "params": job.params, "seconds": round(time.time() - t, 1)}
         nbformat.write(nb, tmp)
@@ -207,6 +218,15 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
         done.append(job.name)
         _log(f"notebooks: {job.name} executed in {time.time() - t:.0f} s")
     return done
+
+
+def _retitle(nb, title: str) -> None:
+    """Replace the first Markdown heading of a notebook (the page title)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+            lines = cell.source.lstrip().splitlines()
+            cell.source = "\n".join([f"# {title}"] + lines[1:])
+            return
 
 
 def build_html(root: Path) -> Path:

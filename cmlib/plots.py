@@ -163,6 +163,10 @@ def plot_lr_comparison(runs: Mapping[str, Run], *, log: bool = True) -> Figure:
 
 def _scatter(ax, p: Predictions, *, col: str, label: str | None = None, alpha: float = 0.5,
              errorbars: bool = True, lim=(12.9, 15.1), s: float = 7, identity: bool = True) -> None:
+    finite = np.concatenate([p.true[np.isfinite(p.true)], p.pred[np.isfinite(p.pred)]])
+    if finite.size and (finite.min() < lim[0] or finite.max() > lim[1]):
+        # predictions outside the thesis's range (an untrained or diverged model): show them anyway
+        lim = (min(lim[0], float(finite.min()) - 0.1), max(lim[1], float(finite.max()) + 0.1))
     if p.sigma is not None and errorbars and p.true.size <= 1500:
         ax.errorbar(p.true, p.pred, yerr=p.sigma, fmt="none", ecolor=col, alpha=0.25, lw=0.6)
     ax.scatter(p.true, p.pred, s=s, color=col, alpha=alpha, lw=0, label=label)

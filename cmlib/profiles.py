@@ -90,7 +90,8 @@ SMOKE = Profile(
     models={
         "basic": RunPlan("basic", 2, (0, 1)),
         "krippendorf2023": RunPlan("krippendorf2023", 1, (0,)),
-        **_deep(1, (0,)),
+        # eager execution: for one tiny epoch, tracing the deep graphs costs more than computing them
+        **_deep(1, (0,), run_eagerly=True),
     },
     experiments={
         "basic_overfit": RunPlan("basic", 3, (0,), {"early_stopping": 0}, label="no early stopping"),
