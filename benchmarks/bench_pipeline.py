@@ -27,13 +27,14 @@ Three measurements, printed as tables and written to
 
    Steps per second = batches per epoch / time per epoch, median over the
    timed rounds (after one warm-up epoch per mode), compared with the faster
-   reference.  Two clocks are reported: the **process CPU time** (all
-   threads), which is the pass criterion, and the wall time.  On a shared
-   2-core machine the wall time of an epoch swings by +-30 % with the other
-   users' load, while the CPU time measures the work this process does; when
-   the model keeps every core busy, as here, the input pipeline's extra CPU
-   work is exactly what it costs in throughput.  Target: >= 95 %.  The input
-   pipelines alone (iterated without a model) are timed too.
+   reference.  The pass criterion is the issue's: **training steps per
+   second (wall clock)** of the basic CNN with its thesis recipe (50 x 50 x 3,
+   random flips), >= 95 % of the faster in-memory reference, for the path
+   ``backend="auto"`` picks on each backend.  Run it on an otherwise idle
+   machine: on a shared 2-core machine the wall time of an epoch swings by
+   +-30 % with other users' load.  The process CPU time (all threads) is
+   reported beside it, and the padded 71 x 71 flip-rot90 configuration and
+   the input pipelines alone (iterated without a model) for information.
 3. **Importer peak memory**: ``import_lmu`` of a synthetic float64 pickle in
    a fresh process; growth of the peak RSS (``VmHWM``) over the RSS before
    the import, relative to the pickle size (target: about 1x, i.e. no second
@@ -230,9 +231,13 @@ def bench_throughput(n: int, rounds: int, batch_size: int, augment: str, bands: 
         "reference numpy": lambda: model.fit({"image": x_img, "redshift": x_z}, y, batch_size=batch_size,
                                              epochs=1, verbose=0, shuffle=False),
         "cmlib tf.data": fit_cmlib("tf"),
-        "cmlib PyDataset": fit_cmlib("array"),
     }
     wall, cpu = _interleave(modes, rounds)
+    # the PyDataset path (for information only on TensorFlow: backend="auto" does not pick it there) is
+    # timed afterwards, so that its worker thread cannot disturb the interleaved comparison
+    w2, c2 = _interleave({"cmlib PyDataset": fit_cmlib("array")}, max(2, rounds // 2))
+    wall.update(w2)
+    cpu.update(c2)
 
     def drain(make):
         c = time.process_time()
@@ -307,7 +312,9 @@ def _print_throughput(r: dict) -> None:
     for mode in r["steps_per_cpu_s"]:
         rc, rw = r["ratio_cpu"].get(mode), r["ratio_wall"].get(mode)
         crit = mode in r["criterion"]
-        flag = "" if rc is None else ("  ok" if rc >= TARGET else "  < 95 %") if crit else "  (info)"
+        main = r["config"]["pad"] == "none" and r["config"]["augment"] == "flip"
+        judged = rw if main else None
+        flag = "" if rc is None else ("  ok" if judged >= TARGET else "  < 95 %") if (crit and main) else "  (info)"
         print(f"   {mode:<20} {r['steps_per_cpu_s'][mode]:11.1f} "
               f"{'' if rc is None else f'{rc * 100:7.1f}%':>8} {r['steps_per_wall_s'][mode]:13.1f} "
               f"{'' if rw is None else f'{rw * 100:7.1f}%':>8}{flag}")
@@ -371,15 +378,17 @@ def main(argv=None) -> int:
         print(json.dumps(bench_throughput_jax(*json.loads(args.jax_worker))))
         return 0
     n = args.n or (1500 if args.quick else 7000)
-    rounds = args.rounds or (2 if args.quick else 8)
+    rounds = args.rounds or (2 if args.quick else 12)
     n_load = 2000 if args.quick else 7946
     n_import = 300 if args.quick else 1000
     load_before = _loadavg()
     result: dict = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "cmlib": __version__,
                     "python": platform.python_version(), "machine": platform.machine(),
                     "cpu_count": os.cpu_count(), "quick": bool(args.quick), "target_ratio": TARGET,
-                    "criterion": "process-CPU-time steps/s of the path backend='auto' picks, vs the faster "
-                                 "in-memory reference on the same backend"}
+                    "criterion": "training steps per second (wall clock, median over interleaved rounds) of the "
+                                 "basic CNN with its thesis recipe (50x50x3, random flips) through the path "
+                                 "backend='auto' picks, vs the faster of two pre-built in-memory references on "
+                                 "the same backend; the padded flip-rot90 configuration is reported for information"}
     with tempfile.TemporaryDirectory(prefix="cmlib-bench-") as tmp:
         work = Path(tmp)
         print(f"1. loading a {n_load}-cluster file ...", flush=True)
@@ -414,13 +423,14 @@ def main(argv=None) -> int:
               f"{imp['seconds']} s ({imp['extrapolated_7946_s']} s extrapolated to 7946 clusters)")
     result["loadavg_before"] = load_before
     result["loadavg_after"] = _loadavg()
-    result["pass"] = all(r["ratio_cpu"][m] >= TARGET for r in result["throughput"] for m in r["criterion"])
+    main_runs = [r for r in result["throughput"] if r["config"]["pad"] == "none" and r["config"]["augment"] == "flip"]
+    result["pass"] = all(r["ratio_wall"][m] >= TARGET for r in main_runs for m in r["criterion"])
     out = Path(args.out)
     atomic_write_json(out, result)
     print(f"\nload average before/after: {load_before} / {result['loadavg_after']} "
           f"(2 shared cores: wall times are noisy, CPU times less so)")
-    print(f"{'PASS' if result['pass'] else 'FAIL'}: the input path each backend uses runs at >= {TARGET:.0%} of the "
-          f"in-memory reference (CPU time); wrote {out}")
+    print(f"{'PASS' if result['pass'] else 'FAIL'}: (thesis recipe, wall clock) the input path each backend uses runs at >= {TARGET:.0%} of the "
+          f"in-memory reference; wrote {out}")
     return 0 if result["pass"] else 1
 
 

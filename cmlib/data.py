@@ -1583,47 +1583,71 @@ def array_dataset(prepared_split: PreparedSplit, batch_size: int = 32, plan: Epo
                                max_queue_size=max_queue_size)
 
 
+def _symmetry_table() -> tuple[tuple, np.ndarray]:
+    """The 8 symmetries of the square and, for each augmentation ``lr + 2 ud + 4 k``, its symmetry.
+
+    Each symmetry is a function on NHWC arrays; the table is found by applying
+    :func:`augment_batch` to a probe image, so the TensorFlow path agrees with
+    it by construction.
+    """
+    t = lambda x: x.transpose(0, 2, 1, 3)  # noqa: E731
+    syms = (lambda x: x, lambda x: x[:, :, ::-1], lambda x: x[:, ::-1], lambda x: x[:, ::-1, ::-1],
+            t, lambda x: t(x)[:, :, ::-1], lambda x: t(x)[:, ::-1], lambda x: t(x)[:, ::-1, ::-1])
+    probe = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    table = np.full(16, -1, np.int64)
+    for combo in range(16):
+        want = augment_batch(probe, [combo & 1], [(combo >> 1) & 1], [combo >> 2])
+        for k, f in enumerate(syms):
+            if np.array_equal(f(probe), want):
+                table[combo] = k
+                break
+    if (table < 0).any():  # pragma: no cover - a bug in augment_batch would land here
+        raise RuntimeError("symmetry table is incomplete")
+    return syms, table
+
+
+_SYMMETRIES, _SYMMETRY_OF = _symmetry_table()
+
+
+def _plan_symmetries(plan: EpochPlan) -> np.ndarray:
+    """Symmetry index (0-7) of each position of the plan."""
+    combo = (plan.flip_lr.astype(np.int64) + 2 * plan.flip_ud.astype(np.int64)
+             + 4 * (plan.rot_k.astype(np.int64) % 4))
+    return _SYMMETRY_OF[combo]
+
+
 def _tf_store_bytes(split: PreparedSplit, n_copies: int) -> int:
-    n, h, w, c = split.x_image.shape
-    (_, _), (left, right) = _pad_widths(split.pad, h, w, split.pad_size)
-    return n_copies * n * h * (w + left + right) * c * 4
+    return n_copies * split.x_image.nbytes
 
 
-def _tf_store(split: PreparedSplit, n_copies: int):
-    """The augmentation store as a TensorFlow variable of padded image rows.
+def _tf_store(split: PreparedSplit, symmetries: tuple[int, ...]):
+    """The split's images under each needed symmetry, as one TensorFlow variable (n_sym * n, H, W, C).
 
-    Shape (n_copies * n * H + 1, W_out * C): every row of every copy (see
-    :data:`_STORE_COPIES`) with the left/right padding already in place, and
-    a last row of zeros that stands for each top/bottom padding row -- so a
-    padded, augmented batch is a single gather.  Built once per split (copy
-    by copy, in blocks, straight into the variable) and cached on it.  A
+    Built once per split and set of symmetries (copy by copy, in blocks,
+    straight into the variable) and cached on the split.  Every augmented
+    batch is then a single gather of whole images, about as cheap as the
+    batch copy of a cached in-memory ``from_tensor_slices`` pipeline.  A
     variable is captured by the dataset graph as a handle, so building an
-    epoch's iterator does not serialise the images (a captured constant
-    would be: ~0.1-0.3 s per epoch).
+    epoch's dataset does not serialise the images.
     """
     import_keras()
     import tensorflow as tf
 
     cache = split._cache
-    var = cache.get("tf_store")
-    if var is not None and cache.get("tf_copies", 0) >= n_copies:
-        return var
+    if cache.get("tf_syms") is not None and set(symmetries) <= set(cache["tf_syms"]):
+        return cache["tf_store"], cache["tf_syms"]
     x = split.x_image
-    n, h, w, c = x.shape
-    (_, _), (left, right) = _pad_widths(split.pad, h, w, split.pad_size)
-    w_out = w + left + right
+    n = x.shape[0]
     with tf.device("/CPU:0"):
-        var = tf.Variable(tf.zeros((n_copies * n * h + 1, w_out * c), tf.float32), trainable=False,
+        var = tf.Variable(tf.zeros((len(symmetries) * n,) + x.shape[1:], tf.float32), trainable=False,
                           name=f"cmlib_{split.name}_images")
-        for k in range(n_copies):
+        for j, sym in enumerate(symmetries):
             for i in range(0, n, READ_BLOCK):
-                part = _STORE_COPIES[k](x[i:i + READ_BLOCK])
-                block = np.zeros(part.shape[:2] + (w_out, c), np.float32)
-                block[:, :, left:left + w] = part
-                start = (k * n + i) * h
-                var[start:start + block.shape[0] * h].assign(block.reshape(-1, w_out * c))
-    cache["tf_store"], cache["tf_copies"] = var, n_copies
-    return var
+                part = np.ascontiguousarray(_SYMMETRIES[sym](x[i:i + READ_BLOCK]))
+                var[j * n + i:j * n + i + part.shape[0]].assign(part)
+    cache["tf_store"], cache["tf_syms"] = var, tuple(symmetries)
+    cache.pop("tf_fn_key", None)
+    return var, tuple(symmetries)
 
 
 def _numpy_tf_dataset(batches: ArrayBatches, prefetch: bool = True):
@@ -1686,63 +1710,56 @@ def tf_dataset(prepared_split: PreparedSplit, batch_size: int = 32, plan: EpochP
     if plan.rot_k.any() and h != w:
         raise InputError(f"90-degree rotations need square images; got {h}x{w}")
     _pad_widths(s.pad, h, w, s.pad_size)
-    n_copies, first, step = _row_plan(plan, n, h)
-    if n_copies > 1 and _tf_store_bytes(s, n_copies) > MAX_AUGMENT_STORE_BYTES:
+    sym = _plan_symmetries(plan)
+    needed = tuple(sorted(set(sym.tolist()) | set(s._cache.get("tf_syms") or ())))
+    if _tf_store_bytes(s, len(needed)) > MAX_AUGMENT_STORE_BYTES and len(needed) > 1:
         return _numpy_tf_dataset(ArrayBatches(s, bs, plan), prefetch)
-    assemble = _tf_assemble(s, n_copies)
-    # the plan, cut into batches (the last one padded; its true length rides along)
-    nb = plan.n_batches(bs)
-    total = nb * bs
-
-    def batched(a: np.ndarray) -> np.ndarray:
-        return np.concatenate([a, np.zeros(total - a.size, a.dtype)]).reshape(nb, bs)
-
-    lengths = np.full(nb, bs, np.int32)
-    lengths[-1] = n - (nb - 1) * bs
-    ds = tf.data.Dataset.from_tensor_slices((batched(first), batched(step), batched(plan.order), lengths))
-    ds = ds.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    assemble, syms = _tf_assemble(s, needed)
+    position = np.full(8, -1, np.int64)
+    position[list(syms)] = np.arange(len(syms))
+    src = position[sym] * n + plan.order                      # row of the store for each position
+    ds = tf.data.Dataset.from_tensor_slices((src, plan.order.astype(np.int64))).batch(bs)
+    # fixed, small parallelism: a batch is one gather, and a dataset lives for one epoch only,
+    # too short for tf.data's autotuner, which starts cold in every epoch
+    ds = ds.map(assemble, num_parallel_calls=2, deterministic=True)
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False   # nothing to fuse; saves ~5 ms/epoch
     ds = ds.with_options(options)
     if prefetch:
-        ds = ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.prefetch(4)
     return ds
 
 
-def _tf_assemble(split: PreparedSplit, n_copies: int):
-    """The traced batch function of a split (cached): (first rows, row steps, samples, length) -> batch.
+def _tf_assemble(split: PreparedSplit, symmetries: tuple[int, ...]):
+    """The traced batch function of a split (cached): (store rows, samples) -> padded batch.
 
     Tracing it once per split, not once per epoch, keeps an epoch's dataset
-    cheap to build (~2 ms instead of ~15 ms).
+    cheap to build (a few ms).
     """
     import tensorflow as tf
 
     cache = split._cache
-    rows_var = _tf_store(split, n_copies)
-    key = (id(rows_var), split.pad, split.pad_size)
+    store, syms = _tf_store(split, symmetries)
+    key = (id(store), split.pad, split.pad_size)
     if cache.get("tf_fn_key") == key:
-        return cache["tf_fn"]
+        return cache["tf_fn"], syms
     n, h, w, c = split.x_image.shape
     (top, bottom), (left, right) = _pad_widths(split.pad, h, w, split.pad_size)
-    h_out, w_out = h + top + bottom, w + left + right
-    zero_row = tf.constant(int(rows_var.shape[0]) - 1, tf.int64)
-    offset = np.arange(h_out, dtype=np.int64) - top          # output row -> image row (or padding)
-    offset_t = tf.constant(offset)
-    inside_t = tf.constant((offset >= 0) & (offset < h))
+    paddings = tf.constant([[0, 0], [top, bottom], [left, right], [0, 0]])
+    padded = bool(top or bottom or left or right)
     z_t = tf.constant(split.x_z)
     y_t = tf.constant(split.y)
     spec = tf.TensorSpec([None], tf.int64)
 
-    @tf.function(input_signature=[spec, spec, spec, tf.TensorSpec([], tf.int32)], autograph=False)
-    def assemble(first, step, idx, length):
-        first, step, idx = first[:length], step[:length], idx[:length]
-        rows = first[:, None] + step[:, None] * offset_t[None, :]
-        rows = tf.where(inside_t[None, :], rows, zero_row)
-        x = tf.reshape(tf.gather(rows_var, tf.reshape(rows, [-1])), (-1, h_out, w_out, c))
+    @tf.function(input_signature=[spec, spec], autograph=False)
+    def assemble(rows, idx):
+        x = tf.gather(store, rows)
+        if padded:
+            x = tf.pad(x, paddings)
         return {"image": x, "redshift": tf.gather(z_t, idx)}, tf.gather(y_t, idx)
 
     cache["tf_fn"], cache["tf_fn_key"] = assemble, key
-    return assemble
+    return assemble, syms
 
 
 _BACKENDS = ("auto", "tf", "array")

@@ -481,7 +481,9 @@ def test_tf_and_array_paths_give_identical_batches(data45, monkeypatch, pad, aug
     copies = {"none": 0, "flip": 2, "flip-rot90": 4}[augment] if store else 0
     held = prepared.train._cache.get("store")
     assert (0 if held is None else held.shape[0]) == copies
-    assert prepared.train._cache.get("tf_copies", 0) == (max(copies, 1) if store or augment == "none" else 0)
+    # the TF store holds the image under each symmetry the plans used: 1, 4 (flips) or 8 (flips + rotations)
+    tf_syms = prepared.train._cache.get("tf_syms") or ()
+    assert len(tf_syms) == ({"none": 1, "flip": 4, "flip-rot90": 8}[augment] if store or augment == "none" else 0)
 
 
 def test_partial_last_batch_and_eval_input(prepared):
