@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 from ._io import stable_hash, to_json
 from .errors import CmlibError
-from .profiles import PAGE_MODELS, Profile, RunPlan, get_profile
+from .profiles import DEEP_MODELS, PAGE_MODELS, Profile, RunPlan, get_profile
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("_config.yml", "_toc.yml", "_static", "_assets", "book", "notebooks")
@@ -169,6 +169,9 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
     import nbformat
     import papermill as pm
 
+    # kernels inherit our environment: make sure figures go inline even if the caller set
+    # MPLBACKEND (e.g. Agg in scripts and tests), or plt.show() would draw nothing
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     code_hash = _tree_hash([REPO / "cmlib"], ["*.py"])
     runs_hash = _tree_hash([root / "runs", root / "results" / "runs", REPO / "results" / "runs",
                             REPO / "benchmarks" / "results"],
@@ -273,6 +276,13 @@ def make_stored_runs(models: Sequence[str] | None = None, root: str | Path = "."
     root = Path(root).resolve()
     plans = [p for p in list(prof.models.values()) + list(prof.experiments.values())
              if p.source == "stored" and (not models or p.model in models)]
+    # cheapest first (the basic-CNN experiments, then the deep models by measured epoch time), so that
+    # an interrupted regeneration leaves as many complete pages as possible
+    bench = REPO / "benchmarks" / "results" / "models.json"
+    epoch_s = {}
+    if bench.exists():
+        epoch_s = {r["name"]: r.get("epoch_s", 0.0) for r in json.loads(bench.read_text()).get("rows", [])}
+    plans.sort(key=lambda p: (p.model in DEEP_MODELS, epoch_s.get(p.model, 1.0) * p.epochs * len(p.seeds)))
     for p in plans:
         over = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in p.overrides.items())
         seeds = f"{min(p.seeds)}-{max(p.seeds)}" if len(p.seeds) > 1 else str(p.seeds[0])

@@ -70,6 +70,13 @@ def _stored_roots(root: Path) -> list[Path]:
     return roots
 
 
+#: The configuration keys that define an experiment, compared when matching stored runs (keys
+#: that only change how a run executes, such as run_eagerly, are left out on purpose).
+MATCH_KEYS = ("model", "epochs", "split", "split_seed", "loss", "output", "lr", "lr_schedule", "batch_size",
+              "bands", "pad", "scaling", "augment", "early_stopping", "head", "dense_units", "dropout",
+              "weights", "adapter", "max_clusters")
+
+
 def _config_matches(cfg: Mapping, want: Mapping, keys: Sequence[str]) -> bool:
     return all(cfg.get(k) == want.get(k) for k in keys)
 
@@ -105,7 +112,7 @@ def page_runs(model: str, profile: str = "laptop", *, experiment: str | None = N
     if plan.source == "stored" and not changed:
         want = T.resolve_config(model, data, epochs=eff_epochs, seed=eff_seeds[0], **eff_over) \
             if Path(data).exists() else None
-        keys = [k for k in (want or {}) if k not in ("data", "profile", "seed", "data_sha256", "n_clusters")]
+        keys = [k for k in MATCH_KEYS if want and k in want]
         exact, similar = [], []
         for r in A.find_runs(_stored_roots(root), model=model):
             if r.seed not in eff_seeds:
