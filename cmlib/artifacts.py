@@ -41,6 +41,19 @@ STATUS_RUNNING = "running"
 FINISHED = (STATUS_COMPLETE, STATUS_DIVERGED)
 
 
+def format_duration(seconds: float) -> str:
+    """A duration for people: '42 s', '12.5 min', '3.2 h' ('unknown' if not finite)."""
+    import math
+
+    if not math.isfinite(seconds):
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 # ---------------------------------------------------------------- history
 
 def history_to_csv(rows: Sequence[dict]) -> str:

@@ -209,6 +209,7 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
         nb = nbformat.read(tmp, as_version=4)
         if job.title:
             _retitle(nb, job.title)
+        nb.cells.append(nbformat.v4.new_markdown_cell(_footer(job, profile)))
         for cell in nb.cells:  # parameters stay visible but collapsed on the page
             tags = cell.metadata.setdefault("tags", [])
             if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
@@ -221,6 +222,17 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
         done.append(job.name)
         _log(f"notebooks: {job.name} executed in {time.time() - t:.0f} s")
     return done
+
+
+def _footer(job: NotebookJob, profile: Profile) -> str:
+    """How to open and re-execute this page (appended to every executed page)."""
+    params = " ".join(f"-p {k} {v}" for k, v in job.params.items())
+    return ("```{admonition} Run this page yourself\n:class: note\n"
+            f"This page is the notebook `notebooks/{job.template}` executed with the `{profile.name}` profile. "
+            "Open it in JupyterLab with `make lab` (or `.venv/bin/jupyter lab "
+            f"notebooks/{job.template}`), or re-execute it with papermill:\n\n"
+            f"    .venv/bin/papermill notebooks/{job.template} out.ipynb {params}\n"
+            "\nThe download button at the top of the page gives you this executed notebook.\n```\n")
 
 
 def _retitle(nb, title: str) -> None:

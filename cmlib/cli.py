@@ -261,6 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cmlib {args.command}: interrupted; completed results are kept, partial ones removed.",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `cmlib info FILE | head`: the reader went away, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -78,6 +78,13 @@ def _new(nrows=1, ncols=1, figsize=None, **kw):
     return fig, axes
 
 
+def _bare(ax) -> None:
+    """An image axis: no ticks, no grid."""
+    ax.grid(False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _stats_text(p: Predictions) -> str:
     m = M.point_metrics(p.pred, p.true)
     txt = (f"$\\sigma$ (eq. 4.0.1) = {m['sigma']:.3f}\n$\\mu$ (eq. 4.0.4) = {m['mu']:+.3f}\n"
@@ -353,9 +360,7 @@ def plot_cluster(image2d, *, cap: float | None = 3.0, title: str = "", ax=None, 
     img = np.asarray(image2d, dtype=float)
     im = ax.imshow(np.minimum(img, cap) if cap else img, cmap=cmap, vmin=0, vmax=cap, interpolation="nearest")
     ax.set_title(title, fontsize=9)
-    ax.grid(False)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    _bare(ax)
     if colorbar:
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="photons" + (f" (capped at {cap:g})" if cap else ""))
     return fig
@@ -373,9 +378,7 @@ def plot_band_images(image3d, *, cap: float | None = 3.0, title: str = "", cmap=
     vmax = cap if cap else float(img.max())
     for i in range(nrows * ncols):
         ax = axes.flat[i]
-        ax.grid(False)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _bare(ax)
         if i >= n:
             ax.axis("off")
             continue
@@ -397,9 +400,7 @@ def plot_cluster_grid(images2d, titles: Sequence[str], *, cap: float | None = 3.
     nrows = int(np.ceil(n / ncols))
     fig, axes = _new(nrows, ncols, figsize=(1.9 * ncols, 2.05 * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.grid(False)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _bare(ax)
         if i >= n:
             ax.axis("off")
             continue
@@ -416,9 +417,7 @@ def plot_convolution(image2d, kernel, feature_map, *, titles=("input", "kernel",
     """Input, kernel (with its values) and feature map side by side (thesis Figs. 5-6)."""
     fig, axes = _new(1, 3, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 0.55, 1]})
     for ax, arr, t in zip(axes, (image2d, kernel, feature_map), titles):
-        ax.grid(False)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _bare(ax)
         a = np.asarray(arr, dtype=float)
         im = ax.imshow(a, cmap="RdBu_r" if t == titles[1] or a.min() < 0 else "magma",
                        vmin=-np.abs(a).max() if a.min() < 0 else None,
@@ -464,9 +463,7 @@ def plot_images_row(images: Sequence, titles: Sequence[str], *, cmap="magma", ca
         ax.imshow(np.minimum(a, cap) if cap else a, cmap=cmap, vmin=0 if cap else None, vmax=cap,
                   interpolation="nearest")
         ax.set_title(f"{t}\n{a.shape[0]}x{a.shape[1]}", fontsize=9)
-        ax.grid(False)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _bare(ax)
     fig.tight_layout()
     return fig
 

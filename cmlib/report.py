@@ -181,16 +181,6 @@ def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     return "".join(out)
 
 
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "unknown"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def provenance_markdown(pr: PageRuns) -> str:
     """A short statement of how the runs on a page were produced."""
     if not pr.runs:
@@ -208,7 +198,7 @@ def provenance_markdown(pr: PageRuns) -> str:
         f"{len(p['seeds'])} seed(s) {p['seeds']}; up to {p['epochs_max']} epochs{es} "
         f"(completed: {ep_txt}); split `{p['split']}`; data `{p['data_file']}` "
         f"(content hash `{p['data_sha256']}`, {p['n_clusters']} clusters); "
-        f"hardware: {p['hardware']}; total training time {_duration(p['wall_time_s_total'])}; "
+        f"hardware: {p['hardware']}; total training time {A.format_duration(p['wall_time_s_total'])}; "
         f"code: cmlib {p['code_version']}.",
     ]
     if any(s != "complete" for s in p["statuses"]):
@@ -344,9 +334,7 @@ def cluster_png(image: np.ndarray, *, bands: Sequence[int] = (1, 2, 3), cap: flo
         vmax = cap if t != "all 10 bands" else max(cap * 3, 1.0)
         ax.imshow(np.minimum(img, vmax), cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
         ax.set_title(t, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+        plots._bare(ax)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -409,12 +397,16 @@ def classical_predictions(data_path: str | Path, *, split: str = "thesis", split
 
 
 def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predictions] | None = None) -> list[dict]:
-    """Thesis Table 5, ours beside the thesis's: best run per model, plus the classical estimator."""
+    """Thesis Table 5, ours with the thesis's value in brackets: best run per model, plus the classical estimator."""
+    def both(ours, theirs, signed=False, digits=3):
+        t = _fmt(theirs, digits, signed) if theirs is not None else "\u2013"
+        return f"{_fmt(ours, digits, signed)} ({t})"
+
     rows = []
     for m, pr in pages.items():
         t5 = TABLE5.get(m, {})
         if not pr.finished:
-            rows.append({"model": display_name(m), "budget": "no runs"})
+            rows.append({"model": display_name(m), "runs": "no runs"})
             continue
         b = pr.best
         met = b.metrics
@@ -425,24 +417,21 @@ def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predict
         eps = b.status_info.get("epochs_completed")
         rows.append({
             "model": display_name(m),
-            "budget": f"{eps} ep., best of {len(pr.finished)}",
-            "train loss": _fmt(tr_loss, 4) + ("†" if basic_like else ""),
-            "val loss": _fmt(va_loss, 4) + ("†" if basic_like else ""),
-            "σ test": _fmt(met["test"].get("sigma")), "σ test (thesis)": _fmt(t5.get("sigma_test")),
-            "μ test": _fmt(met["test"].get("mu"), signed=True), "μ test (thesis)": _fmt(t5.get("mu_test"), signed=True),
-            "σ train": _fmt(met["train"].get("sigma")), "σ train (thesis)": _fmt(t5.get("sigma_train")),
-            "μ train": _fmt(met["train"].get("mu"), signed=True),
-            "μ train (thesis)": _fmt(t5.get("mu_train"), signed=True),
+            "runs": f"best of {len(pr.finished)}, {eps} ep.",
+            "train loss": _fmt(tr_loss, 4) + ("\u2020" if basic_like else ""),
+            "val. loss": _fmt(va_loss, 4) + ("\u2020" if basic_like else ""),
+            "σ test": both(met["test"].get("sigma"), t5.get("sigma_test")),
+            "μ test": both(met["test"].get("mu"), t5.get("mu_test"), signed=True),
+            "σ train": both(met["train"].get("sigma"), t5.get("sigma_train")),
+            "μ train": both(met["train"].get("mu"), t5.get("mu_train"), signed=True),
             "std(x) test": _fmt(met["test"].get("std")),
         })
     if classical:
-        t, tr = M.point_metrics(classical["test"].pred, classical["test"].true), \
-            M.point_metrics(classical["train"].pred, classical["train"].true)
-        rows.append({"model": "classical estimator (L–M inversion)", "budget": "no training",
-                     "train loss": _fmt(tr["rmse"] ** 2, 4),
-                     "val loss": _fmt(t["rmse"] ** 2, 4),
-                     "σ test": _fmt(t["sigma"]), "σ test (thesis)": "\u2013", "μ test": _fmt(t["mu"], signed=True),
-                     "μ test (thesis)": "\u2013", "σ train": _fmt(tr["sigma"]), "σ train (thesis)": "\u2013",
-                     "μ train": _fmt(tr["mu"], signed=True), "μ train (thesis)": "\u2013",
+        t = M.point_metrics(classical["test"].pred, classical["test"].true)
+        tr = M.point_metrics(classical["train"].pred, classical["train"].true)
+        rows.append({"model": "classical estimator (L\u2013M inversion)", "runs": "no training",
+                     "train loss": _fmt(tr["rmse"] ** 2, 4), "val. loss": _fmt(t["rmse"] ** 2, 4),
+                     "σ test": _fmt(t["sigma"]), "μ test": _fmt(t["mu"], signed=True),
+                     "σ train": _fmt(tr["sigma"]), "μ train": _fmt(tr["mu"], signed=True),
                      "std(x) test": _fmt(t["std"]), "_class": "classical"})
     return rows

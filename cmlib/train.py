@@ -349,16 +349,6 @@ def _compile(model, cfg: dict) -> None:
                   metrics=metrics, run_eagerly=bool(cfg.get("run_eagerly", False)))
 
 
-def _fmt_time(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
-
-
 def train_run(cfg: dict, runs_dir: str | os.PathLike = "runs", *, force: bool = False,
               verbose: bool = True) -> RunResult:
     """Train one configured run (see :func:`resolve_config`), or reuse/resume it."""
@@ -462,7 +452,7 @@ def _train(cfg: dict, run_dir: Path, *, verbose: bool) -> RunResult:
                 recent = times[-10:]
                 eta = (cfg["epochs"] - epoch - 1) * float(np.mean(recent))
                 print(f"{tag} epoch {epoch + 1:>4}/{cfg['epochs']}  loss {loss:.4g}  val {val_loss:.4g}  "
-                      f"lr {lr:.1e}  {dt:.1f} s  ETA {_fmt_time(eta)}" + ("  *" if improved else ""), flush=True)
+                      f"lr {lr:.1e}  {dt:.1f} s  ETA {A.format_duration(eta)}" + ("  *" if improved else ""), flush=True)
             if diverged:
                 status = A.STATUS_DIVERGED
                 reason = (f"training loss {loss:.3g} at epoch {epoch + 1} "
@@ -526,7 +516,7 @@ def _train(cfg: dict, run_dir: Path, *, verbose: bool) -> RunResult:
         t = metrics.get("test", {})
         print(f"{tag}: {status} ({reason}); test sigma(4.0.1) {t.get('sigma', math.nan):.3f}  "
               f"mu {t.get('mu', math.nan):+.3f}  std(x) {t.get('std', math.nan):.3f} dex  "
-              f"[{_fmt_time(state['elapsed_s'])}]", flush=True)
+              f"[{A.format_duration(state['elapsed_s'])}]", flush=True)
     keras.backend.clear_session()
     return RunResult(run_dir, status, False, A.Run.load(run_dir))
 
