@@ -42,3 +42,17 @@ def write_tiny_file(path, n: int = 40, seed: int = 0, *, source: str = "test-fix
 def tiny_h5(tmp_path):
     """Path of a 40-cluster random data file in the cmlib schema."""
     return write_tiny_file(tmp_path / "tiny.h5")
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """The whole book built with the smoke profile in a scratch directory (slow: minutes).
+
+    Data simulation, one-epoch training of every model and experiment, papermill
+    execution of every notebook and ``jupyter-book build -W``: the integration test.
+    """
+    from cmlib import book
+
+    root = tmp_path_factory.mktemp("smokebook")
+    assert book.build(profile="smoke", root=root) == 0
+    return root

@@ -101,3 +101,30 @@ def test_cli_help_lists_entry_points():
     assert out.returncode == 0
     for command in ("simulate", "info", "import-lmu", "models", "train", "book", "profiles"):
         assert command in out.stdout
+
+
+def test_readme_commands_and_ci_agree():
+    from cmlib.book import REPO
+
+    readme = (REPO / "README.md").read_text()
+    assert "make book" in readme and "make test" in readme
+    assert "_build/html/index.html" in readme
+    assert "@@" not in readme, "an unmeasured placeholder is left in the README"
+    ci = (REPO / ".ci" / "run").read_text()
+    commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.startswith("#")
+                and not line.startswith(("set ", "cd "))]
+    assert commands == ["make test"], commands
+    makefile = (REPO / "Makefile").read_text()
+    assert "rc -eq 5" in makefile, "pytest's exit code 5 (no tests collected) must fail the test target"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["book", "--profile", "nope"], "unknown profile 'nope'"),
+    (["info", "/nonexistent/file.h5"], "does not exist"),
+    (["simulate", "--n", "0", "--out", "/tmp/never-written.h5"], "n"),
+])
+def test_cli_bad_input_is_a_clear_error(argv, needle, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cmlib.cli", *argv], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "error:" in out.stderr and needle in out.stderr
+    assert "Traceback" not in out.stderr
