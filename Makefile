@@ -55,8 +55,10 @@ lab: install ## Open the notebooks in JupyterLab
 stored-runs: install ## Regenerate the committed deep-model run artifacts in results/ (hours on a CPU)
 	$(VENV)/bin/cmlib stored-runs
 
-benchmarks: install ## Run the speed and memory benchmarks (minutes; prints measured numbers)
-	$(PY) benchmarks/run_all.py
+benchmarks: install ## Run the speed and memory benchmarks (about an hour on 2 cores; writes benchmarks/results/*.json)
+	$(PY) benchmarks/bench_simulate.py
+	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_models.py --extra
 
 clean-book: ## Remove the built book and the executed notebooks (keeps data, runs and the environment)
 	rm -rf _build book/generated
