@@ -118,6 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bands=args.bands, pad=args.pad, batch_size=args.batch_size, scaling=args.scaling,
         augment=args.augment, early_stopping=args.early_stopping, head=args.head,
         weights=args.weights, dropout=args.dropout, max_clusters=args.max_clusters,
+        output_bias=args.output_bias,
     ).items() if v is not None}
     runs = train.train_seeds(args.model, args.data, epochs=args.epochs, seeds=args.seeds,
                              runs_dir=args.runs_dir, force=args.force, verbose=not args.quiet,
@@ -218,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--head", choices=["flatten", "gap"], help="head after the backbone")
     s.add_argument("--weights", help="'none' (from scratch) or a local ImageNet weights file")
     s.add_argument("--dropout", type=float, help="dropout before the dense head")
+    s.add_argument("--output-bias", choices=["zero", "mean"],
+                   help="start the output at 0 (Keras default, the thesis) or at the mean training label "
+                        "(default for the deep models: short runs need it)")
     s.add_argument("--max-clusters", type=int, help="use only the first N clusters (smoke runs)")
     s.add_argument("--runs-dir", default="runs", help="where run directories go (default runs/)")
     s.add_argument("--force", action="store_true", help="retrain even if a completed run exists")

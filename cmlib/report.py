@@ -74,7 +74,7 @@ def _stored_roots(root: Path) -> list[Path]:
 #: that only change how a run executes, such as run_eagerly, are left out on purpose).
 MATCH_KEYS = ("model", "epochs", "split", "split_seed", "loss", "output", "lr", "lr_schedule", "batch_size",
               "bands", "pad", "scaling", "augment", "early_stopping", "head", "dense_units", "dropout",
-              "weights", "adapter", "max_clusters")
+              "weights", "adapter", "max_clusters", "output_bias")
 
 
 def _config_matches(cfg: Mapping, want: Mapping, keys: Sequence[str]) -> bool:

@@ -181,3 +181,30 @@ def test_cli_train(data, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "cmlib.cli", "train", "--model", "nope", "--data", str(data),
                           "--epochs", "1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "error" in bad.stderr and "basic" in bad.stderr
+
+
+def test_output_bias_starts_at_the_mean_label(data, tmp_path):
+    # deep models default to "mean"; the thesis's basic CNN keeps Keras's zero bias, stored as an absent key
+    assert train.resolve_config("resnet50v2", data, epochs=1)["output_bias"] == "mean"
+    assert "output_bias" not in train.resolve_config("basic", data, epochs=1)
+    assert "output_bias" not in train.resolve_config("resnet50v2", data, epochs=1, output_bias="zero")
+    with pytest.raises(InputError, match="output_bias"):
+        train.resolve_config("basic", data, epochs=1, output_bias="median")
+    # with a negligible learning rate the first predictions show where the output starts
+    mu = {}
+    for bias in ("zero", "mean"):
+        (r,) = train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False, lr=1e-12,
+                                 output_bias=bias)
+        mu[bias] = r.metrics["train"]["mu"]
+    assert mu["zero"] < -10                       # log M ~ 13-15 predicted as ~0
+    assert abs(mu["mean"]) < 2, mu
+
+
+def test_init_output_bias_gaussian_output():
+    from cmlib import models
+
+    m = models.build("basic", (50, 50, 3), output="gaussian", seed=0)
+    y = np.array([13.5, 14.0, 14.5])
+    train.init_output_bias(m, y)
+    b = np.asarray(m.get_layer("log_m500").get_weights()[1])
+    assert np.allclose(b, [14.0, np.log(y.var())], atol=1e-5)
