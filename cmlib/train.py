@@ -436,7 +436,7 @@ def _train(cfg: dict, run_dir: Path, *, verbose: bool) -> RunResult:
                    best_val_loss=state["best_val_loss"], wall_time_s=state["elapsed_s"])
 
     val_input = D.make_eval_input(prep, "val", batch_size=cfg["batch_size"])
-    status, reason = A.STATUS_COMPLETE, f"{cfg['epochs']} epochs"
+    status, reason = A.STATUS_COMPLETE, f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}"
     best = state["best_val_loss"] if state["best_val_loss"] is not None else math.inf
     first_loss = history[0]["loss"] if history else None
     times = [r["epoch_time_s"] for r in history]
