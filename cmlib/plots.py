@@ -16,6 +16,7 @@ import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from . import metrics as M  # noqa: E402
 from .artifacts import Run  # noqa: E402
@@ -128,6 +129,7 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})")
     reason = run.status_info.get("stopped_reason", "")
     ax.set_title(title or f"{_display(run.model)}, seed {run.seed}" + (f" ({reason})" if reason else ""))
@@ -146,11 +148,14 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
             if len(y) == 0:
                 continue
             k = min(sma_k, max(1, len(y) // 5)) if sma_k else 1
+            # runs of a few epochs are drawn as points: a one-epoch run is otherwise invisible
             ax.plot(h["epoch"], M.sma(y, k) if k > 1 else y, color=color(run.model), lw=1.5,
+                    marker="o" if len(y) < 15 else None, ms=4,
                     label=f"{label}" + (f" (SMA k={k})" if k > 1 else ""))
         if log:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel({"loss": "training loss", "val_loss": "validation loss"}.get(key, key))
         ax.legend(fontsize=7.5, ncol=1 if len(runs) < 7 else 2)
     fig.tight_layout()
