@@ -202,40 +202,60 @@ def _interleave(modes: dict, rounds: int) -> tuple[dict, dict]:
     return wall, cpu
 
 
-def bench_throughput(n: int, rounds: int, batch_size: int, augment: str, bands: str, pad: str) -> dict:
-    """TensorFlow backend: the references, the tf.data path and (for information) the PyDataset path."""
-    from cmlib._env import import_keras
+class _Bench:
+    """What both backends' throughput runs share: data, the compiled basic CNN, the in-memory
+    reference arrays, the numpy-reference and cmlib-pipeline epochs, and the run's configuration."""
 
-    keras = import_keras()
-    import tensorflow as tf
+    def __init__(self, n: int, rounds: int, batch_size: int, augment: str, bands: str, pad: str):
+        from cmlib._env import import_keras
 
-    prep = _prepared(n, bands, pad)
-    model, model_name = build_basic(prep.image_shape)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    steps = -(-prep.train.n // batch_size)
-    x_img, x_z, y = _reference_arrays(prep, batch_size, augment)
-    ref_ds = (tf.data.Dataset.from_tensor_slices(({"image": x_img, "redshift": x_z}, y))
-              .cache().batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    epoch = {"tf": 0, "array": 0}
+        self.keras = import_keras()
+        self.n, self.rounds, self.batch_size, self.augment, self.bands, self.pad = \
+            n, rounds, batch_size, augment, bands, pad
+        self.prep = _prepared(n, bands, pad)
+        self.model, self.model_name = build_basic(self.prep.image_shape)
+        self.model.compile(optimizer=self.keras.optimizers.Adam(1e-3), loss="mse")
+        self.steps = -(-self.prep.train.n // batch_size)
+        self.x_img, self.x_z, self.y = _reference_arrays(self.prep, batch_size, augment)
+        self._epoch: dict[str, int] = {}
 
-    def fit_cmlib(backend):
+    def fit_numpy_reference(self) -> None:
+        self.model.fit({"image": self.x_img, "redshift": self.x_z}, self.y, batch_size=self.batch_size,
+                       epochs=1, verbose=0, shuffle=False)
+
+    def fit_cmlib(self, backend: str):
+        """One epoch through ``cmlib.data.make_train_input(backend=...)``, a new epoch plan each call."""
         def run():
-            epoch[backend] += 1
-            ds = D.make_train_input(prep, seed=0, epoch=epoch[backend], batch_size=batch_size,
-                                    augment=augment, backend=backend)
-            model.fit(ds, epochs=1, verbose=0, shuffle=False)
+            self._epoch[backend] = self._epoch.get(backend, 0) + 1
+            ds = D.make_train_input(self.prep, seed=0, epoch=self._epoch[backend], batch_size=self.batch_size,
+                                    augment=self.augment, backend=backend)
+            self.model.fit(ds, epochs=1, verbose=0, shuffle=False)
         return run
 
+    def config(self, **extra) -> dict:
+        return {"backend": self.keras.backend.backend(), "model": self.model_name, "n_clusters": self.n,
+                "n_train": self.prep.train.n, "batch_size": self.batch_size, "steps_per_epoch": self.steps,
+                "augment": self.augment, "bands": self.bands, "pad": self.pad,
+                "input_shape": list(self.prep.image_shape), "rounds": self.rounds, **extra}
+
+
+def bench_throughput(n: int, rounds: int, batch_size: int, augment: str, bands: str, pad: str) -> dict:
+    """TensorFlow backend: the references, the tf.data path and (for information) the PyDataset path."""
+    import tensorflow as tf
+
+    b = _Bench(n, rounds, batch_size, augment, bands, pad)
+    prep, model = b.prep, b.model
+    ref_ds = (tf.data.Dataset.from_tensor_slices(({"image": b.x_img, "redshift": b.x_z}, b.y))
+              .cache().batch(batch_size).prefetch(tf.data.AUTOTUNE))
     modes = {
         "reference tf.data": lambda: model.fit(ref_ds, epochs=1, verbose=0, shuffle=False),
-        "reference numpy": lambda: model.fit({"image": x_img, "redshift": x_z}, y, batch_size=batch_size,
-                                             epochs=1, verbose=0, shuffle=False),
-        "cmlib tf.data": fit_cmlib("tf"),
+        "reference numpy": b.fit_numpy_reference,
+        "cmlib tf.data": b.fit_cmlib("tf"),
     }
     wall, cpu = _interleave(modes, rounds)
     # the PyDataset path (for information only on TensorFlow: backend="auto" does not pick it there) is
     # timed afterwards, so that its worker thread cannot disturb the interleaved comparison
-    w2, c2 = _interleave({"cmlib PyDataset": fit_cmlib("array")}, max(2, rounds // 2))
+    w2, c2 = _interleave({"cmlib PyDataset": b.fit_cmlib("array")}, max(2, rounds // 2))
     wall.update(w2)
     cpu.update(c2)
 
@@ -250,11 +270,10 @@ def bench_throughput(n: int, rounds: int, batch_size: int, augment: str, bands: 
         "cmlib tf.data": max(drain(lambda: D.tf_dataset(prep.train, batch_size, plan)) for _ in range(3)),
         "cmlib PyDataset": max(drain(lambda: iter(D.ArrayBatches(prep.train, batch_size, plan))) for _ in range(3)),
     }
-    out = {"config": {"backend": keras.backend.backend(), "tensorflow": tf.__version__, "model": model_name,
-                      "n_clusters": n, "n_train": prep.train.n, "batch_size": batch_size, "steps_per_epoch": steps,
-                      "augment": augment, "bands": bands, "pad": pad, "input_shape": list(prep.image_shape),
-                      "rounds": rounds, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")},
-           **_summary(steps, wall, cpu, ("reference tf.data", "reference numpy"), ("cmlib tf.data", "cmlib PyDataset")),
+    out = {"config": b.config(tensorflow=tf.__version__,
+                              onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")),
+           **_summary(b.steps, wall, cpu, ("reference tf.data", "reference numpy"),
+                      ("cmlib tf.data", "cmlib PyDataset")),
            "pipeline_alone_batches_per_cpu_s": {m: round(v, 1) for m, v in alone.items()}}
     out["criterion"] = ["cmlib tf.data"]            # the path backend="auto" takes on TensorFlow
     return out
@@ -262,32 +281,14 @@ def bench_throughput(n: int, rounds: int, batch_size: int, augment: str, bands: 
 
 def bench_throughput_jax(n: int, rounds: int, batch_size: int, augment: str, bands: str, pad: str) -> dict:
     """JAX backend (run in a subprocess with KERAS_BACKEND=jax): numpy reference vs the PyDataset path."""
-    from cmlib._env import import_keras
-
-    keras = import_keras()
-    prep = _prepared(n, bands, pad)
-    model, model_name = build_basic(prep.image_shape)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    steps = -(-prep.train.n // batch_size)
-    x_img, x_z, y = _reference_arrays(prep, batch_size, augment)
-    epoch = [0]
-
-    def fit_cmlib():
-        epoch[0] += 1
-        model.fit(D.make_train_input(prep, seed=0, epoch=epoch[0], batch_size=batch_size, augment=augment),
-                  epochs=1, verbose=0, shuffle=False)
-
+    b = _Bench(n, rounds, batch_size, augment, bands, pad)
     modes = {
-        "reference numpy": lambda: model.fit({"image": x_img, "redshift": x_z}, y, batch_size=batch_size,
-                                             epochs=1, verbose=0, shuffle=False),
-        "cmlib PyDataset": fit_cmlib,
+        "reference numpy": b.fit_numpy_reference,
+        "cmlib PyDataset": b.fit_cmlib("auto"),      # backend="auto" picks the PyDataset path on JAX
     }
     wall, cpu = _interleave(modes, rounds)
-    out = {"config": {"backend": keras.backend.backend(), "model": model_name, "n_clusters": n,
-                      "n_train": prep.train.n, "batch_size": batch_size, "steps_per_epoch": steps,
-                      "augment": augment, "bands": bands, "pad": pad, "input_shape": list(prep.image_shape),
-                      "rounds": rounds, "tensorflow_imported": "tensorflow" in sys.modules},
-           **_summary(steps, wall, cpu, ("reference numpy",), ("cmlib PyDataset",))}
+    out = {"config": b.config(tensorflow_imported="tensorflow" in sys.modules),
+           **_summary(b.steps, wall, cpu, ("reference numpy",), ("cmlib PyDataset",))}
     out["criterion"] = ["cmlib PyDataset"]
     return out
 

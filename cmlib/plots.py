@@ -58,6 +58,10 @@ _STYLE = {
 }
 
 
+#: histories shorter than this are drawn with markers: a one-epoch run is otherwise invisible
+FEW_EPOCHS = 15
+
+
 def apply_style() -> None:
     """Apply the book's matplotlib style (idempotent)."""
     matplotlib.rcParams.update(_STYLE)
@@ -118,7 +122,7 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
             ax.plot(ep, y, color=col, alpha=0.25, lw=0.8)
             ax.plot(ep, M.sma(y, sma_k), color=col, lw=1.6, label=f"{lab} (SMA, k={sma_k})")
         else:
-            ax.plot(ep, y, color=col, lw=1.4, label=lab, marker="o" if len(ep) < 15 else None, ms=3)
+            ax.plot(ep, y, color=col, lw=1.4, label=lab, marker="o" if len(ep) < FEW_EPOCHS else None, ms=3)
     if mark_best and len(ep):
         val = h["val_loss"]
         if np.isfinite(val).any():
@@ -148,9 +152,8 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
             if len(y) == 0:
                 continue
             k = min(sma_k, max(1, len(y) // 5)) if sma_k else 1
-            # runs of a few epochs are drawn as points: a one-epoch run is otherwise invisible
             ax.plot(h["epoch"], M.sma(y, k) if k > 1 else y, color=color(run.model), lw=1.5,
-                    marker="o" if len(y) < 15 else None, ms=4,
+                    marker="o" if len(y) < FEW_EPOCHS else None, ms=4,
                     label=f"{label}" + (f" (SMA k={k})" if k > 1 else ""))
         if log:
             ax.set_yscale("log")
