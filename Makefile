@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	  { echo "error: cmlib needs Python 3.11; found $$($(PYTHON) --version 2>&1) at $(PYTHON)." \
 	         "Install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'." >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install cmlib with TensorFlow (CPU), the book stack and the test tools

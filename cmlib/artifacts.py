@@ -11,8 +11,9 @@ and tables never retrain (and never import a deep-learning backend)::
         history.csv       per epoch: loss, val_loss, lr, epoch_time_s, elapsed_s
         predictions.csv   per cluster and subset: id, z, true, predicted, sigma
         metrics.json      metrics per subset (thesis eqs. 4.0.1-4.0.4 and standard ones)
-        best.keras        weights at the lowest validation loss   (not committed to git)
-        last.keras        weights after the last epoch            (not committed to git)
+        best.keras        weights at the lowest validation loss   (not committed to git;
+        last.keras        weights after the last epoch             absent if trained with keep_models=False,
+                                                                   then status.json has model_files: false)
         checkpoints/      resumable state while the run is in progress
 
 ``<group>`` is a hash of the configuration without the seed, so the seeds of

@@ -132,7 +132,7 @@ def train_plans(profile: Profile, root: Path, *, plans: Sequence[RunPlan] | None
         t = time.time()
         runs = train.train_seeds(plan.model, root / profile.data.path, epochs=plan.epochs, seeds=plan.seeds,
                                  runs_dir=root / plan.runs_dir, profile=profile.name, verbose=True,
-                                 **plan.overrides)
+                                 keep_models=profile.keep_models, **plan.overrides)
         label = f" [{plan.label}]" if plan.label else ""
         _log(f"runs: {plan.model}{label}: {len(runs)} seed(s) ready in {time.time() - t:.0f} s")
 

@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ).items() if v is not None}
     runs = train.train_seeds(args.model, args.data, epochs=args.epochs, seeds=args.seeds,
                              runs_dir=args.runs_dir, force=args.force, verbose=not args.quiet,
-                             **overrides)
+                             keep_models=not args.no_model_files, **overrides)
     print(train.format_runs_summary(runs))
     return 0 if all(r.status in ("complete", "diverged") for r in runs) else 1
 
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-clusters", type=int, help="use only the first N clusters (smoke runs)")
     s.add_argument("--runs-dir", default="runs", help="where run directories go (default runs/)")
     s.add_argument("--force", action="store_true", help="retrain even if a completed run exists")
+    s.add_argument("--no-model-files", action="store_true",
+                   help="do not keep best.keras/last.keras (predictions, metrics and history are still written; "
+                        "a deep model file is up to 0.7 GB)")
     s.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     s.set_defaults(func=cmd_train)
 

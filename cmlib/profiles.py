@@ -70,6 +70,9 @@ class Profile:
     experiments: dict[str, RunPlan] = field(default_factory=dict)
     #: notebook parameters shared by every page of this profile
     notebook_params: dict = field(default_factory=dict)
+    #: keep the model files (best.keras, last.keras) of the runs it trains; the pages read only the
+    #: predictions, and the smoke profile's 11 deep models would otherwise leave ~10 GB on disk
+    keep_models: bool = True
 
     def plan(self, model: str) -> RunPlan:
         try:
@@ -101,6 +104,7 @@ SMOKE = Profile(
         "basic_allbands": RunPlan("basic", 1, (0,), {"bands": "all"}, label="10 bands"),
     },
     notebook_params={"profile": "smoke", "n_show": 6},
+    keep_models=False,
 )
 
 LAPTOP = Profile(

@@ -378,8 +378,13 @@ def _compile(model, cfg: dict) -> None:
 
 
 def train_run(cfg: dict, runs_dir: str | os.PathLike = "runs", *, force: bool = False,
-              verbose: bool = True) -> RunResult:
-    """Train one configured run (see :func:`resolve_config`), or reuse/resume it."""
+              verbose: bool = True, keep_models: bool = True) -> RunResult:
+    """Train one configured run (see :func:`resolve_config`), or reuse/resume it.
+
+    ``keep_models=False`` writes every artifact except the model files ``best.keras`` and
+    ``last.keras`` (a deep model with its Adam state is up to 0.7 GB per file; the book's
+    pages need only the predictions). It does not change the run's identity.
+    """
     run_dir = run_dir_for(cfg, runs_dir)
     if run_dir.exists() and (run_dir / "status.json").exists() and not force:
         status = read_json(run_dir / "status.json").get("status")
@@ -390,10 +395,10 @@ def train_run(cfg: dict, runs_dir: str | os.PathLike = "runs", *, force: bool = 
             for child in run_dir.iterdir():
                 if child.name != ".lock":
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
-        return _train(cfg, run_dir, verbose=verbose)
+        return _train(cfg, run_dir, verbose=verbose, keep_models=keep_models)
 
 
-def _train(cfg: dict, run_dir: Path, *, verbose: bool) -> RunResult:
+def _train(cfg: dict, run_dir: Path, *, verbose: bool, keep_models: bool = True) -> RunResult:
     from . import data as D
     from ._env import import_keras
 
@@ -501,26 +506,14 @@ def _train(cfg: dict, run_dir: Path, *, verbose: bool) -> RunResult:
                        wall_time_s=state["elapsed_s"])
         raise
 
-    # last.keras: the final checkpoint's model file (moved, not saved again: deep models are large)
-    ckpts = _checkpoints(run_dir)
-    if ckpts and (ckpts[-1] / "model.keras").exists() and \
-            read_json(ckpts[-1] / "state.json")["epochs_completed"] == state["epochs_completed"]:
-        os.replace(ckpts[-1] / "model.keras", run_dir / "last.keras")
-    else:
-        _save_model(model, run_dir / "last.keras")
     use_best = cfg["predict_with"] == "best" and (run_dir / "best.weights.h5").exists()
-    if (run_dir / "best.weights.h5").exists():
-        if state["best_epoch"] == state["epochs_completed"]:
-            shutil.copyfile(run_dir / "last.keras", run_dir / ".best.tmp.keras")
-            os.replace(run_dir / ".best.tmp.keras", run_dir / "best.keras")
-        else:
-            final_weights = [w.numpy() if hasattr(w, "numpy") else np.asarray(w) for w in model.weights]
+    if keep_models:
+        _keep_model_files(model, run_dir, state, use_best)
+    else:
+        if use_best and state["best_epoch"] != state["epochs_completed"]:
             model.load_weights(run_dir / "best.weights.h5")
-            _save_model(model, run_dir / "best.keras")
-            if not use_best:
-                for var, val in zip(model.weights, final_weights):
-                    var.assign(val)
-        (run_dir / "best.weights.h5").unlink()
+        for name in ("best.weights.h5", "best.keras", "last.keras"):
+            (run_dir / name).unlink(missing_ok=True)
     final = model
     preds = predict_subsets(final, cfg, d, split, prep)
     A.write_predictions(run_dir / "predictions.csv", preds)
@@ -540,7 +533,8 @@ def _train(cfg: dict, run_dir: Path, *, verbose: bool) -> RunResult:
     A.write_status(run_dir, status=status, epochs_completed=state["epochs_completed"], best_epoch=b,
                    best_val_loss=state["best_val_loss"], wall_time_s=state["elapsed_s"],
                    stopped_reason=reason, predicted_with=metrics["predicted_with"],
-                   mean_epoch_time_s=float(np.mean(times)) if times else math.nan)
+                   mean_epoch_time_s=float(np.mean(times)) if times else math.nan,
+                   model_files=bool(keep_models))
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     if verbose:
         t = metrics.get("test", {})
@@ -549,6 +543,29 @@ def _train(cfg: dict, run_dir: Path, *, verbose: bool) -> RunResult:
               f"[{A.format_duration(state['elapsed_s'])}]", flush=True)
     keras.backend.clear_session()
     return RunResult(run_dir, status, False, A.Run.load(run_dir))
+
+
+def _keep_model_files(model, run_dir: Path, state: dict, use_best: bool) -> None:
+    """Write ``last.keras`` and ``best.keras``; leave ``model`` holding the weights that predict."""
+    # last.keras: the final checkpoint's model file (moved, not saved again: deep models are large)
+    ckpts = _checkpoints(run_dir)
+    if ckpts and (ckpts[-1] / "model.keras").exists() and \
+            read_json(ckpts[-1] / "state.json")["epochs_completed"] == state["epochs_completed"]:
+        os.replace(ckpts[-1] / "model.keras", run_dir / "last.keras")
+    else:
+        _save_model(model, run_dir / "last.keras")
+    if (run_dir / "best.weights.h5").exists():
+        if state["best_epoch"] == state["epochs_completed"]:
+            shutil.copyfile(run_dir / "last.keras", run_dir / ".best.tmp.keras")
+            os.replace(run_dir / ".best.tmp.keras", run_dir / "best.keras")
+        else:
+            final_weights = [w.numpy() if hasattr(w, "numpy") else np.asarray(w) for w in model.weights]
+            model.load_weights(run_dir / "best.weights.h5")
+            _save_model(model, run_dir / "best.keras")
+            if not use_best:
+                for var, val in zip(model.weights, final_weights):
+                    var.assign(val)
+        (run_dir / "best.weights.h5").unlink()
 
 
 def predict_subsets(model, cfg: dict, d, split, prep) -> dict[str, Predictions]:
@@ -574,7 +591,7 @@ def predict_subsets(model, cfg: dict, d, split, prep) -> dict[str, Predictions]:
 
 def train_seeds(model: str, data: str | os.PathLike, *, epochs: int, seeds: Sequence[int] = (0,),
                 runs_dir: str | os.PathLike = "runs", force: bool = False, verbose: bool = True,
-                profile: str = "custom", **overrides: Any) -> list[RunResult]:
+                profile: str = "custom", keep_models: bool = True, **overrides: Any) -> list[RunResult]:
     """Train ``model`` on ``data`` once per seed (reusing completed runs); see the module docstring."""
     results = []
     seeds = list(seeds)
@@ -582,7 +599,7 @@ def train_seeds(model: str, data: str | os.PathLike, *, epochs: int, seeds: Sequ
         raise InputError("give at least one seed")
     for seed in seeds:
         cfg = resolve_config(model, data, epochs=epochs, seed=seed, profile=profile, **overrides)
-        r = train_run(cfg, runs_dir, force=force, verbose=verbose)
+        r = train_run(cfg, runs_dir, force=force, verbose=verbose, keep_models=keep_models)
         if verbose and r.reused:
             print(f"{model} s{seed}: reusing completed run {r.path}", flush=True)
         results.append(r)
