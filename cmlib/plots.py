@@ -165,6 +165,33 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
     return fig
 
 
+def plot_seed_histories(runs: Sequence[Run], *, sma_k: int | None = None, key: str = "val_loss",
+                        log: bool = True) -> Figure:
+    """One loss curve per seed of one configuration: how reproducible the training is.
+
+    The thesis trained every model ten times because single runs differed so much
+    (its Sect. 4.1); ``sma_k`` smooths each curve with eq. (A.1.1).
+    """
+    fig, ax = _new(figsize=(6.4, 3.6))
+    for run in runs:
+        h = run.history
+        y = h[key]
+        if len(y) == 0:
+            continue
+        smooth = bool(sma_k and sma_k > 1 and len(y) > 1)
+        ax.plot(h["epoch"], M.sma(y, sma_k) if smooth else y, lw=1.2, label=f"seed {run.seed}",
+                marker="o" if len(y) < FEW_EPOCHS else None, ms=3)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    name = {"loss": "training loss", "val_loss": "validation loss"}.get(key, key)
+    ax.set_ylabel(name + (f" (SMA k={sma_k})" if sma_k and sma_k > 1 else ""))
+    ax.legend(ncol=2, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_lr_comparison(runs: Mapping[str, Run], *, log: bool = True) -> Figure:
     """Fig. 25: training histories side by side for different learning rates (or any label)."""
     fig, axes = _new(1, len(runs), figsize=(5.2 * len(runs), 3.9), squeeze=False, sharey=True)

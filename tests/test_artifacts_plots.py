@@ -63,6 +63,7 @@ def test_every_plot_function(tmp_path):
     figs = {
         "history": P.plot_history(basic0, sma_k=5),
         "comparison": P.plot_history_comparison({"Basic": basic0, "ResNet50V2": deep}, sma_k=10),
+        "seed_histories": P.plot_seed_histories([basic0, basic1], sma_k=3),
         "lr": P.plot_lr_comparison({"lr 1e-3": basic0, "lr 5e-4": basic1}),
         "pred": P.plot_pred_vs_true(basic1),
         "hist": P.plot_residual_hist(basic0),
