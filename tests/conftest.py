@@ -75,5 +75,8 @@ def smoke_book(tmp_path_factory):
     from cmlib import book
 
     root = tmp_path_factory.mktemp("smokebook")
+    # what a checkout holds after `make test` (pytest's cache) must not break the -W build
+    (root / ".pytest_cache").mkdir()
+    (root / ".pytest_cache" / "README.md").write_text("# pytest cache directory #\n")
     assert book.build(profile="smoke", root=root) == 0
     return root
