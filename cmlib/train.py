@@ -466,19 +466,22 @@ def _train(cfg: dict, run_dir: Path, *, verbose: bool, keep_models: bool = True)
             if improved:
                 best = val_loss
                 state.update(best_epoch=epoch + 1, best_val_loss=val_loss, wait=0)
-                _save_weights(model, run_dir / "best.weights.h5")
+                if keep_models or cfg["predict_with"] == "best":
+                    _save_weights(model, run_dir / "best.weights.h5")
             else:
                 state["wait"] += 1
             state["epochs_completed"] = epoch + 1
             diverged = not math.isfinite(loss) or (first_loss > 0 and loss > EXPLODE_FACTOR * first_loss)
             stop_early = cfg["early_stopping"] > 0 and state["wait"] >= cfg["early_stopping"]
-            # checkpoint: a complete directory per epoch, renamed into place, older ones removed
-            ck = run_dir / "checkpoints" / f"epoch-{epoch + 1:05d}"
-            with atomic_path(ck, overwrite=True, directory=True) as tmp:
-                model.save(tmp / "model.keras")
-                atomic_write_json(tmp / "state.json", {**state, "history": history})
-            for old in _checkpoints(run_dir)[:-1]:
-                shutil.rmtree(old, ignore_errors=True)
+            # checkpoint: a complete directory per epoch, renamed into place, older ones removed (without
+            # model files, the last epoch's is skipped: it would only be deleted again a moment later)
+            if keep_models or epoch + 1 < cfg["epochs"]:
+                ck = run_dir / "checkpoints" / f"epoch-{epoch + 1:05d}"
+                with atomic_path(ck, overwrite=True, directory=True) as tmp:
+                    model.save(tmp / "model.keras")
+                    atomic_write_json(tmp / "state.json", {**state, "history": history})
+                for old in _checkpoints(run_dir)[:-1]:
+                    shutil.rmtree(old, ignore_errors=True)
             A.write_history(run_dir / "history.csv", history)
             A.write_status(run_dir, status=A.STATUS_RUNNING, epochs_completed=epoch + 1,
                            best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],

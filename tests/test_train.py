@@ -61,8 +61,9 @@ def test_basic_run_writes_every_artifact(data, tmp_path):
     assert not forced.reused and (r.path / "history.csv").stat().st_mtime_ns != mtime
 
 
-def test_without_model_files_the_same_run_predicts_the_same(data, tmp_path):
-    kw = dict(epochs=4, seeds=[0], verbose=False, lr=3e-3)
+@pytest.mark.parametrize("early_stopping, predicted_with", [(20, "best"), (0, "last")])
+def test_without_model_files_the_same_run_predicts_the_same(data, tmp_path, early_stopping, predicted_with):
+    kw = dict(epochs=4, seeds=[0], verbose=False, lr=3e-3, early_stopping=early_stopping)
     (kept,) = train.train_seeds("basic", data, runs_dir=tmp_path / "kept", **kw)
     (lean,) = train.train_seeds("basic", data, runs_dir=tmp_path / "lean", keep_models=False, **kw)
     assert lean.path.relative_to(tmp_path / "lean") == kept.path.relative_to(tmp_path / "kept")  # same identity
@@ -70,9 +71,9 @@ def test_without_model_files_the_same_run_predicts_the_same(data, tmp_path):
     assert not names & {"best.keras", "last.keras", "best.weights.h5", "checkpoints"}
     assert {"predictions.csv", "metrics.json", "history.csv"} <= names
     assert lean.run.status_info["model_files"] is False and kept.run.status_info["model_files"] is True
-    assert lean.metrics["predicted_with"] == kept.metrics["predicted_with"] == "best"
+    assert lean.metrics["predicted_with"] == kept.metrics["predicted_with"] == predicted_with
     s = lean.run.status_info
-    assert s["best_epoch"] < s["epochs_completed"], "the test should exercise the reload of the best weights"
+    assert s["best_epoch"] < s["epochs_completed"], "the test should exercise the choice between best and last"
     for subset in ("train", "test"):
         np.testing.assert_array_equal(lean.run.predictions[subset].pred, kept.run.predictions[subset].pred)
 
