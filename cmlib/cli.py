@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="retrain even if a completed run exists")
     s.add_argument("--no-model-files", action="store_true",
                    help="do not keep best.keras/last.keras (predictions, metrics and history are still written; "
-                        "a deep model file is up to 0.7 GB)")
+                        "a deep model file is up to about 1 GB)")
     s.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     s.set_defaults(func=cmd_train)
 

@@ -382,7 +382,7 @@ def train_run(cfg: dict, runs_dir: str | os.PathLike = "runs", *, force: bool = 
     """Train one configured run (see :func:`resolve_config`), or reuse/resume it.
 
     ``keep_models=False`` writes every artifact except the model files ``best.keras`` and
-    ``last.keras`` (a deep model with its Adam state is up to 0.7 GB per file; the book's
+    ``last.keras`` (a deep model with its Adam state is up to about 1 GB per file; the book's
     pages need only the predictions). It does not change the run's identity.
     """
     run_dir = run_dir_for(cfg, runs_dir)
