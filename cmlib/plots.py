@@ -60,6 +60,8 @@ _STYLE = {
 
 #: histories shorter than this are drawn with markers: a one-epoch run is otherwise invisible
 FEW_EPOCHS = 15
+#: axis labels of the history columns
+LOSS_LABELS = {"loss": "training loss", "val_loss": "validation loss"}
 
 
 def apply_style() -> None:
@@ -102,6 +104,19 @@ def _stats_text(p: Predictions) -> str:
 
 # ---------------------------------------------------------------- training history
 
+def _marker(n_epochs: int) -> str | None:
+    """Point markers for short histories (a one-epoch line has no length)."""
+    return "o" if n_epochs < FEW_EPOCHS else None
+
+
+def _epoch_axes(ax, log: bool) -> None:
+    """The x axis of a training history (integer epochs) and, optionally, a log loss axis."""
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = True,
                  title: str | None = None, mark_best: bool = True) -> Figure:
     """Training and validation loss per epoch (thesis Figs. 22, 28, 30, 34, 36, ...).
@@ -122,7 +137,7 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
             ax.plot(ep, y, color=col, alpha=0.25, lw=0.8)
             ax.plot(ep, M.sma(y, sma_k), color=col, lw=1.6, label=f"{lab} (SMA, k={sma_k})")
         else:
-            ax.plot(ep, y, color=col, lw=1.4, label=lab, marker="o" if len(ep) < FEW_EPOCHS else None, ms=3)
+            ax.plot(ep, y, color=col, lw=1.4, label=lab, marker=_marker(len(ep)), ms=3)
     if mark_best and len(ep):
         val = h["val_loss"]
         if np.isfinite(val).any():
@@ -130,10 +145,7 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
             ax.axvline(ep[b], color="k", ls=":", lw=1)
             ax.annotate(f"min val. loss {val[b]:.3g}\nepoch {ep[b]}", (ep[b], val[b]),
                         xytext=(8, 14), textcoords="offset points", fontsize=8)
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axes(ax, log)
     ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})")
     reason = run.status_info.get("stopped_reason", "")
     ax.set_title(title or f"{_display(run.model)}, seed {run.seed}" + (f" ({reason})" if reason else ""))
@@ -153,13 +165,9 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
                 continue
             k = min(sma_k, max(1, len(y) // 5)) if sma_k else 1
             ax.plot(h["epoch"], M.sma(y, k) if k > 1 else y, color=color(run.model), lw=1.5,
-                    marker="o" if len(y) < FEW_EPOCHS else None, ms=4,
-                    label=f"{label}" + (f" (SMA k={k})" if k > 1 else ""))
-        if log:
-            ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel({"loss": "training loss", "val_loss": "validation loss"}.get(key, key))
+                    marker=_marker(len(y)), ms=4, label=f"{label}" + (f" (SMA k={k})" if k > 1 else ""))
+        _epoch_axes(ax, log)
+        ax.set_ylabel(LOSS_LABELS.get(key, key))
         ax.legend(fontsize=7.5, ncol=1 if len(runs) < 7 else 2)
     fig.tight_layout()
     return fig
@@ -180,13 +188,9 @@ def plot_seed_histories(runs: Sequence[Run], *, sma_k: int | None = None, key: s
             continue
         smooth = bool(sma_k and sma_k > 1 and len(y) > 1)
         ax.plot(h["epoch"], M.sma(y, sma_k) if smooth else y, lw=1.2, label=f"seed {run.seed}",
-                marker="o" if len(y) < FEW_EPOCHS else None, ms=3)
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    name = {"loss": "training loss", "val_loss": "validation loss"}.get(key, key)
-    ax.set_ylabel(name + (f" (SMA k={sma_k})" if sma_k and sma_k > 1 else ""))
+                marker=_marker(len(y)), ms=3)
+    _epoch_axes(ax, log)
+    ax.set_ylabel(LOSS_LABELS.get(key, key) + (f" (SMA k={sma_k})" if sma_k and sma_k > 1 else ""))
     ax.legend(ncol=2, fontsize=8)
     fig.tight_layout()
     return fig
