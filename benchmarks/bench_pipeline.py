@@ -328,13 +328,13 @@ def _print_throughput(r: dict) -> None:
 _IMPORT_SCRIPT = """
 import json, sys, time
 import numpy as np, h5py, pandas, pyarrow.feather  # libraries load before the baseline
-from cmlib import data as D
+from cmlib import lmu
 def status(key):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 base = status("VmRSS")
 t = time.perf_counter()
-D.import_lmu(sys.argv[1], sys.argv[2], sys.argv[3], trust_pickle=True, progress=False, overwrite=True)
+lmu.import_lmu(sys.argv[1], sys.argv[2], sys.argv[3], trust_pickle=True, progress=False, overwrite=True)
 print(json.dumps({"base": base, "peak": status("VmHWM"), "seconds": time.perf_counter() - t}))
 """
 

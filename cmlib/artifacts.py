@@ -7,21 +7,27 @@ and tables never retrain (and never import a deep-learning backend)::
         config.json       resolved configuration (data file hash, split, every option)
         split.json        the split: name, seed, fingerprint, cluster ids per subset
         env.json          package versions, backend, device, machine, code version
-        status.json       running | complete | diverged, epochs done, best epoch, wall time
+        status.json       running | interrupted | complete | diverged, epochs done, best epoch, wall
+                          time; for a finished run the size and SHA-256 of every artifact above
+                          (checked when the run is reused: a damaged run is never taken as done)
         history.csv       per epoch: loss, val_loss, lr, epoch_time_s, elapsed_s
         predictions.csv   per cluster and subset: id, z, true, predicted, sigma
         metrics.json      metrics per subset (thesis eqs. 4.0.1-4.0.4 and standard ones)
         best.keras        weights at the lowest validation loss   (not committed to git;
         last.keras        weights after the last epoch             absent if trained with keep_models=False,
                                                                    then status.json has model_files: false)
-        checkpoints/      resumable state while the run is in progress
+        checkpoints/      resumable state while the run is in progress (deleted once status.json
+                          says the run is finished: status.json is the commit point)
 
-``<group>`` is a hash of the configuration without the seed, so the seeds of
-one experiment sit side by side.  Writes are atomic (:mod:`cmlib._io`).
+``<group>`` is a hash of the configuration without the seed
+(:meth:`cmlib.config.RunConfig.group_key`), so the seeds of one experiment sit
+side by side.  Writes are atomic (:mod:`cmlib._io`).  This module never imports a
+deep-learning backend: pages read runs through it.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +37,6 @@ import numpy as np
 
 from ._io import atomic_write_json, atomic_write_text, read_json
 from .errors import CmlibError
-from .metrics import Predictions
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "lr", "epoch_time_s", "elapsed_s")
 PREDICTION_COLUMNS = ("subset", "cluster_id", "z", "log_m500_true", "log_m500_pred", "sigma_pred")
@@ -39,7 +44,42 @@ SUBSETS = ("train", "val", "test")
 STATUS_COMPLETE = "complete"
 STATUS_DIVERGED = "diverged"
 STATUS_RUNNING = "running"
+STATUS_INTERRUPTED = "interrupted"
 FINISHED = (STATUS_COMPLETE, STATUS_DIVERGED)
+#: Artifacts whose size and SHA-256 a finished run records; model files are recorded by size.
+HASHED_ARTIFACTS = ("config.json", "split.json", "history.csv", "predictions.csv", "metrics.json")
+MODEL_FILES = ("best.keras", "last.keras")
+
+
+class DamagedRunError(CmlibError):
+    """A run directory whose files are unreadable, truncated or changed after the run finished."""
+
+
+@dataclass
+class Predictions:
+    """Predictions of one model (or ensemble) on one subset: the content of ``predictions.csv``."""
+
+    cluster_id: np.ndarray
+    true: np.ndarray
+    pred: np.ndarray
+    sigma: np.ndarray | None = None  # predicted 1-sigma [dex] for Gaussian-output models
+    z: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.cluster_id = np.asarray(self.cluster_id)
+        self.true = np.asarray(self.true, dtype=np.float64)
+        self.pred = np.asarray(self.pred, dtype=np.float64)
+        if self.sigma is not None:
+            self.sigma = np.asarray(self.sigma, dtype=np.float64)
+            if not np.isfinite(self.sigma).any():
+                self.sigma = None
+        if self.z is not None:
+            self.z = np.asarray(self.z, dtype=np.float64)
+
+    @property
+    def x(self) -> np.ndarray:
+        """x = predicted - true log10 M500c [dex] (thesis Sect. 4)."""
+        return self.pred - self.true
 
 
 def format_duration(seconds: float) -> str:
@@ -143,13 +183,23 @@ class Run:
 
     @classmethod
     def load(cls, path: str | Path) -> "Run":
+        """Read a run directory's configuration (upgraded to the current record version) and status."""
+        from .config import upgrade
+
         path = Path(path)
         cfg_file = path / "config.json"
         if not cfg_file.exists():
             raise CmlibError(f"'{path}' is not a run directory (no config.json); "
                              "run directories are created by `cmlib train`.")
-        status = read_json(path / "status.json") if (path / "status.json").exists() else {"status": "unknown"}
-        return cls(path=path, config=read_json(cfg_file), status_info=status)
+        status = read_record(path / "status.json") if (path / "status.json").exists() else {"status": "unknown"}
+        return cls(path=path, config=upgrade(read_record(cfg_file)), status_info=status)
+
+    def verify(self) -> None:
+        """Raise :class:`DamagedRunError` unless every artifact a finished run recorded is intact."""
+        problems = verify_artifacts(self.path, self.status_info)
+        if problems:
+            raise DamagedRunError(f"the finished run in {self.path} is damaged: {'; '.join(problems)}. Remove "
+                                  "the directory, or retrain it with --force")
 
     # identity
     @property
@@ -211,6 +261,69 @@ def write_status(run_dir: Path, **info) -> None:
     atomic_write_json(run_dir / "status.json", info)
 
 
+def read_record(path: Path) -> dict:
+    """A JSON record of a run directory; a truncated or unreadable one is a :class:`DamagedRunError`."""
+    try:
+        value = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise DamagedRunError(f"{path} is damaged ({type(exc).__name__}: {exc}); remove the run directory "
+                              f"{path.parent}, or retrain it with --force") from None
+    if not isinstance(value, dict):
+        raise DamagedRunError(f"{path} does not hold a JSON object; remove the run directory {path.parent}, "
+                              "or retrain it with --force")
+    return value
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def artifact_record(run_dir: Path, *, model_files: bool) -> dict[str, dict]:
+    """Size and SHA-256 of each artifact of a finished run (model files: size only)."""
+    out: dict[str, dict] = {}
+    for name in HASHED_ARTIFACTS:
+        p = run_dir / name
+        if p.exists():
+            out[name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    if model_files:
+        for name in MODEL_FILES:
+            p = run_dir / name
+            if p.exists():
+                out[name] = {"bytes": p.stat().st_size}
+    return out
+
+
+def verify_artifacts(run_dir: Path, status: dict) -> list[str]:
+    """What is wrong with a finished run's artifacts (empty list: intact).
+
+    Runs written before artifacts were recorded (no ``artifacts`` in the status)
+    are checked for presence and readability only.
+    """
+    run_dir = Path(run_dir)
+    record = status.get("artifacts")
+    problems = []
+    if record is None:
+        for name in ("history.csv", "predictions.csv", "metrics.json"):
+            if not (run_dir / name).exists():
+                problems.append(f"{name} is missing")
+        return problems
+    for name, want in record.items():
+        p = run_dir / name
+        if not p.exists():
+            problems.append(f"{name} is missing")
+            continue
+        size = p.stat().st_size
+        if size != want["bytes"]:
+            problems.append(f"{name} has {size} bytes, the run wrote {want['bytes']}")
+        elif "sha256" in want and _sha256(p) != want["sha256"]:
+            problems.append(f"{name} was changed after the run finished (SHA-256 differs)")
+    return problems
+
+
 def find_runs(roots: str | Path | Iterable[str | Path], *, model: str | None = None,
               group: str | None = None, finished_only: bool = True) -> list[Run]:
     """All run directories under one or more roots, optionally filtered.
@@ -228,13 +341,49 @@ def find_runs(roots: str | Path | Iterable[str | Path], *, model: str | None = N
         for cfg in sorted(root.glob(pattern)):
             try:
                 r = Run.load(cfg.parent)
-            except (CmlibError, OSError, ValueError):
+            except (CmlibError, OSError, ValueError):  # damaged or foreign directories are not results
                 continue
             if finished_only and not r.finished:
                 continue
             runs.append(r)
     runs.sort(key=lambda r: (r.model, r.group, r.seed))
     return runs
+
+
+def find_config_runs(roots: str | Path | Iterable[str | Path], cfg, seeds: Sequence[int]) -> tuple[list[Run], bool]:
+    """The finished runs of configuration ``cfg`` (a :class:`cmlib.config.RunConfig`) for ``seeds``, read-only.
+
+    Exact matches (same identity: directory ``<model>/<group_key>/seed-NN``) come
+    first.  If there are none, runs whose configuration differs only in the data
+    file's content hash are returned with ``similar=True`` (a page can then say
+    that its stored runs were made on another version of the data).
+    Returns ``(runs, similar)``, one run per seed at most, in seed order.
+    """
+    from .config import RunConfig
+
+    if isinstance(roots, (str, Path)):
+        roots = [roots]
+    want = {int(s) for s in seeds}
+    exact: dict[int, Run] = {}
+    similar: dict[int, Run] = {}
+    key = {k: v for k, v in cfg.semantic_dict().items() if k not in ("seed", "data_sha256")}
+    for root in roots:
+        for r in find_runs(root, model=cfg.model, group=cfg.group_key()):
+            if r.seed in want:
+                exact.setdefault(r.seed, r)
+    if not exact:
+        for root in roots:
+            for r in find_runs(root, model=cfg.model):
+                if r.seed not in want or r.seed in similar:
+                    continue
+                try:
+                    other = RunConfig.from_dict(r.config).semantic_dict()
+                except CmlibError:
+                    continue
+                if {k: v for k, v in other.items() if k not in ("seed", "data_sha256")} == key:
+                    similar[r.seed] = r
+    found = exact or similar
+    return [found[s] for s in sorted(found)], not exact and bool(similar)
 
 
 def group_runs(runs: Iterable[Run]) -> dict[tuple[str, str], list[Run]]:
@@ -272,3 +421,47 @@ def provenance(runs: Sequence[Run]) -> dict:
         "wall_time_s_total": float(np.nansum(wall)),
         "statuses": [r.status for r in runs],
     }
+
+
+def upgrade_runs(root: str | Path, *, dry_run: bool = False) -> list[tuple[Path, Path]]:
+    """Bring every run directory under ``root`` to the current record format, in place.
+
+    For each ``<model>/<group>/seed-NN`` whose ``config.json`` is older than
+    :data:`cmlib.config.CONFIG_VERSION`: rewrite it upgraded (:func:`cmlib.config.upgrade`),
+    record the artifacts' sizes and hashes in a finished run's ``status.json``, and
+    move the directory to the identity the upgraded record defines.  A target that
+    exists already is an error (nothing is merged or overwritten).  Returns the
+    moves ``(old, new)``; ``dry_run`` only reports them.  ``cmlib upgrade-runs DIR``.
+    """
+    from .config import CONFIG_VERSION, RunConfig
+
+    root = Path(root)
+    moves = []
+    for cfg_file in sorted(root.glob("*/*/seed-*/config.json")):
+        run_dir = cfg_file.parent
+        record = read_record(cfg_file)
+        if int(record.get("config_version", 1)) >= CONFIG_VERSION:
+            continue
+        cfg = RunConfig.from_dict(record)
+        target = cfg.run_dir(root)
+        if target != run_dir and target.exists():
+            raise CmlibError(f"cannot upgrade {run_dir}: its new identity {target} exists already; "
+                             "remove one of the two")
+        moves.append((run_dir, target))
+        if dry_run:
+            continue
+        atomic_write_json(cfg_file, cfg.to_dict())
+        status_file = run_dir / "status.json"
+        if status_file.exists():
+            status = read_record(status_file)
+            if status.get("status") in FINISHED and "artifacts" not in status:
+                status["artifacts"] = artifact_record(run_dir, model_files=bool(status.get("model_files", True)))
+                atomic_write_json(status_file, status)
+        if target != run_dir:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            run_dir.rename(target)
+            try:
+                run_dir.parent.rmdir()
+            except OSError:
+                pass
+    return moves

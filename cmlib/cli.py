@@ -26,13 +26,13 @@ examples:
 
 
 def _parse_seeds(text: str) -> list[int]:
-    """'0-9' -> [0..9]; '0,3,5' -> [0,3,5]; '4' -> [4]."""
-    from .profiles import parse_seed_list
+    """'0-9' -> [0..9]; '0,3,5' -> [0,3,5]; '4' -> [4] (bounded: see cmlib.config.parse_seeds)."""
+    from .config import parse_seeds
 
     if not text.strip() or text.strip().startswith("-"):
         raise argparse.ArgumentTypeError(f"invalid seed list '{text}': use 4, 0-9 or 0,3,5")
     try:
-        return parse_seed_list(text)
+        return parse_seeds(text)
     except CmlibError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -57,6 +57,17 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     if len(shape) != 3 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"invalid shape '{text}': use three positive integers H,W,C")
     return shape
+
+
+def _arg_type(conv):
+    """An argparse type from a configuration converter: its InputError becomes a usage error."""
+    def parse(text: str):
+        try:
+            return conv(text)
+        except (CmlibError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = getattr(conv, "__name__", "value")
+    return parse
 
 
 # --------------------------------------------------------------------------- commands
@@ -93,9 +104,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_import_lmu(args: argparse.Namespace) -> int:
-    from . import data
+    from . import lmu
 
-    path = data.import_lmu(args.images, args.catalog, args.out, trust_pickle=args.trust_pickle,
+    path = lmu.import_lmu(args.images, args.catalog, args.out, trust_pickle=args.trust_pickle,
                            overwrite=args.overwrite, progress=not args.quiet)
     if not args.quiet:
         print(f"wrote {path}")
@@ -111,20 +122,27 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import train
+    from . import config, train
 
-    overrides = {k: v for k, v in dict(
-        split=args.split, loss=args.loss, lr=args.lr, lr_schedule=args.lr_schedule,
-        bands=args.bands, pad=args.pad, batch_size=args.batch_size, scaling=args.scaling,
-        augment=args.augment, early_stopping=args.early_stopping, head=args.head,
-        weights=args.weights, dropout=args.dropout, max_clusters=args.max_clusters,
-        output_bias=args.output_bias,
-    ).items() if v is not None}
+    overrides = {o["name"]: getattr(args, o["name"]) for o in config.cli_options()
+                 if getattr(args, o["name"], None) is not None}
     runs = train.train_seeds(args.model, args.data, epochs=args.epochs, seeds=args.seeds,
                              runs_dir=args.runs_dir, force=args.force, verbose=not args.quiet,
-                             keep_models=not args.no_model_files, **overrides)
+                             keep_models=not args.no_model_files, checkpoint_interval_s=args.checkpoint_interval,
+                             **overrides)
     print(train.format_runs_summary(runs))
     return 0 if all(r.status in ("complete", "diverged") for r in runs) else 1
+
+
+def cmd_upgrade_runs(args: argparse.Namespace) -> int:
+    from . import artifacts
+
+    moves = artifacts.upgrade_runs(args.dir, dry_run=args.dry_run)
+    for old, new in moves:
+        print(f"{'would move' if args.dry_run else 'upgraded'} {old} -> {new}")
+    if not moves:
+        print(f"every run under {args.dir} is current")
+    return 0
 
 
 def cmd_book(args: argparse.Namespace) -> int:
@@ -205,31 +223,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="HDF5 data file")
     s.add_argument("--epochs", type=int, required=True, help="maximum number of epochs")
     s.add_argument("--seeds", type=_parse_seeds, default=[0], help="seeds: 0-9, 0,3,5 or 4 (default 0)")
-    s.add_argument("--split", choices=["thesis", "train-val-test"], help="data split (default thesis)")
-    s.add_argument("--loss", choices=["mse", "nll"], help="loss (default: the model's)")
-    s.add_argument("--lr", type=float, help="learning rate (default: the model's, 1e-3 for the thesis)")
-    s.add_argument("--lr-schedule", choices=["constant", "cosine", "plateau"], help="learning-rate schedule")
-    s.add_argument("--bands", help="bands: 'thesis' (2-4), 'all', or 1-based list such as 2,3,4")
-    s.add_argument("--pad", choices=["none", "thesis", "center"], help="padding 50->71 px")
-    s.add_argument("--scaling", choices=["raw", "log1p", "standardize"], help="intensity scaling")
-    s.add_argument("--augment", choices=["none", "flip", "flip-rot90"], help="training augmentation")
-    s.add_argument("--batch-size", type=int, help="batch size (default 32)")
-    s.add_argument("--early-stopping", type=int, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without validation improvement (0 = off)")
-    s.add_argument("--head", choices=["flatten", "gap"], help="head after the backbone")
-    s.add_argument("--weights", help="'none' (from scratch) or a local ImageNet weights file")
-    s.add_argument("--dropout", type=float, help="dropout before the dense head")
-    s.add_argument("--output-bias", choices=["zero", "mean"],
-                   help="start the output at 0 (Keras default, the thesis) or at the mean training label "
-                        "(default for the deep models: short runs need it)")
-    s.add_argument("--max-clusters", type=int, help="use only the first N clusters (smoke runs)")
+    from .config import cli_options
+
+    for o in cli_options():   # every training option, generated from the typed configuration
+        s.add_argument(o["flag"], dest=o["name"], type=_arg_type(o["type"]), choices=o["choices"],
+                       help=o["help"] + " (default: the model's recipe)")
     s.add_argument("--runs-dir", default="runs", help="where run directories go (default runs/)")
     s.add_argument("--force", action="store_true", help="retrain even if a completed run exists")
     s.add_argument("--no-model-files", action="store_true",
                    help="do not keep best.keras/last.keras (predictions, metrics and history are still written; "
                         "a deep model file is up to about 1 GB)")
+    s.add_argument("--checkpoint-interval", type=float, metavar="SECONDS", default=None,
+                   help="seconds between checkpoints (default: adaptive, so that checkpoints cost at most ~5%% "
+                        "of the run; 0 = every epoch)")
     s.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("upgrade-runs", help="upgrade run directories written by an older cmlib, in place",
+                       description="Rewrite older run records (config.json) to the current format and move each "
+                                   "run to the directory its identity names; record its artifacts' hashes.")
+    s.add_argument("dir", help="a runs folder (e.g. runs/ or results/runs/)")
+    s.add_argument("--dry-run", action="store_true", help="only list what would change")
+    s.set_defaults(func=cmd_upgrade_runs)
 
     s = sub.add_parser("book", help="build the book: data, runs, executed notebooks, HTML",
                        description="Set up the data, train what the profile trains, execute every "
@@ -252,7 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum, frame):  # pragma: no cover - exercised by the SIGTERM tests in subprocesses
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
+    # SIGTERM (what `timeout`, `kill` and Slurm send) cleans up like Ctrl-C: partial outputs are
+    # removed, a training run keeps its last checkpoint and is marked interrupted
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)

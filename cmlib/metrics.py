@@ -18,11 +18,11 @@ learning backend.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .artifacts import Predictions  # noqa: F401  (predictions are artifacts; metrics act on them)
 from .errors import InputError
 
 #: |x| above this [dex] counts as a catastrophic outlier (a factor of 2 in mass).
@@ -202,32 +202,6 @@ def sma(values, k: int = 100) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- evaluation of a run
-
-@dataclass
-class Predictions:
-    """Predictions of one model (or ensemble) on one split."""
-
-    cluster_id: np.ndarray
-    true: np.ndarray
-    pred: np.ndarray
-    sigma: np.ndarray | None = None  # predicted 1-sigma [dex] for Gaussian-output models
-    z: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        self.cluster_id = np.asarray(self.cluster_id)
-        self.true = np.asarray(self.true, dtype=np.float64)
-        self.pred = np.asarray(self.pred, dtype=np.float64)
-        if self.sigma is not None:
-            self.sigma = np.asarray(self.sigma, dtype=np.float64)
-            if not np.isfinite(self.sigma).any():
-                self.sigma = None
-        if self.z is not None:
-            self.z = np.asarray(self.z, dtype=np.float64)
-
-    @property
-    def x(self) -> np.ndarray:
-        return self.pred - self.true
-
 
 def evaluate(p: Predictions, *, mass_bins: Sequence[float] | int = (13.0, 13.5, 14.0, 14.5, 15.0),
              z_bins: Sequence[float] | int = (0.0, 0.2, 0.4, 0.7, 1.5)) -> dict:

@@ -6,6 +6,8 @@ checked for the cheap models; benchmarks/bench_models.py checks all of them.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from cmlib import cli, models, thesis  # noqa: E402
+from cmlib.config import Recipe  # noqa: E402
 from cmlib.errors import CmlibError, DataFileError, InputError  # noqa: E402
 
 # Keras's TensorFlow backend converts tensors with np.array(x, copy=False): numpy 2 notice, not ours
@@ -37,8 +40,8 @@ def _backbone(model):
 @pytest.fixture
 def registry(monkeypatch):
     """Register test models in a copy of the registry that is restored afterwards."""
-    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
-    return models._REGISTRY
+    monkeypatch.setattr(models.registry, "_REGISTRY", dict(models.registry._REGISTRY))
+    return models.registry._REGISTRY
 
 
 # --------------------------------------------------------------------------- registry & recipes
@@ -50,7 +53,7 @@ def test_registry_has_every_thesis_model_and_the_baseline():
         spec = models.get_spec(name)
         assert spec.display_name == thesis.DISPLAY_NAMES[name]
         assert spec.family in models.FAMILIES
-        assert tuple(spec.recipe) == models.RECIPE_KEYS
+        assert isinstance(spec.recipe, Recipe)
         assert spec.reference and spec.description
     assert models.get_spec("resnet152v2").family == "resnet-v2"
     assert models.get_spec("krippendorf2023").family == "baseline"
@@ -66,14 +69,19 @@ def test_unknown_model_lists_the_valid_ones():
 def test_recipes_are_the_thesis_and_paper_settings():
     basic = models.get_spec("basic").recipe
     assert dict(basic) == dict(bands="thesis", pad="none", scaling="raw", augment="flip", loss="mse",
-                               output="point", lr=1e-3, batch_size=32, early_stopping=20,
-                               reference_epochs=300, head="flatten", dense_units=100)
+                               output="point", optimizer="adam", lr=1e-3, weight_decay=0.0,
+                               lr_schedule="constant", warmup_epochs=0, batch_size=32, early_stopping=20,
+                               min_delta=0.0, head="flatten", dense_units=100, dropout=0.0, output_bias="zero",
+                               label_scaling="none", precision="float32", reference_epochs=300)
     for name in THESIS_NAMES[1:]:
         r = models.get_spec(name).recipe
         assert (r["bands"], r["pad"], r["loss"], r["output"], r["lr"], r["batch_size"]) == \
             ("thesis", "thesis", "mse", "point", 1e-3, 32)          # thesis Table 4
         assert (r["early_stopping"], r["reference_epochs"], r["head"], r["dense_units"]) == \
             (0, 4000, "flatten", 512)
+        # cmlib's two recorded deviations: output starts at the mean label, bf16 where the hardware has it
+        assert (r["output_bias"], r["precision"], r["optimizer"], r["lr_schedule"]) == \
+            ("mean", "auto", "adam", "constant")
     k = models.get_spec("krippendorf2023").recipe
     assert (k["bands"], k["pad"], k["loss"], k["output"], k["lr"], k["batch_size"], k["augment"],
             k["reference_epochs"]) == ("all", "none", "nll", "gaussian", 1e-4, 100, "flip-rot90", 500)
@@ -83,21 +91,32 @@ def test_recipes_are_the_thesis_and_paper_settings():
     assert models.get_spec("krippendorf2023").default_input_shape == (50, 50, 10)
     with pytest.raises(TypeError):
         basic["lr"] = 1.0  # recipes are read-only
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        basic.lr = 1.0
 
 
 def test_make_recipe_validates():
     r = models.make_recipe(models.BASIC_RECIPE, lr=5e-4)   # thesis Fig. 25's second rate
     assert r["lr"] == 5e-4 and r["dense_units"] == 100
-    with pytest.raises(InputError, match="unknown epochs"):
+    with pytest.raises(InputError, match="unknown option.*epochs"):
         models.make_recipe(epochs=10)
-    with pytest.raises(InputError, match="augment='rotate'"):
+    with pytest.raises(InputError, match="augment='rotate' is not valid; choose one of none, flip, flip-rot90"):
         models.make_recipe(augment="rotate")
     with pytest.raises(InputError, match="loss 'nll' needs output 'gaussian'"):
         models.make_recipe(loss="nll")
-    with pytest.raises(InputError, match="batch_size"):
+    with pytest.raises(InputError, match="batch_size=0 must be an integer >= 1"):
         models.make_recipe(batch_size=0)
-    with pytest.raises(InputError, match="missing bands"):
-        models.make_recipe({k: v for k, v in models.THESIS_DEEP_RECIPE.items() if k != "bands"})
+    with pytest.raises(InputError, match="lr=2.0 must be a number in"):
+        models.make_recipe(lr=2.0)
+    with pytest.raises(InputError, match="weight_decay=0.01 needs optimizer 'adamw'"):
+        models.make_recipe(weight_decay=0.01)
+    with pytest.raises(InputError, match="warmup_epochs=3 needs lr_schedule 'warmup-cosine'"):
+        models.make_recipe(warmup_epochs=3)
+    with pytest.raises(InputError, match="bands .* is not valid|band 11"):
+        models.make_recipe(bands="11")
+    with pytest.raises(InputError, match="must be a cmlib.config.Recipe"):
+        models.register("dictrecipe", family="basic", reference="x", recipe=dict(models.BASIC_RECIPE),
+                        description="x")
 
 
 def test_register_adds_an_architecture_in_one_function(registry):
@@ -298,7 +317,7 @@ def test_weights_from_a_local_file_and_the_clear_errors(tmp_path, monkeypatch):
     assert np.array_equal(_backbone(adapted).get_weights()[0], expected[0])
     # weights="imagenet": only from the local Keras cache, never downloaded
     cache = tmp_path / "cache" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    monkeypatch.setattr(models, "imagenet_weights_file", lambda cls: cache)
+    monkeypatch.setattr(models.applications, "imagenet_weights_file", lambda cls: cache)
     with pytest.raises(DataFileError, match="does not download.*storage.googleapis.com.*vgg16"):
         models.build("vgg16", (32, 32, 3), weights="imagenet")
     cache.parent.mkdir()

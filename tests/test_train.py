@@ -153,7 +153,9 @@ def test_kill_and_resume_ends_where_uninterrupted_run_ends(data, tmp_path):
 
 
 def test_divergence_is_recorded(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "EXPLODE_FACTOR", 1e-12)
+    from cmlib.train import callbacks
+
+    monkeypatch.setattr(callbacks, "EXPLODE_FACTOR", 1e-12)
     (r,) = train.train_seeds("basic", data, epochs=5, runs_dir=tmp_path, verbose=False)
     assert r.status == "diverged"
     assert r.run.status_info["epochs_completed"] == 1
@@ -178,15 +180,50 @@ def test_configuration_errors(data, tmp_path):
 
 
 def test_learning_rate_schedules():
-    cfg = {"lr": 1e-3, "epochs": 100, "lr_schedule": "constant"}
-    assert train.learning_rate(cfg, 50, [], []) == 1e-3
-    cfg["lr_schedule"] = "cosine"
-    assert train.learning_rate(cfg, 0, [], []) == pytest.approx(1e-3)
-    assert train.learning_rate(cfg, 50, [], []) == pytest.approx(5e-4)
-    cfg["lr_schedule"] = "plateau"
-    val = [1.0] + [2.0] * 10          # no improvement for 10 epochs
-    assert train.learning_rate(cfg, 11, val, [1e-3] * 11) == pytest.approx(5e-4)
-    assert train.learning_rate(cfg, 11, [1.0 - 0.01 * i for i in range(11)], [1e-3] * 11) == 1e-3
+    from cmlib.train.callbacks import schedule_fn
+
+    assert schedule_fn("constant", 1e-3, 100)(50) == 1e-3
+    cos = schedule_fn("cosine", 1e-3, 100)
+    assert cos(0) == pytest.approx(1e-3) and cos(50) == pytest.approx(5e-4) and cos(99) < 1e-6
+    wc = schedule_fn("warmup-cosine", 1e-3, 100, warmup_epochs=5)
+    assert [wc(e) for e in range(5)] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4, 1e-3])
+    assert wc(5) == pytest.approx(1e-3) and wc(5 + 95 // 2) < 6e-4 and wc(99) < 1e-6
+
+
+def test_plateau_schedule_halves_the_rate_and_resumes():
+    """ReduceLROnPlateau halves the rate after 10 epochs without improvement; its counters survive a resume."""
+    import keras
+
+    from cmlib.train.callbacks import ResumablePlateau, current_lr
+
+    def fresh():
+        m = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        m.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        return m
+
+    val = [1.0] + [2.0] * 25
+    m, cb = fresh(), ResumablePlateau()
+    cb.set_model(m)
+    cb.on_train_begin()
+    lrs = []
+    for e, v in enumerate(val):
+        cb.on_epoch_end(e, {"val_loss": v})
+        lrs.append(current_lr(m))
+        if e == 6:
+            saved, saved_lr = cb.get_state(), current_lr(m)
+    assert lrs[9] == pytest.approx(1e-3) and lrs[10] == pytest.approx(5e-4)   # 10 epochs without improvement
+    assert lrs[20] == pytest.approx(2.5e-4) and lrs[19] == pytest.approx(5e-4)
+    # resume after epoch 6 with the saved counters: the same rates follow
+    m2, cb2 = fresh(), ResumablePlateau()
+    m2.optimizer.learning_rate.assign(saved_lr)
+    cb2.set_state(saved)
+    cb2.set_model(m2)
+    cb2.on_train_begin()
+    resumed = []
+    for e, v in enumerate(val[7:], start=7):
+        cb2.on_epoch_end(e, {"val_loss": v})
+        resumed.append(current_lr(m2))
+    assert resumed == pytest.approx(lrs[7:])
 
 
 def test_cli_train(data, tmp_path):
@@ -201,10 +238,10 @@ def test_cli_train(data, tmp_path):
 
 
 def test_output_bias_starts_at_the_mean_label(data, tmp_path):
-    # deep models default to "mean"; the thesis's basic CNN keeps Keras's zero bias, stored as an absent key
+    # deep models default to "mean"; the thesis's basic CNN keeps Keras's zero bias
     assert train.resolve_config("resnet50v2", data, epochs=1)["output_bias"] == "mean"
-    assert "output_bias" not in train.resolve_config("basic", data, epochs=1)
-    assert "output_bias" not in train.resolve_config("resnet50v2", data, epochs=1, output_bias="zero")
+    assert train.resolve_config("basic", data, epochs=1).output_bias == "zero"
+    assert train.resolve_config("resnet50v2", data, epochs=1, output_bias="zero").output_bias == "zero"
     with pytest.raises(InputError, match="output_bias"):
         train.resolve_config("basic", data, epochs=1, output_bias="median")
     # with a negligible learning rate the first predictions show where the output starts
@@ -225,3 +262,186 @@ def test_init_output_bias_gaussian_output():
     train.init_output_bias(m, y)
     b = np.asarray(m.get_layer("log_m500").get_weights()[1])
     assert np.allclose(b, [14.0, np.log(y.var())], atol=1e-5)
+
+
+# ---------------------------------------------------------------- reliability (issue: kills, races, damage)
+
+_RUN = ("import sys; from cmlib import train; "
+        "train.train_seeds('basic', sys.argv[1], epochs=int(sys.argv[3]), seeds=[0], runs_dir=sys.argv[2], "
+        "verbose=False, lr=3e-3, early_stopping=20, keep_models=sys.argv[4] == '1', checkpoint_interval_s=0)")
+
+
+def _run(data, runs, epochs=4, keep=True, env=None, check=True):
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-c", _RUN, str(data), str(runs), str(epochs), "1" if keep else "0"],
+                          env=e, capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def reference_runs(data, tmp_path_factory):
+    """Uninterrupted runs with and without model files (the bytes every crash must end with)."""
+    root = tmp_path_factory.mktemp("ref")
+    out = {}
+    for keep in (True, False):
+        _run(data, root / str(keep), keep=keep)
+        out[keep] = next((root / str(keep)).glob("basic/*/seed-00"))
+    return out
+
+
+@pytest.mark.parametrize("failpoint, keep", [("final-checkpoint", True), ("model-files", True),
+                                             ("predictions", False), ("status", False), ("final-checkpoint", False)])
+def test_a_kill_at_any_step_of_the_finish_reruns_to_the_same_result(data, tmp_path, reference_runs, failpoint, keep):
+    """kill -9 after the last epoch (the window that lost or changed results before): rerun = uninterrupted run."""
+    killed = _run(data, tmp_path, keep=keep, env={"CMLIB_FAILPOINT": failpoint}, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_dir = next(tmp_path.glob("basic/*/seed-00"))
+    _run(data, tmp_path, keep=keep)                                  # the same command again
+    ref = reference_runs[keep]
+    assert run_dir.relative_to(tmp_path) == ref.relative_to(ref.parents[2])
+    for name in ("predictions.csv", "metrics.json", "config.json", "split.json"):
+        assert (run_dir / name).read_bytes() == (ref / name).read_bytes(), name
+    assert _history(run_dir) == _history(ref)
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "complete" and status["predicted_with"] == "best"
+    assert status["best_epoch"] < status["epochs_completed"]        # best and last differ: the choice matters
+    assert not (run_dir / "checkpoints").exists()
+    assert {(run_dir / n).exists() for n in ("best.keras", "last.keras")} == {keep}
+
+
+def test_a_refused_start_leaves_the_running_job_alone(data, tmp_path):
+    """Two more starts of a running run are refused (exit 2); neither breaks the first one's lock."""
+    p = subprocess.Popen([sys.executable, "-c", _RUN, str(data), str(tmp_path), "400", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(tmp_path.glob("basic/*/seed-00/history.csv")):
+            assert p.poll() is None, p.stderr.read()
+            time.sleep(0.05)
+        cmd = [sys.executable, "-m", "cmlib.cli", "train", "--model", "basic", "--data", str(data), "--epochs",
+               "400", "--lr", "3e-3", "--early-stopping", "20", "--runs-dir", str(tmp_path), "--quiet",
+               "--no-model-files"]
+        for _ in range(2):
+            refused = subprocess.run(cmd, capture_output=True, text=True)
+            assert refused.returncode == 2 and "another process is training" in refused.stderr, refused.stderr
+        run_dir = next(tmp_path.glob("basic/*/seed-00"))
+        assert train.is_locked(run_dir) and p.poll() is None
+    finally:
+        p.kill()
+        p.wait()
+    assert not train.is_locked(run_dir)             # the OS released the dead process's lock
+
+
+def test_a_damaged_finished_run_is_never_reused(data, tmp_path):
+    (r,) = train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False, keep_models=False)
+    pred = r.path / "predictions.csv"
+    good = pred.read_bytes()
+    pred.write_bytes(good[: len(good) // 2])                        # truncated
+    with pytest.raises(A.DamagedRunError, match="predictions.csv has .* bytes.*--force"):
+        train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False)
+    pred.write_bytes(good.replace(b"test", b"tesT", 1))              # same size, other content
+    with pytest.raises(A.DamagedRunError, match="predictions.csv was changed"):
+        train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False)
+    (r.path / "status.json").write_text('{"status": "compl')          # truncated JSON
+    with pytest.raises(A.DamagedRunError, match="status.json is damaged"):
+        train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False)
+    (fixed,) = train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False, force=True)
+    assert fixed.status == "complete" and pred.read_bytes() == good
+
+
+def test_data_changed_in_place_is_detected_on_reuse(tmp_path):
+    import h5py
+
+    path = write_tiny_file(tmp_path / "d.h5", n=40)
+    (r,) = train.train_seeds("basic", path, epochs=1, runs_dir=tmp_path / "runs", verbose=False, keep_models=False)
+    os.utime(path)                                                   # touched, same content: still reused
+    assert train.train_seeds("basic", path, epochs=1, runs_dir=tmp_path / "runs", verbose=False)[0].reused
+    with h5py.File(path, "r+") as f:                                 # labels edited, attribute left stale
+        f["log_m500"][0] = f["log_m500"][0] + 0.5
+    with pytest.raises(DataFileError, match="content hash does not match"):
+        train.train_seeds("basic", path, epochs=1, runs_dir=tmp_path / "runs", verbose=False)
+
+
+def test_bad_runs_dir_and_seed_lists_are_clear_errors(data, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="is a file, not a directory"):
+        train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path / "afile", verbose=False)
+    for seeds, msg in (("4294967296", "from 0 to 2147483647"), ("0-1000000000", "at most 1000 per command")):
+        t = time.time()
+        out = subprocess.run([sys.executable, "-m", "cmlib.cli", "train", "--model", "basic", "--data", str(data),
+                              "--epochs", "1", "--seeds", seeds], capture_output=True, text=True)
+        assert out.returncode == 2 and msg in out.stderr, out.stderr
+        assert time.time() - t < 60                                  # refused before expanding the list
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(data, tmp_path):
+    cmd = [sys.executable, "-m", "cmlib.cli", "train", "--model", "basic", "--data", str(data), "--epochs", "30",
+           "--lr", "3e-3", "--early-stopping", "0", "--runs-dir", str(tmp_path / "b"), "--no-model-files",
+           "--checkpoint-interval", "0"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list((tmp_path / "b").glob("basic/*/seed-00/status.json"))
+        if found and json.loads(found[0].read_text() or "{}").get("epochs_completed", 0) >= 3:
+            break
+        assert p.poll() is None, p.stderr.read()
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted" in err, err
+    run_dir = found[0].parent
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+    assert subprocess.run(cmd + ["--quiet"], capture_output=True, text=True).returncode == 0
+    ref = subprocess.run([c if c != str(tmp_path / "b") else str(tmp_path / "a") for c in cmd] + ["--quiet"],
+                         capture_output=True, text=True)
+    assert ref.returncode == 0
+    a = next((tmp_path / "a").glob("basic/*/seed-00"))
+    assert _history(a) == _history(run_dir)
+    assert (a / "predictions.csv").read_bytes() == (run_dir / "predictions.csv").read_bytes()
+
+
+def test_checkpoint_policy_keeps_the_cost_near_five_percent():
+    from cmlib.train.callbacks import CheckpointPolicy
+
+    p = CheckpointPolicy()
+    assert not p.due(since_last_s=1.0, last_cost_s=0.1)              # 0.1 s per checkpoint: every >= 2 s
+    assert p.due(since_last_s=2.0, last_cost_s=0.1)
+    assert p.due(since_last_s=600.0, last_cost_s=100.0)              # capped at 10 minutes of lost work
+    assert CheckpointPolicy(interval_s=0).due(0.0, 5.0)              # every epoch
+
+
+def test_run_identity_is_typed_and_upgrades_version_1_records(data):
+    from cmlib.config import CONFIG_VERSION, RunConfig, upgrade
+
+    cfg = train.resolve_config("basic", data, epochs=3, seed=2, lr=5e-4)
+    again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.group_key() == cfg.group_key() and cfg.config_version == CONFIG_VERSION
+    # what a run is does not depend on where the data lie, the profile or eager execution ...
+    assert cfg.replace(data="elsewhere/d.h5", profile="laptop", run_eagerly=True).group_key() == cfg.group_key()
+    # ... but on every option that changes the computation
+    for change in (dict(precision="bfloat16"), dict(lr=1e-3), dict(epochs=4), dict(optimizer="adamw"),
+                   dict(data_sha256="0" * 64), dict(label_scaling="standardize")):
+        assert cfg.replace(**change).group_key() != cfg.group_key(), change
+    assert cfg.replace(seed=3).group_key() == cfg.group_key() and cfg.replace(seed=3).identity() != cfg.identity()
+    v1 = {k: v for k, v in cfg.to_dict().items() if k not in ("optimizer", "weight_decay", "warmup_epochs",
+                                                                "label_scaling", "precision", "config_version",
+                                                                "output_bias")}
+    v1.update(predict_with="best", data="/home/someone/data/d.h5")
+    up = upgrade(v1)
+    assert up["precision"] == "float32" and up["output_bias"] == "zero" and up["data"] == "data/d.h5"
+    assert RunConfig.from_dict(v1).group_key() == cfg.group_key()
+    with pytest.raises(InputError, match="newer"):
+        upgrade({**cfg.to_dict(), "config_version": CONFIG_VERSION + 1})
+
+
+def test_every_committed_run_hashes_to_its_own_directory():
+    """The stored runs under results/runs are found by identity: each one's record must name its directory."""
+    from cmlib.config import RunConfig
+
+    root = Path(__file__).resolve().parents[1] / "results" / "runs"
+    configs = sorted(root.glob("*/*/seed-*/config.json"))
+    assert configs, "no committed runs found"
+    for c in configs:
+        rec = json.loads(c.read_text())
+        assert rec.get("config_version") == 2, f"{c} is not upgraded"
+        assert not str(rec.get("data", "")).startswith("/"), f"{c} stores a machine path"
+        assert RunConfig.from_dict(rec).identity() == c.parent.relative_to(root).as_posix(), c

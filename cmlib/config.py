@@ -1,0 +1,539 @@
+"""Typed training configuration: a model's :class:`Recipe` and one run's :class:`RunConfig`.
+
+Every option is declared once, here, as a dataclass field carrying its
+default, its doc, its choices (a ``Literal`` type) and whether it changes what
+is computed (``semantic``).  From these declarations come
+
+* the validation (per field, with a message naming the fix),
+* the run's identity (:meth:`RunConfig.group_key`: a hash of the semantic
+  fields except the seed, the name of the run's directory),
+* the ``cmlib train`` command-line options (:func:`cli_options`),
+* the upgrade of older run records (:func:`upgrade`, ``config_version``).
+
+Adding a training option means adding a field here and using it where it acts
+(the training engine); nothing else. The pattern follows astropy's
+``Parameter(default, unit, doc, fvalidate)``.
+
+This module imports neither Keras nor TensorFlow nor h5py at import time, so
+pages and tools that only *find* runs stay light.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+from ._io import stable_hash
+from .errors import DataFileError, InputError
+
+#: Version of the run-record format written to ``config.json``. Version 1 (no
+#: ``config_version`` key) was the untyped dict of cmlib 0.1; :func:`upgrade` reads it.
+CONFIG_VERSION = 2
+
+#: Number of photon-energy bands of an image (thesis Table 1) and the thesis's three (2-4, 0-based 1-3).
+N_BANDS = 10
+THESIS_BANDS = (1, 2, 3)
+#: Seeds are 31-bit integers (NumPy, TensorFlow and JAX accept them everywhere); at most this many per call.
+MAX_SEED = 2 ** 31 - 1
+MAX_SEEDS_PER_CALL = 1000
+
+Pad = Literal["none", "thesis", "center"]
+Scaling = Literal["raw", "log1p", "standardize"]
+Augment = Literal["none", "flip", "flip-rot90"]
+Loss = Literal["mse", "nll"]
+Output = Literal["point", "gaussian"]
+Optimizer = Literal["adam", "adamw"]
+LRSchedule = Literal["constant", "cosine", "warmup-cosine", "plateau"]
+Head = Literal["flatten", "gap"]
+OutputBias = Literal["zero", "mean"]
+LabelScaling = Literal["none", "standardize"]
+Precision = Literal["auto", "float32", "bfloat16"]
+SplitName = Literal["thesis", "train-val-test"]
+
+
+def option(default: Any, doc: str, *, semantic: bool = True, check: Callable[[Any], Any] | None = None,
+           unit: str = "", cli: bool = True) -> Any:
+    """A configuration field: ``default``, ``doc``, whether it changes results, a validator.
+
+    ``check(value)`` returns the normalised value or raises :class:`InputError`.
+    ``cli=False`` keeps the field off the ``cmlib train`` command line.
+    """
+    return field(default=default, metadata={"doc": doc, "semantic": semantic, "check": check, "unit": unit,
+                                             "cli": cli})
+
+
+# ---------------------------------------------------------------- validators
+
+def _int_at_least(lowest: int, what: str = "") -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int,)) and not (hasattr(v, "__index__")):
+            raise InputError(f"{{name}}={v!r} must be an integer >= {lowest}{what}")
+        v = int(v)
+        if v < lowest:
+            raise InputError(f"{{name}}={v!r} must be an integer >= {lowest}{what}")
+        return v
+    return check
+
+
+def _number_in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = True,
+               example: str = "") -> Callable[[Any], float]:
+    def check(v: Any) -> float:
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = math.nan
+        if isinstance(v, bool) or not math.isfinite(x) or (x <= lo if lo_open else x < lo) or \
+                (x >= hi if hi_open else x > hi):
+            rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+            raise InputError(f"{{name}}={v!r} must be a number in {rng}{example}")
+        return x
+    return check
+
+
+def parse_bands(spec: Any, n_bands: int = N_BANDS) -> tuple[int, ...]:
+    """Bands as 0-based indices: ``"thesis"`` (2-4), ``"all"``, ``"2,3,4"`` / ``"1-10"`` (1-based text) or a
+    sequence of 0-based indices (what run records store); see :func:`cmlib.data.bands.normalise_bands`."""
+    from .data.bands import normalise_bands
+
+    return normalise_bands(spec, n_bands)
+
+
+def _check_bands(v: Any) -> Any:
+    if isinstance(v, str) and v in ("thesis", "all"):
+        return v
+    return parse_bands(v)
+
+
+def _check_weights(v: Any) -> str | None:
+    if v is None or (isinstance(v, str) and v.strip().lower() in ("", "none")):
+        return None
+    if not isinstance(v, (str, os.PathLike)):
+        raise InputError(f"{{name}}={v!r} must be None (from scratch), 'imagenet' or a weights file path")
+    return str(v)
+
+
+def _check_optional_int(lowest: int) -> Callable[[Any], int | None]:
+    inner = _int_at_least(lowest)
+
+    def check(v: Any) -> int | None:
+        return None if v is None else inner(v)
+    return check
+
+
+# ---------------------------------------------------------------- the recipe
+
+@dataclass(frozen=True)
+class Recipe(Mapping):
+    """How a model is trained by default: the thesis's Table 4, or the model's paper.
+
+    Registered with each model (:func:`cmlib.models.register`); a run starts
+    from it and overrides what the user asks for (:func:`resolve_config`).
+    A recipe reads like a mapping too (``recipe["lr"]``).
+    """
+
+    bands: Any = option("thesis", "photon-energy bands: 'thesis' (bands 2-4, 455-1070 eV, thesis Sect. 3.2), "
+                        "'all' (10), or 1-based band numbers such as 2,3,4", check=_check_bands)
+    pad: Pad = option("thesis", "image padding: 'none' (50 x 50 px), 'thesis' (zero padding to 71 x 71 at the "
+                      "bottom/right, thesis Fig. 20) or 'center' (71 x 71, centred)")
+    scaling: Scaling = option("raw", "intensity scaling of the photon counts (the thesis used raw counts); "
+                              "statistics from the training set only")
+    augment: Augment = option("flip", "training augmentation: 'flip' (random flips, thesis Sect. 3.2), "
+                              "'flip-rot90' (plus 90-degree rotations, Krippendorf et al. 2023) or 'none'")
+    loss: Loss = option("mse", "loss: 'mse' (thesis) or 'nll' (Gaussian negative log-likelihood with a "
+                        "predicted variance)")
+    output: Output = option("point", "output layer: 'point' (one value) or 'gaussian' (mean and log-variance); "
+                            "follows from the loss unless both are given")
+    optimizer: Optimizer = option("adam", "optimizer: 'adam' (thesis) or 'adamw' (Adam with decoupled weight "
+                                  "decay, Loshchilov & Hutter 2019)")
+    lr: float = option(1e-3, "(peak) learning rate", check=_number_in(0.0, 1.0, lo_open=True, example=", e.g. 1e-3"))
+    weight_decay: float = option(0.0, "decoupled weight decay of AdamW (0 = none; only with optimizer 'adamw')",
+                                 check=_number_in(0.0, 1.0, hi_open=True))
+    lr_schedule: LRSchedule = option("constant", "learning-rate schedule: 'constant' (thesis), 'cosine' (cosine "
+                                     "decay to 0 over the epochs), 'warmup-cosine' (linear warm-up for "
+                                     "warmup_epochs, then cosine decay to 0), 'plateau' (halve after 10 epochs "
+                                     "without improvement of the validation loss)")
+    warmup_epochs: int = option(0, "epochs of linear learning-rate warm-up ('warmup-cosine' only)",
+                                check=_int_at_least(0))
+    batch_size: int = option(32, "batch size (thesis: 32)", check=_int_at_least(1))
+    early_stopping: int = option(0, "patience: stop after this many epochs without improvement of the "
+                                 "validation loss and predict with the best epoch (0 = off: train all epochs, "
+                                 "predict with the last)", check=_int_at_least(0))
+    min_delta: float = option(0.0, "smallest decrease of the validation loss that counts as an improvement",
+                              check=_number_in(0.0, math.inf))
+    head: Head = option("flatten", "head after the convolutions: 'flatten' (thesis) or 'gap' (global average "
+                        "pooling)")
+    dense_units: int = option(512, "units of each dense layer of the head", check=_int_at_least(1))
+    dropout: float = option(0.0, "dropout rate before the dense head", check=_number_in(0.0, 1.0))
+    output_bias: OutputBias = option("zero", "start of the output layer's bias: 'zero' (Keras default, the "
+                                     "thesis) or 'mean' (the mean training label: a deep model then starts "
+                                     "at the answer's scale instead of 14 dex away)")
+    label_scaling: LabelScaling = option("none", "labels the network learns: 'none' (log10 M500c, thesis) or "
+                                         "'standardize' (zero mean, unit variance over the training set; "
+                                         "predictions are transformed back)")
+    precision: Precision = option("float32", "arithmetic: 'float32', 'bfloat16' (Keras mixed_bfloat16: bf16 "
+                                  "compute, float32 weights, output layer and loss) or 'auto' (bfloat16 where "
+                                  "the CPU or GPU has bf16 hardware, else float32; resolved when a run is "
+                                  "configured and recorded)")
+    reference_epochs: int = option(4000, "epochs of the reference training (the thesis's or the paper's)",
+                                   semantic=False, check=_int_at_least(1), cli=False)
+
+    # ---- validation
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = _choices(hints.get(f.name))
+            if choices is not None and value not in choices:
+                raise InputError(f"{f.name}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
+            check = f.metadata.get("check")
+            if check is not None:
+                try:
+                    value = check(value)
+                except InputError as exc:
+                    raise InputError(str(exc).replace("{name}", f.name)) from None
+                object.__setattr__(self, f.name, value)
+        if (self.loss == "nll") != (self.output == "gaussian"):
+            raise InputError(f"loss 'nll' needs output 'gaussian' and loss 'mse' needs output 'point' "
+                             f"(got loss={self.loss!r}, output={self.output!r}); give one of them and the "
+                             "other follows")
+        if self.weight_decay and self.optimizer != "adamw":
+            raise InputError(f"weight_decay={self.weight_decay} needs optimizer 'adamw' (Adam's coupled L2 "
+                             "decay is not offered); set optimizer='adamw' or weight_decay=0")
+        if self.warmup_epochs and self.lr_schedule != "warmup-cosine":
+            raise InputError(f"warmup_epochs={self.warmup_epochs} needs lr_schedule 'warmup-cosine'")
+
+    # ---- mapping view (recipe["lr"], dict(recipe), tuple(recipe) = the field names)
+    def __getitem__(self, key: str) -> Any:
+        if key not in _field_names(type(self)):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(_field_names(type(self)))
+
+    def __len__(self) -> int:
+        return len(_field_names(type(self)))
+
+    def replace(self, **changes: Any):
+        """A copy with ``changes`` (validated); unknown names are an :class:`InputError`."""
+        unknown = sorted(set(changes) - set(_field_names(type(self))))
+        if unknown:
+            raise InputError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(_field_names(type(self)))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in
+                ((f.name, getattr(self, f.name)) for f in fields(self))}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Image shape (H, W, C) the recipe implies (bands and padding)."""
+        bands = parse_bands(self.bands)
+        side = 50 if self.pad == "none" else 71
+        return (side, side, len(bands))
+
+
+def recipe_fields() -> tuple[str, ...]:
+    return _field_names(Recipe)
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass(frozen=True)
+class RunConfig(Recipe):
+    """Everything that defines one training run: a resolved recipe plus the run's own settings.
+
+    Two runs with the same :meth:`group_key` and seed compute the same thing;
+    the run directory is ``<runs>/<model>/<group_key>/seed-<NN>``.
+    Build it with :func:`resolve_config`; read a stored one with :meth:`from_dict`.
+    """
+
+    model: str = option("", "registered model name (see `cmlib models`)", cli=False)
+    epochs: int = option(1, "maximum number of epochs (the schedule's length)", check=_int_at_least(1), cli=False)
+    seed: int = option(0, "random seed of the initial weights and of the data order and augmentation",
+                       check=_int_at_least(0), cli=False)
+    split: SplitName = option("thesis", "data split: 'thesis' (90/10, the test set doubles as validation "
+                              "set, thesis Table 2) or 'train-val-test' (80/10/10, stratified)")
+    split_seed: int = option(0, "seed of the split", check=_int_at_least(0))
+    max_clusters: int | None = option(None, "use only the first N clusters of the file (smoke runs)",
+                                      check=_check_optional_int(8))
+    weights: str | None = option(None, "initial weights: none (from scratch) or a local ImageNet weights file",
+                                 check=_check_weights)
+    adapter: bool = option(False, "a trainable 1x1 Conv2D(3) in front (ImageNet weights with any band count)")
+    data_sha256: str = option("", "content hash of the data file (images and labels)", cli=False)
+    # not semantic: where and how, not what
+    data: str = option("", "data file, relative to the working directory where possible", semantic=False,
+                       cli=False)
+    n_clusters: int = option(0, "clusters in the data file", semantic=False, cli=False)
+    profile: str = option("custom", "the book profile (compute budget) that asked for the run", semantic=False,
+                          cli=False)
+    run_eagerly: bool = option(False, "run Keras eagerly (no graph tracing: faster for tiny smoke runs)",
+                               semantic=False, cli=False)
+    config_version: int = option(CONFIG_VERSION, "version of this record's format", semantic=False, cli=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.bands, tuple):
+            object.__setattr__(self, "bands", parse_bands(self.bands))
+        if self.precision == "auto":
+            raise InputError("precision 'auto' must be resolved before a run is configured; use resolve_config()")
+        if not isinstance(self.adapter, bool):
+            raise InputError(f"adapter={self.adapter!r} must be true or false")
+
+    @property
+    def predict_with(self) -> str:
+        """'best' (the epoch of lowest validation loss) with early stopping, else 'last'."""
+        return "best" if self.early_stopping > 0 else "last"
+
+    def semantic_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.metadata["semantic"]}
+
+    def group_key(self) -> str:
+        """The identity of the experiment: a hash of every semantic field except the seed."""
+        return stable_hash({k: v for k, v in self.semantic_dict().items() if k != "seed"}, 10)
+
+    def identity(self) -> str:
+        """The identity of this run: ``<model>/<group_key>/seed-<NN>``."""
+        return f"{self.model}/{self.group_key()}/seed-{self.seed:02d}"
+
+    def run_dir(self, runs_dir: str | os.PathLike) -> Path:
+        return Path(runs_dir) / self.identity()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "RunConfig":
+        """A stored record (any ``config_version``) as a :class:`RunConfig`."""
+        rec = upgrade(record)
+        unknown = sorted(set(rec) - set(_field_names(cls)))
+        if unknown:
+            raise InputError(f"the run record has unknown key(s) {', '.join(unknown)}: it was written by a newer "
+                             "cmlib; update cmlib to read it")
+        return cls(**rec)
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+# ---------------------------------------------------------------- reflection helpers
+
+_HINTS: dict[type, dict] = {}
+
+
+def _hints(cls: type) -> dict:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _choices(tp: Any) -> tuple | None:
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    return None
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def choices(name: str) -> tuple | None:
+    """The allowed values of a categorical option (``choices('pad')``), else None."""
+    return _choices(_hints(RunConfig).get(name))
+
+
+def describe_option(name: str) -> dict:
+    """Doc, default, choices and whether an option changes results (for docs, CLI and notebooks)."""
+    f = {f.name: f for f in fields(RunConfig)}.get(name)
+    if f is None:
+        raise InputError(f"unknown option '{name}'")
+    return {"name": name, "doc": f.metadata["doc"], "default": f.default, "choices": choices(name),
+            "semantic": f.metadata["semantic"], "type": _hints(RunConfig)[name]}
+
+
+def overridable() -> tuple[str, ...]:
+    """The options a user may set on top of a recipe (``cmlib train --<option>``)."""
+    return tuple(f.name for f in fields(RunConfig) if f.metadata["cli"])
+
+
+def cli_options() -> list[dict]:
+    """One entry per ``cmlib train`` option: flag, type, choices, help (generated from the fields)."""
+    out = []
+    hints = _hints(RunConfig)
+    for name in overridable():
+        tp = hints[name]
+        ch = _choices(tp)
+        if ch is not None:
+            conv: Any = str
+        elif name == "adapter":
+            conv = _parse_bool
+        elif tp in (int, "int") or name in ("batch_size", "early_stopping", "warmup_epochs", "dense_units",
+                                             "split_seed", "max_clusters"):
+            conv = int
+        elif tp in (float,):
+            conv = float
+        else:
+            conv = str
+        out.append({"name": name, "flag": "--" + name.replace("_", "-"), "type": conv, "choices": ch,
+                    "help": describe_option(name)["doc"]})
+    return out
+
+
+def _parse_bool(text: str) -> bool:
+    t = str(text).strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise InputError(f"'{text}' is not true or false")
+
+
+# ---------------------------------------------------------------- upgrade of older records
+
+def upgrade(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Bring a stored configuration record to :data:`CONFIG_VERSION` (explicit, field by field).
+
+    Version 1 (cmlib 0.1, no ``config_version``): an untyped dict; ``output_bias``
+    absent meant 'zero'; ``predict_with`` was stored (now derived from
+    ``early_stopping``); the options added in version 2 (optimizer, weight decay,
+    warm-up, label scaling, precision) did not exist and took the values that
+    reproduce version 1's computation; ``data`` could be an absolute path.
+    """
+    rec = dict(record)
+    version = int(rec.get("config_version", 1))
+    if version > CONFIG_VERSION:
+        raise InputError(f"the run record has config_version {version}, newer than this cmlib's "
+                         f"{CONFIG_VERSION}; update cmlib")
+    if version == 1:
+        rec.pop("predict_with", None)
+        rec.setdefault("output_bias", "zero")
+        rec.update(optimizer="adam", weight_decay=0.0, warmup_epochs=0, label_scaling="none",
+                   precision="float32")
+        rec["data"] = portable_path(rec.get("data", ""))
+        rec["config_version"] = 2
+    return rec
+
+
+def portable_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """A path as stored in a record: relative to ``root`` (default: the working directory) when inside it.
+
+    A path outside it keeps only its last two parts (``data/file.h5``): a record never holds
+    a machine's absolute paths; the content hash identifies the file.
+    """
+    if not str(path):
+        return ""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    base = Path(root) if root is not None else Path.cwd()
+    try:
+        return p.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return Path(*p.parts[-2:]).as_posix()
+
+
+# ---------------------------------------------------------------- resolving a run
+
+def resolve_precision(value: str) -> str:
+    """'auto' -> 'bfloat16' where the hardware has bf16 units, else 'float32' (see :mod:`cmlib.train.precision`)."""
+    if value != "auto":
+        return value
+    from .hardware import has_bf16_hardware
+
+    return "bfloat16" if has_bf16_hardware() else "float32"
+
+
+def data_identity(path: str | os.PathLike) -> dict:
+    """Content hash and size of a data file, from its header (cheap; full validation happens on load)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataFileError(f"data file '{p}' does not exist; create it with `cmlib simulate --out {p}` "
+                            f"or `cmlib import-lmu ... --out {p}`")
+    try:
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            sha = str(f.attrs["content_sha256"])
+            n = int(f.attrs["n_clusters"])
+    except (OSError, KeyError) as exc:
+        raise DataFileError(f"'{p}' is not a readable cmlib data file ({exc}); check it with "
+                            f"`cmlib info {p}`") from None
+    return {"content_sha256": sha, "n_clusters": n}
+
+
+def resolve_config(model: str, data: str | os.PathLike, *, epochs: int, seed: int = 0, profile: str = "custom",
+                   data_sha256: str | None = None, n_clusters: int | None = None,
+                   **overrides: Any) -> RunConfig:
+    """The configuration of one run: the model's recipe, then ``overrides``.
+
+    ``data_sha256`` (with ``n_clusters``) names the data by its content hash without
+    opening the file (what pages do when they look for runs); otherwise the
+    file's header is read.
+
+    Raises :class:`InputError` for unknown options or invalid values, and
+    :class:`DataFileError` if ``data`` is not a readable data file.
+    """
+    from .models.registry import get_spec
+
+    spec = get_spec(model)
+    allowed = set(overridable())
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise InputError(f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}")
+    ov = {k: v for k, v in overrides.items() if v is not None or k in ("weights", "max_clusters")}
+    # a loss implies its output layer (and vice versa) unless both are given
+    if "loss" in ov and "output" not in ov:
+        ov["output"] = "gaussian" if ov["loss"] == "nll" else "point"
+    if "output" in ov and "loss" not in ov:
+        ov["loss"] = "nll" if ov["output"] == "gaussian" else "mse"
+    recipe = spec.recipe.replace(**{k: v for k, v in ov.items() if k in recipe_fields()})
+    run_fields = {k: v for k, v in ov.items() if k not in recipe_fields()}
+    if data_sha256 is None:
+        info = data_identity(data)
+        data_sha256, n_clusters = info["content_sha256"], info["n_clusters"]
+    values = {**recipe.to_dict(), **run_fields}
+    values["precision"] = resolve_precision(values["precision"])
+    values["bands"] = parse_bands(values["bands"])
+    return RunConfig(model=model, epochs=epochs, seed=seed, profile=profile, data=portable_path(data),
+                     data_sha256=str(data_sha256), n_clusters=int(n_clusters or 0), **values)
+
+
+def parse_seeds(value: Any) -> list[int]:
+    """Seeds from a list, an int, or text: ``'0-9'``, ``'0,3,5'``, ``'[0, 1, 2]'`` (bounded, never expanded blindly)."""
+    if value is None:
+        raise InputError("no seeds given")
+    items: list[tuple[int, int]] = []
+    if isinstance(value, int) and not isinstance(value, bool):
+        items = [(value, value)]
+    elif isinstance(value, str):
+        text = value.strip().strip("[]()").replace(" ", "")
+        try:
+            for part in filter(None, text.split(",")):
+                if "-" in part[1:]:
+                    lo, hi = (int(v) for v in part.split("-", 1))
+                    if hi < lo:
+                        raise ValueError
+                    items.append((lo, hi))
+                else:
+                    items.append((int(part), int(part)))
+        except ValueError:
+            raise InputError(f"invalid seed list '{value}': use 4, 0-9, 0,3,5 or [0, 1, 2]") from None
+    else:
+        try:
+            items = [(int(s), int(s)) for s in value]
+        except (TypeError, ValueError):
+            raise InputError(f"invalid seed list {value!r}: give non-negative integers") from None
+    if not items:
+        raise InputError(f"invalid seed list {value!r}: give at least one non-negative integer")
+    if any(lo < 0 or hi > MAX_SEED for lo, hi in items):
+        raise InputError(f"invalid seed list {value!r}: seeds must be integers from 0 to {MAX_SEED}")
+    count = sum(hi - lo + 1 for lo, hi in items)
+    if count > MAX_SEEDS_PER_CALL:
+        raise InputError(f"{count} seeds requested; at most {MAX_SEEDS_PER_CALL} per command (the thesis used 10)")
+    seeds = [s for lo, hi in items for s in range(lo, hi + 1)]
+    return list(dict.fromkeys(seeds))
