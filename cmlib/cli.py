@@ -78,6 +78,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except simulate.Terminated:
         print("cmlib simulate: terminated (SIGTERM); the partial file was removed.", file=sys.stderr)
         return 143
+    except CmlibError as exc:
+        if getattr(exc, "hdf5_unclean", False):      # a full disk: HDF5's exit handler would crash
+            import os
+
+            print(f"cmlib simulate: error: {exc}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
+        raise
     if not args.quiet:
         print(f"wrote {path}")
     return 0

@@ -143,7 +143,7 @@ class DataFileWriter:
         except BaseException as exc:
             self._abort(exc)
             if isinstance(exc, OSError):
-                raise _disk_error(self.path, exc) from exc
+                raise _disk_error(self.path, exc, self) from exc
             raise
         self._file = f
         try:
@@ -179,7 +179,8 @@ class DataFileWriter:
             try:
                 f.close()
             except Exception:   # noqa: BLE001 - the original error is what the user needs to see
-                pass
+                # HDF5 keeps the file's state; its exit handler would flush it again and crash
+                self.unclean_close = True
         exc = exc if exc is not None else RuntimeError("aborted")
         try:
             self._ctx.__exit__(type(exc), exc, exc.__traceback__)
@@ -223,7 +224,7 @@ class DataFileWriter:
         if exc_type is not None:
             self._abort(exc)
             if isinstance(exc, OSError):
-                raise _disk_error(self.path, exc) from exc
+                raise _disk_error(self.path, exc, self) from exc
             return False
         try:
             if self._pos != self.n:
@@ -252,7 +253,7 @@ class DataFileWriter:
             self._file = None if _closed(f) else f
             self._abort(err)
             if isinstance(err, OSError):
-                raise _disk_error(self.path, err) from err
+                raise _disk_error(self.path, err, self) from err
             raise
         return bool(self._ctx.__exit__(None, None, None))
 
@@ -264,8 +265,13 @@ def _closed(f) -> bool:
         return True
 
 
-def _disk_error(path, exc: OSError):
-    """A clear error for a write that failed in the OS (full disk, quota, I/O error)."""
+def _disk_error(path, exc: OSError, writer=None):
+    """A clear error for a write that failed in the OS (full disk, quota, I/O error).
+
+    ``hdf5_unclean`` on the error says that HDF5 could not close the file: the
+    command line then exits without the interpreter's teardown (HDF5's exit
+    handler would flush the file again and crash).
+    """
     import errno
 
     from .errors import CmlibError
@@ -273,6 +279,14 @@ def _disk_error(path, exc: OSError):
     text = str(exc)
     full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text \
         or "disk quota" in text.lower() or "errno = 28" in text
+    err = _make_disk_error(path, text, full)
+    err.hdf5_unclean = bool(getattr(writer, "unclean_close", False))
+    return err
+
+
+def _make_disk_error(path, text: str, full: bool):
+    from .errors import CmlibError
+
     if full:
         return CmlibError(f"the disk is full: writing data file '{path}' failed ({text.splitlines()[0][:120]}). "
                           "Nothing was written (the partial file was removed); free some space or choose "

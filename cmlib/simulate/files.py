@@ -205,6 +205,7 @@ def _worker_init(parent: int) -> None:
     import os
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)     # a forked worker inherits the parent's handler
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -380,7 +381,7 @@ def _simulate_locked(path, n, seed, p, overwrite, chunk_size, progress, workers,
     finally:
         if pool is not None:
             if not ok:                       # interrupted or failed: do not wait for running chunks
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    proc.terminate()
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.kill()
             pool.shutdown(wait=True, cancel_futures=True)
     return Path(path)
