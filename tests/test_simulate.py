@@ -355,3 +355,17 @@ def test_images_show_a_central_extended_source():
     prof = [stack[(r >= a) & (r < a + 2)].mean() for a in range(0, 20, 2)]
     assert prof[0] > 3 * prof[-1]
     assert np.all(np.diff(prof[:6]) < 0)
+
+
+def test_every_parameter_source_resolves_to_the_fact_sheet():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "book" / "physics_facts.md").read_text()
+    sections = {int(s.split(".")[0]) for s in
+                [line[3:] for line in text.splitlines() if line.startswith("## ")]}
+    for row in S.SimulationParams.describe():
+        src = row["source"]
+        assert src.startswith("facts "), (row["name"], src)
+        assert int(src.split()[1]) in sections, (row["name"], src)
+        assert f"(facts-{src.split()[1]})=" in text
+    assert "/work/" not in text
