@@ -369,3 +369,21 @@ def test_every_parameter_source_resolves_to_the_fact_sheet():
         assert int(src.split()[1]) in sections, (row["name"], src)
         assert f"(facts-{src.split()[1]})=" in text
     assert "/work/" not in text
+
+
+def test_efeds_comparison_and_calibration_tables(population, tmp_path):
+    from cmlib.simulate import validation as V
+
+    rows = V.efeds_comparison(population["log_m500"], population["z"], population,
+                              population["_meta"]["expected_selected_in_survey"])
+    names = [r["quantity"] for r in rows]
+    assert any("per 140" in n for n in names) and any("relaxed" in n for n in names)
+    assert all(r["tolerance"] > 0 for r in rows)
+    # a clearly different population is flagged
+    bad = V.efeds_comparison(population["log_m500"] + 0.5, population["z"], population)
+    assert not [r for r in bad if r["quantity"] == "log M500, median"][0]["within"]
+    res = {"epochs_max": 300, "variants": {"v2": {"switched_off": "nothing", "runs": [
+        {"seed": 0, "sigma_thesis": 0.12, "mu": 0.01, "std": 0.2, "epochs": 90}]}}}
+    summ = V.calibration_summary(res)
+    assert summ["n_seeds"] == 1 and summ["in_target"]
+    assert V.ablation_rows(res)[0]["basic CNN std(x) [dex]"] == "0.200"
