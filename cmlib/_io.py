@@ -21,13 +21,119 @@ import numpy as np
 from .errors import InputError, OutputExistsError
 
 
-def prepare_output(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Path:
+#: Longest file name (bytes) and path (bytes) the common Linux file systems accept.
+NAME_MAX = 255
+PATH_MAX = 4096
+#: Room a temporary name needs beyond the final name: "." + ".tmp-<pid>-<8 hex>".
+_TMP_OVERHEAD = 1 + 5 + 10 + 1 + 8
+
+
+def check_path_length(path: str | os.PathLike, what: str = "output") -> Path:
+    """Raise :class:`InputError` if a component of ``path`` or the whole path exceeds the OS limits."""
+    path = Path(path)
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise InputError(f"the name '{part[:40]}...' in {what} '{str(path)[:60]}...' is "
+                             f"{len(os.fsencode(part))} bytes long; file systems allow {NAME_MAX}. "
+                             "Choose a shorter name.")
+    if len(os.fsencode(os.path.abspath(path))) > PATH_MAX - 64:
+        raise InputError(f"the path of {what} is {len(os.fsencode(os.path.abspath(path)))} bytes long; the "
+                         f"system allows {PATH_MAX} (with room for a temporary name). Choose a shorter path.")
+    return path
+
+
+def temp_prefix(final: Path) -> str:
+    """Hidden-name prefix of temporary files beside ``final``, shortened (with a hash) if the name is long."""
+    name = final.name
+    if len(os.fsencode(name)) + _TMP_OVERHEAD > NAME_MAX:
+        digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+        keep = name.encode()[:NAME_MAX - _TMP_OVERHEAD - 10].decode("utf-8", "ignore")
+        name = f"{keep}~{digest}"
+    return f".{name}.tmp-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Remove temporary files of ``final`` left by processes that no longer run (kill -9, power loss).
+
+    Temporary names carry the writer's process id (``.NAME.tmp-PID-XXXXXXXX``);
+    those of live processes are kept.  Returns the removed paths.
+    """
+    final = Path(final)
+    prefix = temp_prefix(final)
+    removed = []
+    try:
+        entries = list(final.parent.iterdir()) if str(final.parent) else list(Path(".").iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            pid = int(entry.name[len(prefix):].split("-")[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def output_lock(final: str | os.PathLike, what: str = "output") -> Iterator[None]:
+    """Hold an advisory lock on ``final`` for the life of the block (released by the OS if the process dies).
+
+    A second writer to the same path fails at once with :class:`OutputExistsError`
+    naming the running one, instead of both writing and the later one winning.
+    """
+    import fcntl
+
+    final = Path(final)
+    lock = final.with_name(temp_prefix(final)[:-len(".tmp-")] + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                other = os.read(fd, 32).decode().strip() or "?"
+            except OSError:
+                other = "?"
+            raise OutputExistsError(f"another process (pid {other}) is writing {what} '{final}' right now; "
+                                    "wait for it to finish or choose another path.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+    finally:
+        os.close(fd)
+
+
+def prepare_output(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output",
+                   allow_directory: bool = False) -> Path:
     """Check that ``path`` may be written and create its parent directory.
 
-    Raises :class:`OutputExistsError` if it exists and ``overwrite`` is false,
-    and :class:`InputError` if its directory cannot be created or written.
+    Raises :class:`OutputExistsError` if it exists and ``overwrite`` is false
+    (or, unless ``allow_directory``, if it is a directory: ``overwrite`` never
+    replaces a directory by a file), and :class:`InputError` if its name is
+    too long or its directory cannot be created or written.
     """
-    path = Path(path)
+    path = check_path_length(path, what)
+    if path.is_dir() and not allow_directory:
+        raise OutputExistsError(f"{what} '{path}' is a directory; choose a file path (--overwrite does not "
+                                "replace directories).")
     if path.exists() and not overwrite:
         raise OutputExistsError(
             f"{what} '{path}' already exists; pass --overwrite (overwrite=True) to replace it, "
@@ -67,8 +173,8 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False, what: str =
     On any exception (KeyboardInterrupt included) the temporary file or
     directory is removed and ``path`` is left exactly as it was.
     """
-    final = prepare_output(path, overwrite=overwrite, what=what)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    final = prepare_output(path, overwrite=overwrite, what=what, allow_directory=directory)
+    tmp = final.with_name(f"{temp_prefix(final)}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     if directory:
         tmp.mkdir()
     try:
@@ -84,6 +190,45 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False, what: str =
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def exclusive_atomic_path(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output",
+                          lock: bool = True) -> Iterator[Path]:
+    """Like :func:`atomic_path` for one file, safe against a second writer and against kills.
+
+    * an advisory lock (:func:`output_lock`; ``lock=False`` if the caller holds
+      it already) makes a second writer to the same path fail at once;
+    * without ``overwrite`` the finished file is published with ``os.link``,
+      which fails if the path appeared meanwhile (never a silent clobber);
+    * temporary files of dead earlier writers are removed first;
+    * on any exception (KeyboardInterrupt, SIGTERM turned into one, a full
+      disk) the temporary file is removed and ``path`` is left as it was.
+    """
+    final = prepare_output(path, overwrite=overwrite, what=what)
+    with (output_lock(final, what) if lock else contextlib.nullcontext()):
+        remove_stale_temporaries(final)
+        if final.exists() and not overwrite:            # created while we waited
+            raise OutputExistsError(f"{what} '{final}' already exists; pass --overwrite (overwrite=True) to "
+                                    "replace it, or choose another path.")
+        tmp = final.with_name(f"{temp_prefix(final)}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            yield tmp
+            if overwrite:
+                if final.is_dir():
+                    raise OutputExistsError(f"{what} '{final}' became a directory; nothing was replaced.")
+                os.replace(tmp, final)
+            else:
+                try:
+                    os.link(tmp, final)
+                except FileExistsError:
+                    raise OutputExistsError(f"{what} '{final}' was created by another process while this one "
+                                            "ran; it was kept and this result discarded. Choose another path "
+                                            "or pass --overwrite.") from None
+                _remove(tmp)
+        except BaseException:
+            _remove(tmp)
+            raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:

@@ -1,4 +1,4 @@
-"""The classical (non-ML) mass estimator and the information floor of the mock.
+"""Classical (non-ML) mass estimators and the Bayes-optimal references of the mock.
 
 A survey without neural networks estimates a cluster mass from its X-ray
 luminosity (or count rate) and redshift by inverting a scaling relation.  This
@@ -13,6 +13,12 @@ selection.
 * :func:`estimate_log_mass` - counts, count rate or luminosity + z -> log10 M500c.
 * :func:`information_floor` - the scatter that the mock's scaling-relation scatter
   alone imposes on any L_X-based estimate, analytically and measured.
+* :func:`fair_estimate` - the *fair* classical estimator: it sees only what the CNN
+  sees (the image in the same bands, z, a nominal exposure), masks point sources,
+  takes a sigma-clipped annulus background and corrects the Eddington/Malmquist
+  bias with the mock's population prior.
+* :func:`reference_estimators` - Bayes-optimal E[log M | inputs] for noiseless
+  catalogue quantities, from a large draw of the mock's own population.
 
 Limitations (by design, the "simple inversion"): the estimate inverts the
 *median* relation, with no Eddington/Malmquist correction, so near the flux limit
@@ -162,7 +168,7 @@ def _aperture_table(params, aperture_arcmin: float, annulus, pixel_scale: float,
     out_ap, out_ann = np.empty(th_grid.size), np.empty(th_grid.size)
     from scipy.signal import fftconvolve
 
-    from .simulate import _smooth
+    from .simulate import smooth_images
 
     for i, th in enumerate(th_grid):
         # mean surface brightness per unit R500 flux, radius in arcmin; cores softened by half a fine pixel
@@ -178,7 +184,7 @@ def _aperture_table(params, aperture_arcmin: float, annulus, pixel_scale: float,
         crop = slice(pad * k_os, (pad + IMAGE_SIZE) * k_os)
         img = img[crop, crop].reshape(IMAGE_SIZE, k_os, IMAGE_SIZE, k_os).sum(axis=(1, 3))
         if blur and p.smoothing and p.smoothing_sigma_px > 0:
-            img = _smooth(img[None, :, :, None], p.smoothing_sigma_px)[0, :, :, 0]
+            img = smooth_images(img[None, :, :, None], p.smoothing_sigma_px)[0, :, :, 0]
         a = img[ap_mask].sum()
         b = img[ann_mask].mean() * ap_mask.sum() if ann_mask.any() else 0.0
         out_ap[i], out_ann[i] = a, b
@@ -223,7 +229,7 @@ def predicted_counts(log_m500, z, exposure=None, nH=None, params=None, bands=Non
     aperture photometry of :func:`observed_source_counts` (PSF, smoothing and
     annulus included via :func:`aperture_fraction`).
     """
-    from .simulate import _conversion
+    from .simulate import conversion
 
     p = _params(params)
     log_m = np.asarray(log_m500, dtype=float)
@@ -236,7 +242,7 @@ def predicted_counts(log_m500, z, exposure=None, nH=None, params=None, bands=Non
     m = 10.0 ** log_m
     lx = physics.lx_mass_relation(m, z, p.lx_norm, p.lx_slope, p.lx_ez_power, p.mass_pivot)
     kt = physics.kt_mass_relation(m, z, p.kt_norm, p.kt_slope, p.mass_pivot)
-    conv = _conversion(p)
+    conv = conversion(p)
     rates = conv.rate_per_flux(kt.ravel(), z.ravel(), nh.ravel(), np.full(kt.size, p.metallicity_mean), p.lines)
     rate = rates[:, _bands(bands)].sum(axis=1).reshape(log_m.shape)
     d_l = physics.distance_table(3.0).luminosity(z) * physics.MPC_TO_CM
@@ -347,12 +353,12 @@ def information_floor(params=None, n: int = 4000, seed: int = 12345) -> dict:
 
     Residuals are x = estimate - true (dex).  Uses no images, so it is fast.
     """
-    from .simulate import _lnl_morph, draw_population
+    from .simulate import draw_population, lnl_morph
 
     p = _params(params)
     ln10 = math.log(10.0)
     b_l = p.lx_slope
-    off_cc, off_other, sig_rand = _lnl_morph(p)
+    off_cc, off_other, sig_rand = lnl_morph(p)
     f_cc = p.cool_core_fraction if p.cool_cores else 0.0
     sig_l = math.sqrt(sig_rand ** 2 + (off_cc - off_other) ** 2 * f_cc * (1.0 - f_cc))
     s1 = sig_rand / b_l                          # ln M from ln L (random part)
@@ -383,3 +389,202 @@ def information_floor(params=None, n: int = 4000, seed: int = 12345) -> dict:
     }
     return {"analytic": analytic, "empirical": empirical, "n": n, "seed": seed,
             "bands_ev": [float(BAND_EDGES_EV[0]), float(BAND_EDGES_EV[-1])]}
+
+
+# --------------------------------------------------------------------------- fair classical estimator
+
+def mask_point_sources(images, center=DEFAULT_CENTER, protect_arcmin: float = 1.5, nsigma: float = 4.0,
+                       pixel_scale_arcsec: float = 24.0) -> np.ndarray:
+    """Boolean mask (n, H, W), True where a pixel is kept: point sources outside the cluster core removed.
+
+    A pixel of the band-summed image more than ``nsigma`` Poisson deviations
+    above the image's median level, outside ``protect_arcmin`` of the centre,
+    is taken as a point source; it and its 8 neighbours (the PSF core spans
+    ~1 pixel of 24") are masked.
+    """
+    from scipy.ndimage import binary_dilation
+
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[None]
+    tot = x.sum(axis=-1)
+    n, h, w = tot.shape
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(xx + 0.5 - center[0], yy + 0.5 - center[1]) * pixel_scale_arcsec / 60.0
+    level = np.median(tot.reshape(n, -1), axis=1)[:, None, None]
+    # smoothing (sigma = 1 px) spreads a pixel's Poisson variance over ~4 pi sigma^2 pixels
+    hot = (tot > level + nsigma * np.sqrt(np.maximum(level, 0.5) / (4.0 * np.pi))) & (r[None] > protect_arcmin)
+    struct = np.ones((1, 3, 3), bool)
+    return ~binary_dilation(hot, structure=struct)
+
+
+def robust_background(images, keep=None, annulus_arcmin=DEFAULT_ANNULUS_ARCMIN, center=DEFAULT_CENTER,
+                      pixel_scale_arcsec: float = 24.0, clip: float = 3.0, iters: int = 5) -> np.ndarray:
+    """Background per pixel and band (n, C): sigma-clipped median of the annulus, point sources masked."""
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[None]
+    _, ann = _masks(x.shape[1:3], 1.0, annulus_arcmin, pixel_scale_arcsec, center)
+    keep = np.ones(x.shape[:3], bool) if keep is None else keep
+    out = np.empty((x.shape[0], x.shape[-1]))
+    for i in range(x.shape[0]):
+        vals = x[i][ann & keep[i]]                                   # (m, C)
+        ok = np.ones(vals.shape, bool)
+        for _ in range(iters):
+            med = np.array([np.median(vals[ok[:, c], c]) if ok[:, c].any() else 0.0 for c in range(vals.shape[1])])
+            sd = np.array([1.4826 * np.median(np.abs(vals[ok[:, c], c] - med[c])) if ok[:, c].any() else 0.0
+                           for c in range(vals.shape[1])])
+            ok = np.abs(vals - med) <= clip * np.maximum(sd, 1e-6)
+        out[i] = [vals[ok[:, c], c].mean() if ok[:, c].any() else med[c] for c in range(vals.shape[1])]
+    return out
+
+
+def fair_counts(images, aperture_arcmin: float = DEFAULT_APERTURE_ARCMIN, center=DEFAULT_CENTER,
+                pixel_scale_arcsec: float = 24.0) -> np.ndarray:
+    """Aperture counts minus the robust background, point sources masked (masked pixels filled with it)."""
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[None]
+    keep = mask_point_sources(x, center, pixel_scale_arcsec=pixel_scale_arcsec)
+    bg = robust_background(x, keep, center=center, pixel_scale_arcsec=pixel_scale_arcsec)      # (n, C)
+    ap, _ = _masks(x.shape[1:3], aperture_arcmin, None, pixel_scale_arcsec, center)
+    filled = np.where(keep[..., None], x, bg[:, None, None, :])
+    return (filled[:, ap, :].sum(axis=1) - ap.sum() * bg).sum(axis=1)
+
+
+def _prior_counts(params, bands, n: int, seed: int, aperture_arcmin: float):
+    """Population prior draw: (log M, z, simulated fair aperture counts) without images.
+
+    Counts in the aperture: the cluster's expected counts in ``bands`` times the
+    aperture fraction of the mean morphology (PSF, smoothing and the annulus's
+    share included), at the *nominal* exposure, Poisson noise of source plus
+    background in the aperture, minus the background estimated from the
+    annulus (its own Poisson error).
+    """
+    from .simulate import background_per_pixel, draw_population
+
+    p = _params(params)
+    b = _bands(bands)
+    pop = draw_population(n, seed, p)
+    th = pop["R500_arcmin"]
+    frac = aperture_fraction(th, p, aperture_arcmin, DEFAULT_ANNULUS_ARCMIN, p.pixel_scale_arcsec, True)
+    src = sum(pop[f"expected_counts_band{k + 1}"] for k in b) * frac
+    bg_pp = background_per_pixel(pop, slice(0, pop["z"].size), p)[:, b].sum(axis=1)
+    ap, ann = _masks((IMAGE_SIZE, IMAGE_SIZE), aperture_arcmin, DEFAULT_ANNULUS_ARCMIN, p.pixel_scale_arcsec,
+                     DEFAULT_CENTER)
+    rng = np.random.default_rng(seed + 1)
+    b_ap = bg_pp * ap.sum()
+    meas = rng.poisson(src + b_ap) - rng.poisson(bg_pp * ann.sum()) * ap.sum() / ann.sum()
+    return pop["log_m500"], pop["z"], meas
+
+
+@functools.lru_cache(maxsize=8)
+def _prior_table(params, bands: tuple, n: int, seed: int, aperture_arcmin: float):
+    log_m, z, c = _prior_counts(params, bands, n, seed, aperture_arcmin)
+    return log_m, z, _asinh_counts(c)
+
+
+def _asinh_counts(c) -> np.ndarray:
+    return np.arcsinh(np.asarray(c, dtype=float) / 2.0)
+
+
+def _knn_mean(train_x: np.ndarray, train_y: np.ndarray, query_x: np.ndarray, k: int) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    scale = train_x.std(axis=0)
+    scale[scale == 0] = 1.0
+    tree = cKDTree(train_x / scale)
+    _, idx = tree.query(query_x / scale, k=min(k, train_y.size))
+    return train_y[idx].mean(axis=1)
+
+
+def fair_estimate(images, z, params=None, bands=None, n_prior: int = 30_000, prior_seed: int = 2 ** 31 - 7,
+                  aperture_arcmin: float = DEFAULT_APERTURE_ARCMIN, k: int = 60) -> np.ndarray:
+    """The fair classical estimate of log10 M500c from an image and z (what the CNN sees).
+
+    ``images`` (n, 50, 50, C) hold the bands ``bands`` (zero-based; default
+    all ten) in that order.  Steps: point sources masked
+    (:func:`mask_point_sources`), background from a sigma-clipped annulus
+    (:func:`robust_background`), aperture counts (:func:`fair_counts`); then
+    the posterior mean E[log M | counts, z] under the mock's population prior
+    (selection included), from a prior draw of ``n_prior`` clusters whose
+    counts are simulated with the same aperture model at the *nominal*
+    exposure (k nearest neighbours in (asinh counts, z)).  This corrects the
+    Eddington/Malmquist bias by construction.  Uses no true exposure, N_H or
+    catalogue property.
+    """
+    p = _params(params)
+    b = tuple(int(v) for v in _bands(bands))
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[-1] != len(b):
+        raise InputError(f"images must have shape (n, H, W, {len(b)}) for bands {b}, got {x.shape}")
+    c = fair_counts(x, aperture_arcmin, pixel_scale_arcsec=p.pixel_scale_arcsec)
+    log_m, zp, cp = _prior_table(p, b, int(n_prior), int(prior_seed), float(aperture_arcmin))
+    q = np.stack([_asinh_counts(c), np.asarray(z, dtype=float)], axis=1)
+    return _knn_mean(np.stack([cp, zp], axis=1), log_m, q, k)
+
+
+# --------------------------------------------------------------------------- Bayes-optimal references
+
+#: The reference estimators: name -> (catalogue inputs, label).  Each is E[log M | inputs] of the mock's
+#: own selected population: the best any method can do *given those noiseless quantities*.
+REFERENCE_INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "L_true,z": (("log_L", "z"), "E[log M | true L_X, z]: the best any method can do knowing the noiseless "
+                                 "luminosity and z"),
+    "L_true,z,T": (("log_L", "z", "log_kT"), "E[log M | true L_X, z, kT]: the best any method can do "
+                                              "knowing the noiseless luminosity, z and temperature"),
+    "L_true,z,theta500,morphology": (("log_L", "z", "log_theta500", "morphology"),
+                                     "E[log M | true L_X, z, theta500, morphology]: zero by construction, "
+                                     "because theta500 and z fix M500 (R500 ~ M^1/3); not a bound on images"),
+    "L_true,z,r_core,morphology": (("log_L", "z", "log_rc", "morphology"),
+                                   "E[log M | true L_X, z, core radius, morphology]: the best any "
+                                   "method can do knowing the noiseless luminosity, z, core size and morphology"),
+}
+
+
+def _features(pop: dict, names) -> np.ndarray:
+    f = {"log_L": np.log10(pop["L_X_500"]), "z": pop["z"], "log_kT": np.log10(pop["kT"]),
+         "log_theta500": np.log10(pop["R500_arcmin"]), "morphology": pop["morphology"].astype(float),
+         "log_rc": np.log10(pop["r_core_arcmin"])}
+    return np.stack([f[k] for k in names], axis=1)
+
+
+def reference_estimators(params=None, n: int = 100_000, seed: int = 11, k: int = 50) -> dict:
+    """Bayes-optimal estimators E[log M | inputs] of the mock's own population, measured out of sample.
+
+    A population of ``n`` selected clusters is drawn; the conditional mean of
+    log M given each input set of :data:`REFERENCE_INPUTS` is estimated on one
+    half (k nearest neighbours in standardised inputs; morphology, a class,
+    is conditioned on exactly) and evaluated on the other half.  Returns per estimator the
+    residual statistics (std, thesis sigma = std of |x|, mu; dex) and its
+    label.  These are the best any method can do *given those noiseless
+    quantities*; they are not bounds on image-based methods (images carry
+    photon noise, but also information beyond these inputs).
+    """
+    from .simulate import draw_population
+
+    p = _params(params)
+    pop = draw_population(int(n), int(seed), p)
+    y = pop["log_m500"]
+    half = y.size // 2
+    out = {}
+    for name, (inputs, label) in REFERENCE_INPUTS.items():
+        if "log_theta500" in inputs:
+            # theta500 and z determine M500 exactly: M = (4 pi / 3) 500 rho_c(z) (theta500 D_A)^3
+            r_kpc = pop["R500_arcmin"] * physics.ARCMIN_TO_RAD * pop["D_A_Mpc"] * 1e3
+            est = np.log10(4.0 / 3.0 * np.pi * 500.0 * physics.critical_density(pop["z"]) * r_kpc ** 3)[half:]
+            out[name] = {**_resid_stats(est, y[half:]), "inputs": list(inputs), "label": label}
+            continue
+        cont = [i for i in inputs if i != "morphology"]
+        x = _features(pop, cont)
+        if "morphology" in inputs:                      # categorical: condition exactly, class by class
+            est = np.empty(y.size - half)
+            mtr, mte = pop["morphology"][:half], pop["morphology"][half:]
+            for c in np.unique(mte):
+                est[mte == c] = _knn_mean(x[:half][mtr == c], y[:half][mtr == c], x[half:][mte == c], k)
+        else:
+            est = _knn_mean(x[:half], y[:half], x[half:], k)
+        out[name] = {**_resid_stats(est, y[half:]), "inputs": list(inputs), "label": label}
+    return {"estimators": out, "n": int(y.size), "seed": int(seed), "k": int(k),
+            "physics": p.physics, "method": "k-nearest-neighbour conditional mean, fitted on half of the draw, "
+                                            "evaluated on the other half"}

@@ -76,19 +76,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from . import simulate
 
     if args.list_params:
-        print(simulate.format_parameter_table())
+        print(simulate.format_parameter_table(args.physics))
         return 0
     if args.out is None:
         raise CmlibError("--out is required (e.g. --out data/efeds_mock.h5)")
-    params = simulate.parse_parameters(_parse_set(args.set))
-    path = simulate.simulate_to_file(
-        args.out, n=args.n, seed=args.seed, params=params, overwrite=args.overwrite,
-        chunk_size=args.chunk_size, progress=not args.quiet,
-    )
+    params = simulate.parse_parameters(_parse_set(args.set), physics=args.physics)
+    try:
+        path = simulate.simulate_to_file(
+            args.out, n=args.n, seed=args.seed, params=params, overwrite=args.overwrite,
+            chunk_size=args.chunk_size, progress=not args.quiet,
+        )
+    except simulate.Terminated:
+        print("cmlib simulate: terminated (SIGTERM); the partial file was removed.", file=sys.stderr)
+        return 143
+    except CmlibError as exc:
+        if getattr(exc, "hdf5_unclean", False):      # a full disk: HDF5's exit handler would crash
+            import os
+
+            print(f"cmlib simulate: error: {exc}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
+        raise
     if not args.quiet:
         print(f"wrote {path}")
     return 0
-
 
 def cmd_info(args: argparse.Namespace) -> int:
     from . import data
@@ -187,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a generator parameter (repeatable); see --list-params")
     s.add_argument("--chunk-size", type=int, default=1024, help="clusters generated per chunk (memory bound)")
+    s.add_argument("--physics", choices=("v2", "v1"), default="v2",
+                   help="physics version: v2 (default) or v1, the first mock (same seed -> the same data as before)")
     s.add_argument("--list-params", action="store_true", help="list the generator parameters and exit")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     s.set_defaults(func=cmd_simulate)

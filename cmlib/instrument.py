@@ -2,7 +2,7 @@
 
 Units: energies in keV, effective area in cm^2, angles in arcsec (PSF) or
 arcmin (sky areas), fluxes in erg s^-1 cm^-2, count rates in counts/s.
-"physics.md" is the project's fact sheet (``/work/shared/reference/physics.md``).
+"facts N" is Sect. N of the book's fact sheet (``book/physics_facts.md``).
 
 Contents
 --------
@@ -55,7 +55,7 @@ def effective_area(e_kev) -> np.ndarray:
 
 
 def band_mean_effective_area() -> np.ndarray:
-    """Mean effective area in each of the ten bands [cm^2] (physics.md: 492 1190 ... 1242)."""
+    """Mean effective area in each of the ten bands [cm^2] (facts Sect. 7: 492 1190 ... 1242)."""
     out = np.empty(N_BANDS)
     for b in range(N_BANDS):
         e = np.linspace(BAND_EDGES_KEV[b], BAND_EDGES_KEV[b + 1], 401)
@@ -69,7 +69,7 @@ def energy_resolution_fwhm_kev(e_kev) -> np.ndarray:
     """Energy resolution FWHM [keV] = 51.5 eV sqrt(1 + E/keV).
 
     A two-parameter fit (FWHM^2 linear in E, as for Fano + read noise) to the
-    eROSITA values of physics.md Sect. 7: 60 eV at 0.3-0.5 keV, 71 eV at 1 keV,
+    eROSITA values of facts Sect. 7: 60 eV at 0.3-0.5 keV, 71 eV at 1 keV,
     89 eV at 2 keV (fit: 61, 73, 89 eV).
     """
     return 0.0515 * np.sqrt(1.0 + np.asarray(e_kev, dtype=float))
@@ -154,18 +154,20 @@ class ThermalConversion:
 
     def __init__(self, z_max: float = 1.6, nh_max: float = 1.2e21, fe_l_strength: float = 1.0,
                  redistribution: bool = True, kt_range: tuple[float, float] = (0.1, 30.0),
-                 n_kt: int = 49, dz: float = 0.025, n_nh: int = 13):
+                 n_kt: int = 49, dz: float = 0.025, n_nh: int = 13, line_model: str = "v2"):
         self.log_kt = np.linspace(np.log(kt_range[0]), np.log(kt_range[1]), n_kt)
         self.z = np.arange(0.0, float(z_max) + dz + 1e-9, dz)
         self.nh = np.linspace(0.0, float(nh_max), n_nh)
         self.fe_l_strength = float(fe_l_strength)
         self.redistribution = bool(redistribution)
+        self.line_model = str(line_model)
         kt = np.exp(self.log_kt)
         e_obs = ENERGY_GRID_KEV
         # rest-frame normalisation integrals (keV^2 x shape units)
         w_c = physics.continuum_soft_energy_flux(kt)                       # (nkT,)
         e5 = np.linspace(0.5, 2.0, 1501)
-        w_l = np.trapezoid(e5 * physics.line_photon_spectrum(e5, kt, 0.3, fe_l_strength, w_c), e5, axis=-1)
+        w_l = np.trapezoid(e5 * physics.line_photon_spectrum(e5, kt, 0.3, fe_l_strength, w_c, line_model), e5,
+                           axis=-1)
         nkt, nz, nnh = kt.size, self.z.size, self.nh.size
         rates = np.empty((nkt, nz, nnh, 2 * N_BANDS))
         flux = np.empty((nkt, nz, 2))
@@ -174,7 +176,7 @@ class ThermalConversion:
         for j, zz in enumerate(self.z):
             e_rest = e_obs * (1.0 + zz)
             cont = physics.bremsstrahlung_photon_spectrum(e_rest, kt[:, None])       # (nkT, nE)
-            line = physics.line_photon_spectrum(e_rest, kt, 0.3, fe_l_strength, w_c)
+            line = physics.line_photon_spectrum(e_rest, kt, 0.3, fe_l_strength, w_c, line_model)
             fac = (1.0 + zz) ** 2
             both = np.concatenate([cont, line], axis=0)                      # (2 nkT, nE)
             r = ((both[None, :, :] * trans[:, None, :]).reshape(-1, e_obs.size) @ resp)
@@ -183,8 +185,8 @@ class ThermalConversion:
             rates[:, j, :, N_BANDS:] = r[:, 1].transpose(1, 0, 2)
             er = np.linspace(0.5 * (1.0 + zz), 2.0 * (1.0 + zz), 1501)
             flux[:, j, 0] = np.trapezoid(er * physics.bremsstrahlung_photon_spectrum(er, kt[:, None]), er, axis=-1)
-            flux[:, j, 1] = np.trapezoid(er * physics.line_photon_spectrum(er, kt, 0.3, fe_l_strength, w_c),
-                                         er, axis=-1)
+            flux[:, j, 1] = np.trapezoid(er * physics.line_photon_spectrum(er, kt, 0.3, fe_l_strength, w_c,
+                                                                           line_model), er, axis=-1)
         # per unit rest-frame soft energy (erg): divide by W (keV^2 * units) * keV->erg
         self._w = np.stack([w_c, w_l], axis=-1) * physics.KEV_TO_ERG      # (nkT, 2) [erg x units]
         # interpolated in log: band rates vary ~exponentially with 1/kT and z
@@ -248,21 +250,22 @@ class ThermalConversion:
 
 @functools.lru_cache(maxsize=8)
 def thermal_conversion(z_max: float = 1.6, nh_max: float = 1.2e21, fe_l_strength: float = 1.0,
-                       redistribution: bool = True) -> ThermalConversion:
+                       redistribution: bool = True, line_model: str = "v2") -> ThermalConversion:
     """A cached :class:`ThermalConversion` (grid computed once per process and setting)."""
     return ThermalConversion(z_max=z_max, nh_max=nh_max, fe_l_strength=fe_l_strength,
-                             redistribution=redistribution)
+                             redistribution=redistribution, line_model=line_model)
 
 
 def thermal_rate_per_flux_direct(kt: float, z: float, nh: float, metallicity: float = 0.3,
                                  lines: bool = True, fe_l_strength: float = 1.0,
-                                 redistribution: bool = True) -> np.ndarray:
+                                 redistribution: bool = True, line_model: str = "v2") -> np.ndarray:
     """Counts/s per band per unit L/(4 pi D_L^2), computed directly (no grid): the reference for tests."""
     e_obs = ENERGY_GRID_KEV
     e_rest = e_obs * (1.0 + z)
     e5 = np.linspace(0.5, 2.0, 1501)
-    spec = physics.cluster_photon_spectrum(e_rest, kt, metallicity, lines, fe_l_strength)
-    w = np.trapezoid(e5 * physics.cluster_photon_spectrum(e5, kt, metallicity, lines, fe_l_strength), e5)
+    spec = physics.cluster_photon_spectrum(e_rest, kt, metallicity, lines, fe_l_strength, line_model)
+    w = np.trapezoid(e5 * physics.cluster_photon_spectrum(e5, kt, metallicity, lines, fe_l_strength, line_model),
+                     e5)
     return band_count_rates(spec * (1.0 + z) ** 2 / (w * physics.KEV_TO_ERG), nh, redistribution)
 
 
@@ -271,7 +274,7 @@ def thermal_rate_per_flux_direct(kt: float, z: float, nh: float, metallicity: fl
 def king_profile(r_arcsec, r_core: float = 8.7, index: float = 1.5) -> np.ndarray:
     """King PSF [1 + (r/r_c)^2]^-index, normalised to unit integral over the plane [arcsec^-2].
 
-    Defaults r_c = 8.7", index 1.5 give HEW 30" and FWHM 13" (physics.md Sect. 7),
+    Defaults r_c = 8.7", index 1.5 give HEW 30" and FWHM 13" (facts Sect. 7),
     the survey-averaged eROSITA PSF.
     """
     x2 = (np.asarray(r_arcsec, dtype=float) / r_core) ** 2
@@ -327,7 +330,7 @@ def exposure_from_normal(g, median_s: float = 1200.0, sigma_ln: float = 0.25,
     """Vignetting-corrected exposure [s] from standard normals ``g``: log-normal, clipped.
 
     eFEDS: average ≈ 1.2 ks, 90 % of the area above 500 s (Brunner et al. 2022;
-    physics.md Sect. 7): median 1.2 ks, sigma_ln 0.25, clipped to [0.5, 2.5] ks.
+    facts Sect. 7): median 1.2 ks, sigma_ln 0.25, clipped to [0.5, 2.5] ks.
     """
     return np.clip(median_s * np.exp(sigma_ln * np.asarray(g)), min_s, max_s)
 
@@ -335,7 +338,7 @@ def exposure_from_normal(g, median_s: float = 1200.0, sigma_ln: float = 0.25,
 # --------------------------------------------------------------------------- background
 
 #: Share of the sky background (cosmic X-ray background Gamma = 1.45 plus the soft
-#: Galactic foreground in bands 1-2) in each band (physics.md Sect. 7, after Ponti et al. 2022).
+#: Galactic foreground in bands 1-2) in each band (facts Sect. 7, after Ponti et al. 2022).
 SKY_BAND_SHARES = (0.08, 0.16, 0.16, 0.15, 0.13, 0.11, 0.08, 0.06, 0.05, 0.03)
 #: Energy of the instrumental Al K-alpha line [keV].
 AL_KALPHA_KEV = 1.4867
@@ -348,7 +351,7 @@ def background_band_rates(total_per_arcmin2_s: float = 6.0 / 1200.0, sky_fractio
 
     Total ≈ 6 counts arcmin^-2 per 1.2 ks in 0.25-2.3 keV, ~70 % sky with the
     band shares :data:`SKY_BAND_SHARES` (renormalised to 1) and ~30 % particle
-    background (physics.md Sect. 7): flat per keV (equal in the ten 205 eV
+    background (facts Sect. 7): flat per keV (equal in the ten 205 eV
     bands, not vignetted) plus the Al K-alpha line at 1.487 keV carrying
     ``particle_line_fraction`` of it, split between bands 6 and 7 by the
     energy resolution.

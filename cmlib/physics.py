@@ -8,9 +8,9 @@ documented unit; outputs are plain arrays in the documented unit (astropy
 units are used to derive the constants once, not in the hot path).
 
 Sources are cited next to each formula.  Equation numbers "(2.x.y)" are those
-of the thesis (Heim 2023).  "physics.md" is the project's fact sheet
-(``/work/shared/reference/physics.md``): its numbers are *design choices* of
-the mock, calibrated to the public eFEDS population, not measurements.
+of the thesis (Heim 2023).  "facts N" is Sect. N of the book's fact sheet
+(``book/physics_facts.md``): its numbers are *design choices* of the mock,
+each with the literature behind it, not measurements.
 
 Notes on the thesis's formulas
 ------------------------------
@@ -35,7 +35,7 @@ from scipy import special
 
 # --------------------------------------------------------------------------- constants
 
-#: Flat LambdaCDM of the mock (physics.md Sect. 3): Omega_m, Omega_b, H0 [km/s/Mpc], sigma_8, n_s.
+#: Flat LambdaCDM of the mock (facts Sect. 3): Omega_m, Omega_b, H0 [km/s/Mpc], sigma_8, n_s.
 OMEGA_M = 0.3
 OMEGA_B = 0.045
 H0 = 70.0
@@ -180,7 +180,7 @@ def critical_density(z) -> np.ndarray:
 def r500_kpc(m500, z) -> np.ndarray:
     """R500c [kpc]: the radius enclosing a mean density of 500 rho_c(z).
 
-    R500 = (3 M500 / (4 pi 500 rho_c(z)))^(1/3)  (physics.md Sect. 4).
+    R500 = (3 M500 / (4 pi 500 rho_c(z)))^(1/3)  (facts Sect. 4).
     ``m500`` in Msun.
     """
     m500 = _value(m500, "Msun")
@@ -221,7 +221,7 @@ def halo_counts_density(log_m500, z, area_deg2: float) -> np.ndarray:
     """d^2N / dz dlnM500: haloes per unit redshift and ln-mass over a survey area.
 
     d^2N/dz dlnM = dn/dlnM (Tinker 2008) * c/H(z) * D_C(z)^2 * Omega_survey
-    (physics.md Sect. 3).  Returns an array of shape (len(z), len(log_m500)).
+    (facts Sect. 3).  Returns an array of shape (len(z), len(log_m500)).
     """
     log_m500 = np.atleast_1d(np.asarray(log_m500, dtype=float))
     z = np.atleast_1d(np.asarray(z, dtype=float))
@@ -240,7 +240,7 @@ def lx_mass_relation(m500, z, norm: float = 8e42, slope: float = 1.8, ez_power: 
     """Median soft-band luminosity at fixed mass [erg/s], 0.5-2 keV rest frame, inside R500.
 
     L_X = norm (M500 / pivot)^slope E(z)^ez_power, with the defaults of
-    physics.md Sect. 4 (8e42 erg/s, slope 1.8, self-similar E(z)^2), calibrated
+    facts Sect. 4 (8e42 erg/s, slope 1.8, self-similar E(z)^2), calibrated
     so that the flux-selected mock matches the eFEDS population; slope between
     Vikhlinin 2009 (1.61 bolometric-corrected) and Bulbul 2019 (~2.0, soft band).
     """
@@ -258,7 +258,7 @@ def mass_from_lx(lx, z, norm: float = 8e42, slope: float = 1.8, ez_power: float 
 def kt_mass_relation(m500, z, norm: float = 2.0, slope: float = 0.6, pivot: float = 1e14) -> np.ndarray:
     """Median temperature at fixed mass [keV]: kT = norm (E(z) M500 / pivot)^slope.
 
-    Defaults from physics.md Sect. 4 (2 keV at 1e14 Msun, slope 0.6, close to
+    Defaults from facts Sect. 4 (2 keV at 1e14 Msun, slope 0.6, close to
     the self-similar 2/3 of eq. 2.3.10; Arnaud et al. 2005 find
     h(z) M500 = 10^14.58 (T / 5 keV)^1.71 Msun, i.e. slope 1/1.71 = 0.58).
     """
@@ -393,7 +393,7 @@ def gaunt_born(e_kev, kt_kev) -> np.ndarray:
     """Velocity-averaged free-free Gaunt factor in the Born approximation.
 
     g(E, T) = (sqrt(3)/pi) e^(x/2) K_0(x/2), x = E/kT (Rybicki & Lightman 1979,
-    Sect. 5.3; physics.md Sect. 6).  ``scipy.special.k0e`` is e^y K_0(y).
+    Sect. 5.3; facts Sect. 6).  ``scipy.special.k0e`` is e^y K_0(y).
     Its small-x limit is the thesis's eq. (2.1.2) (with prefactor sqrt(3)/pi).
     """
     x = np.asarray(_value(e_kev, "keV")) / np.asarray(_value(kt_kev, "keV"))
@@ -431,7 +431,7 @@ def bremsstrahlung_photon_spectrum(e_kev, kt_kev) -> np.ndarray:
     """Bremsstrahlung photon spectrum shape dN/dE ∝ T^(-1/2) g(E,T) e^(-E/kT) / E.
 
     Eq. (2.1.1) divided by the photon energy (photons per unit energy) with
-    the Born Gaunt factor (physics.md Sect. 6).  Arbitrary normalisation
+    the Born Gaunt factor (facts Sect. 6).  Arbitrary normalisation
     (per unit emission measure); ``e_kev``, ``kt_kev`` broadcast together.
     """
     e = np.asarray(_value(e_kev, "keV"))
@@ -441,10 +441,10 @@ def bremsstrahlung_photon_spectrum(e_kev, kt_kev) -> np.ndarray:
     return np.sqrt(3.0) / np.pi * special.k0e(0.5 * x) * np.exp(-x) / (np.sqrt(kt) * e)
 
 
-#: Approximate emission lines (rest energy [keV], peak equivalent width [keV]
-#: at Z = 0.3 solar, temperature of peak emissivity [keV]).  A tuning knob of
-#: the mock, not atomic data (physics.md Sect. 6 lists the energies; the
-#: strengths are design values of the order of APEC equivalent widths).
+#: Emission lines other than Fe-L (rest energy [keV], peak equivalent width [keV]
+#: at Z = 0.3 solar, temperature of peak emissivity [keV]).  Design values of
+#: the order of APEC equivalent widths (facts Sect. 6), not atomic data: these
+#: lines carry a few per cent of the band counts.
 NARROW_LINES: dict[str, tuple[float, float, float]] = {
     "O VIII Lya": (0.654, 0.030, 0.25),
     "Ne X Lya": (1.022, 0.020, 0.60),
@@ -456,24 +456,113 @@ NARROW_LINES: dict[str, tuple[float, float, float]] = {
 #: Width of the temperature bell of the narrow lines (in ln kT) and their intrinsic Gaussian sigma [keV].
 NARROW_LINE_LN_WIDTH = 0.7
 NARROW_LINE_SIGMA_KEV = 0.010
-#: Fe-L complex: Gaussian sigma [keV] (physics.md Sect. 6).
+#: Fe-L complex: Gaussian sigma [keV] of the blend (facts Sect. 6).
 FE_L_SIGMA_KEV = 0.1
+#: Solar iron abundance n_Fe / n_H (Anders & Grevesse 1989, the APEC default) and helium
+#: abundance n_He / n_H of the same table; the mock's metallicity Z is relative to it.
+FE_SOLAR_AG89 = 4.68e-5
+HE_SOLAR_AG89 = 0.0977
+#: Energy [keV] of the strongest Fe-L lines of each L-shell ion Fe XVII ... Fe XXIV
+#: (laboratory wavelengths, e.g. Brown et al. 1998, ApJ 502, 1015: Fe XVII 15.01 and
+#: 17.05 A averaged, XVIII 14.21, XIX 13.52, XX 12.85, XXI 12.28, XXII 11.77, XXIII 11.74,
+#: XXIV 10.62 and 11.18 A averaged; E = 12.398 keV A / lambda).
+FE_L_ION_ENERGIES_KEV = np.array([0.5 * (12.398 / 15.014 + 12.398 / 17.05), 12.398 / 14.208,
+                                  12.398 / 13.525, 12.398 / 12.846, 12.398 / 12.284, 12.398 / 11.770,
+                                  12.398 / 11.736, 0.5 * (12.398 / 10.619 + 12.398 / 11.176)])
+#: Line models: "v2" ties Fe-L to published emissivities; "v1" is the first mock's parametric bump.
+LINE_MODELS = ("v1", "v2")
 
 
-def fe_l_centre_kev(kt_kev) -> np.ndarray:
-    """Centre of the Fe-L bump: 0.8 + 0.2 log2(kT / 0.5 keV) keV, clipped to 0.75-1.2 keV (physics.md Sect. 6)."""
+@functools.lru_cache(maxsize=1)
+def fe_l_ion_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log10 T [K], CIE fractions (nT, 8), ion cooling efficiencies (nT, 8)) of Fe XVII-XXIV.
+
+    Read from package data (``resources/fe_l_ions.txt``): ion fractions of the
+    CHIANTI v11 ionisation equilibrium (Dere et al. 2009) and ion-by-ion
+    cooling efficiencies of Gnat & Ferland (2012), log T = 6.75 ... 7.70.
+    """
+    from importlib import resources
+
+    text = resources.files("cmlib").joinpath("resources/fe_l_ions.txt").read_text()
+    rows = np.loadtxt(text.splitlines(), comments="#")
+    return rows[:, 0].copy(), rows[:, 1:9].copy(), rows[:, 9:17].copy()
+
+
+def _fe_l_tabulated(kt_kev) -> tuple[np.ndarray, np.ndarray]:
+    lt, x, lam = fe_l_ion_table()
+    power = (x * lam).sum(axis=1)                                        # erg cm^3/s per Fe atom
+    centre = (x * lam * FE_L_ION_ENERGIES_KEV).sum(axis=1) / power
+    log_t = np.log10(np.asarray(_value(kt_kev, "keV"), dtype=float) * KEV_TO_K)
+    # log-linear in log T inside the table; beyond its ends the last slope continues (P falls
+    # steeply above 4 keV, where Fe is He-like) and the centroid is held
+    lp = np.log(power)
+    slope_hi = (lp[-1] - lp[-2]) / (lt[-1] - lt[-2])
+    lp_t = np.where(log_t > lt[-1], lp[-1] + slope_hi * (log_t - lt[-1]), np.interp(log_t, lt, lp))
+    return np.exp(lp_t), np.interp(log_t, lt, centre)
+
+
+def fe_l_power(kt_kev) -> np.ndarray:
+    """Fe-L line power per Fe atom and electron, sum_q x_q Lambda_q [erg cm^3 s^-1] (v2 line model).
+
+    Fe XVII-XXIV in collisional ionisation equilibrium: CHIANTI v11 ion
+    fractions (Dere et al. 2009) times the Gnat & Ferland (2012) ion cooling
+    efficiencies.  It counts every line of these ions, including their few
+    Delta n = 0 lines below 0.2 keV, so it is an upper bound on the Fe-L flux
+    in 0.5-2 keV by some ten per cent.  Below kT = 0.49 keV the table's first value.
+    """
+    return _fe_l_tabulated(kt_kev)[0]
+
+
+def fe_l_centroid_kev(kt_kev) -> np.ndarray:
+    """Emission-weighted centroid of the Fe-L complex [keV] (v2 line model).
+
+    Mean of :data:`FE_L_ION_ENERGIES_KEV` weighted by each ion's CIE fraction
+    times its cooling efficiency: 0.81 keV at kT = 0.5 keV (Fe XVII), 0.99 at
+    1.1 keV, 1.08 at 1.7 keV, 1.12 keV above 2.7 keV (Fe XXIII-XXIV).
+    """
+    return _fe_l_tabulated(kt_kev)[1]
+
+
+def continuum_soft_emissivity(kt_kev, e_lo: float = 0.5, e_hi: float = 2.0, n: int = 601) -> np.ndarray:
+    """Free-free energy emissivity of H + He in [e_lo, e_hi] keV per n_e n_H [erg cm^3 s^-1].
+
+    Eq. (2.1.1) with the Born Gaunt factor, integrated over frequency, for
+    hydrogen plus helium (n_He/n_H = 0.0977, Z = 2; Anders & Grevesse 1989).
+    """
+    kt = np.asarray(_value(kt_kev, "keV"), dtype=float)
+    e = np.linspace(e_lo, e_hi, n)
+    eps = bremsstrahlung_emissivity(e, kt[..., None], 1.0, 1.0)            # per n_e n_i, Z = 1
+    per_hz = np.trapezoid(eps, e, axis=-1) * KEV_TO_ERG / _C["h_cgs"]    # d nu = dE / h
+    return per_hz * (1.0 + 4.0 * HE_SOLAR_AG89)
+
+
+def fe_l_centre_kev(kt_kev, model: str = "v2") -> np.ndarray:
+    """Centre of the Fe-L bump [keV].
+
+    ``model="v2"``: :func:`fe_l_centroid_kev` (published ion fractions and line
+    energies).  ``model="v1"``: the first mock's rule 0.8 + 0.2 log2(kT / 0.5 keV),
+    clipped to 0.75-1.2 keV (about 0.1 keV too high above kT = 1.5 keV).
+    """
+    if model == "v2":
+        return fe_l_centroid_kev(kt_kev)
     kt = np.asarray(_value(kt_kev, "keV"))
     return np.clip(0.8 + 0.2 * np.log2(kt / 0.5), 0.75, 1.2)
 
 
-def fe_l_flux_fraction(kt_kev, metallicity, strength: float = 1.0) -> np.ndarray:
-    """Energy flux of the Fe-L bump relative to the 0.5-2 keV continuum.
+def fe_l_flux_fraction(kt_kev, metallicity, strength: float = 1.0, model: str = "v2") -> np.ndarray:
+    """Energy flux of the Fe-L complex relative to the 0.5-2 keV free-free continuum.
 
-    strength (Z/0.3) (kT / 1 keV)^-1.5 (physics.md Sect. 6: an approximation
-    of the Fe-L complex of APEC, not atomic data).
+    ``model="v2"``: A_Fe (Z/Zsun) sum_q x_q Lambda_q / W_ff(T) with the solar
+    iron abundance of Anders & Grevesse (1989), :func:`fe_l_power` and the H+He
+    continuum :func:`continuum_soft_emissivity` (``strength`` is ignored): 1.8 at
+    kT = 1 keV and Z = 0.3, 0.19 at 2 keV, 0.045 at 4 keV.
+    ``model="v1"``: the first mock's knob strength (Z/0.3) (kT / 1 keV)^-1.5.
     """
     kt = np.asarray(_value(kt_kev, "keV"))
-    return strength * np.asarray(metallicity) / 0.3 * kt ** -1.5
+    zmet = np.asarray(metallicity)
+    if model == "v2":
+        return FE_SOLAR_AG89 * zmet * fe_l_power(kt) / continuum_soft_emissivity(kt)
+    return strength * zmet / 0.3 * kt ** -1.5
 
 
 def _gauss(e, centre, sigma):
@@ -487,14 +576,15 @@ def _trail(x) -> np.ndarray | float:
 
 
 def line_photon_spectrum(e_kev, kt_kev, metallicity=0.3, fe_l_strength: float = 1.0,
-                         continuum_energy_flux=None) -> np.ndarray:
-    """Photon spectrum of the approximate lines, in the units of :func:`bremsstrahlung_photon_spectrum`.
+                         continuum_energy_flux=None, model: str = "v2") -> np.ndarray:
+    """Photon spectrum of the lines, in the units of :func:`bremsstrahlung_photon_spectrum`.
 
-    Fe-L: a Gaussian (sigma 0.1 keV) whose energy flux is
-    :func:`fe_l_flux_fraction` times the continuum's 0.5-2 keV energy flux;
-    O, Ne, Mg, Si: Gaussians of sigma 10 eV whose photon flux is the
-    equivalent width (:data:`NARROW_LINES`, scaled by Z/0.3 and a log-normal
-    bell in kT) times the continuum at the line energy.
+    Fe-L: a Gaussian (sigma 0.1 keV) at :func:`fe_l_centre_kev` whose energy
+    flux is :func:`fe_l_flux_fraction` times the continuum's 0.5-2 keV energy
+    flux (``model`` "v2": published emissivities; "v1": the first mock's knob
+    ``fe_l_strength``); O, Ne, Mg, Si: Gaussians of sigma 10 eV whose photon
+    flux is the equivalent width (:data:`NARROW_LINES`, scaled by Z/0.3 and a
+    log-normal bell in kT) times the continuum at the line energy.
 
     Energies ``e_kev`` have shape (nE,) or (..., nE); ``kt_kev`` and
     ``metallicity`` are scalars or arrays of the leading shape (...), one value
@@ -507,8 +597,8 @@ def line_photon_spectrum(e_kev, kt_kev, metallicity=0.3, fe_l_strength: float = 
     if continuum_energy_flux is None:
         continuum_energy_flux = continuum_soft_energy_flux(kt)
     ktb, zb, wb = _trail(kt), _trail(zmet), _trail(continuum_energy_flux)
-    centre = fe_l_centre_kev(ktb)
-    out = fe_l_flux_fraction(ktb, zb, fe_l_strength) * wb / centre * _gauss(e, centre, FE_L_SIGMA_KEV)
+    centre = fe_l_centre_kev(ktb, model)
+    out = fe_l_flux_fraction(ktb, zb, fe_l_strength, model) * wb / centre * _gauss(e, centre, FE_L_SIGMA_KEV)
     for e_line, ew, t_peak in NARROW_LINES.values():
         bell = np.exp(-0.5 * (np.log(ktb / t_peak) / NARROW_LINE_LN_WIDTH) ** 2)
         amp = ew * zb / 0.3 * bell * bremsstrahlung_photon_spectrum(e_line, ktb)
@@ -525,7 +615,7 @@ def continuum_soft_energy_flux(kt_kev, e_lo: float = 0.5, e_hi: float = 2.0, n: 
 
 
 def cluster_photon_spectrum(e_kev, kt_kev, metallicity=0.3, lines: bool = True,
-                            fe_l_strength: float = 1.0) -> np.ndarray:
+                            fe_l_strength: float = 1.0, model: str = "v2") -> np.ndarray:
     """Rest-frame photon spectrum of the ICM: bremsstrahlung continuum + approximate lines.
 
     Arbitrary normalisation (that of :func:`bremsstrahlung_photon_spectrum`);
@@ -537,11 +627,11 @@ def cluster_photon_spectrum(e_kev, kt_kev, metallicity=0.3, lines: bool = True,
     cont = bremsstrahlung_photon_spectrum(e, _trail(kt))
     if not lines:
         return cont
-    return cont + line_photon_spectrum(e, kt, metallicity, fe_l_strength)
+    return cont + line_photon_spectrum(e, kt, metallicity, fe_l_strength, model=model)
 
 
 # Morrison & McCammon (1983), ApJ 270, 119, Table 2: sigma(E) = (c0 + c1 E + c2 E^2) E^-3 1e-24 cm^2
-# per hydrogen atom, E in keV (physics.md Sect. 6; the rows below 3.21 keV are all the mock needs).
+# per hydrogen atom, E in keV (facts Sect. 6; the rows below 3.21 keV are all the mock needs).
 _MM83 = np.array([
     # E_lo,  E_hi,    c0,     c1,      c2
     [0.030, 0.100, 17.3, 608.1, -2150.0],
@@ -581,7 +671,7 @@ def galactic_transmission(e_kev, nh_cm2) -> np.ndarray:
 
 
 def redshift_kcorrection(kt_kev, z, metallicity=0.3, lines: bool = True, fe_l_strength: float = 1.0,
-                         band: tuple[float, float] = (0.5, 2.0), n: int = 801) -> np.ndarray:
+                         band: tuple[float, float] = (0.5, 2.0), n: int = 801, model: str = "v2") -> np.ndarray:
     """Observed-frame / rest-frame energy flux in ``band`` for the ICM spectrum.
 
     F_obs(band) = L_rest(band) / (4 pi D_L^2) * K with
@@ -599,7 +689,7 @@ def redshift_kcorrection(kt_kev, z, metallicity=0.3, lines: bool = True, fe_l_st
     zm = np.broadcast_to(np.asarray(metallicity, dtype=float), kt.shape).ravel()[:, None]
 
     def spec(e):
-        return cluster_photon_spectrum(e, kk[:, 0], zm[:, 0], lines, fe_l_strength)
+        return cluster_photon_spectrum(e, kk[:, 0], zm[:, 0], lines, fe_l_strength, model)
 
     w_rest = np.trapezoid(e_rest * spec(np.broadcast_to(e_rest, e_obs.shape)), e_rest, axis=-1)
     w_obs = np.trapezoid(e_obs * spec(e_obs), e_obs, axis=-1)

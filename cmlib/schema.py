@@ -95,10 +95,12 @@ def content_hash(images_chunks, log_m500, z, cluster_id) -> str:
 class DataFileWriter:
     """Stream a cmlib data file to disk block by block, atomically.
 
-    The file is written to a temporary name beside ``path`` and renamed into
-    place by :meth:`close` only after every cluster was written and the
-    content hash was stored; an exception (or Ctrl-C) inside the ``with``
-    block removes the temporary file and leaves ``path`` untouched.
+    The file is written to a temporary name beside ``path`` and published
+    (exclusively unless ``overwrite``: see :func:`cmlib._io.exclusive_atomic_path`)
+    only after every cluster was written and the content hash was stored; an
+    exception (Ctrl-C, a full disk) inside the ``with`` block removes the
+    temporary file and leaves ``path`` untouched.  ``lock=False`` when the
+    caller already holds the path's lock (:func:`cmlib._io.output_lock`).
 
     Example::
 
@@ -113,8 +115,8 @@ class DataFileWriter:
 
     def __init__(self, path, n: int, *, source: str, catalog_columns: dict | None = None,
                  attrs: dict | None = None, overwrite: bool = False,
-                 image_shape: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, N_BANDS)):
-        from ._io import ArrayHasher, atomic_path
+                 image_shape: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, N_BANDS), lock: bool = True):
+        from ._io import ArrayHasher, exclusive_atomic_path
 
         if int(n) < 1:
             from .errors import InputError
@@ -126,7 +128,7 @@ class DataFileWriter:
         self.attrs = dict(attrs or {})
         self.catalog_columns = dict(catalog_columns or {})
         self.image_shape = tuple(image_shape)
-        self._ctx = atomic_path(path, overwrite=overwrite, what="data file")
+        self._ctx = exclusive_atomic_path(path, overwrite=overwrite, what="data file", lock=lock)
         self._hash_images = ArrayHasher()
         self._pos = 0
         self._file = None
@@ -136,8 +138,24 @@ class DataFileWriter:
         import h5py
 
         self._tmp = self._ctx.__enter__()
-        f = h5py.File(self._tmp, "w")
+        try:
+            f = h5py.File(self._tmp, "w")
+        except BaseException as exc:
+            self._abort(exc)
+            if isinstance(exc, OSError):
+                raise _disk_error(self.path, exc, self) from exc
+            raise
         self._file = f
+        try:
+            self._create_layout(f)
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        return self
+
+    def _create_layout(self, f) -> None:
+        import h5py
+
         n = self.n
         f.create_dataset("images", shape=(n,) + self.image_shape, dtype="f4",
                          **{**IMAGE_STORAGE, "chunks": (1,) + self.image_shape})
@@ -153,7 +171,22 @@ class DataFileWriter:
                                  **({"compression": "gzip", "shuffle": True} if dt is not None else {}))
             d.attrs["unit"] = unit or ""
             d.attrs["description"] = description or ""
-        return self
+
+    def _abort(self, exc: BaseException | None) -> None:
+        """Close the file (ignoring errors: a full disk fails the close too) and remove the temporary file."""
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                f.close()
+            except Exception:   # noqa: BLE001 - the original error is what the user needs to see
+                # HDF5 keeps the file's state; its exit handler would flush it again and crash
+                self.unclean_close = True
+        exc = exc if exc is not None else RuntimeError("aborted")
+        try:
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as again:   # the context re-raises what it was given: that is expected
+            if again is not exc:
+                raise
 
     def write(self, *, images, log_m500, z, cluster_id, catalog: dict | None = None) -> None:
         """Append the next block of clusters (all arrays with the same first length)."""
@@ -188,31 +221,75 @@ class DataFileWriter:
         from . import __version__
 
         f = self._file
+        if exc_type is not None:
+            self._abort(exc)
+            if isinstance(exc, OSError):
+                raise _disk_error(self.path, exc, self) from exc
+            return False
         try:
-            if exc_type is None:
-                if self._pos != self.n:
-                    raise ValueError(f"only {self._pos} of {self.n} clusters were written")
-                h = self._hash_images
-                h._h.update(f"|images|<f4|{(self.n,) + self.image_shape}|".encode())
-                h.update("log_m500", f["log_m500"][:].astype(np.float64))
-                h.update("z", f["z"][:].astype(np.float64))
-                h.update("cluster_id", f["cluster_id"][:].astype(np.int64))
-                attrs = {
-                    "schema": SCHEMA_NAME,
-                    "schema_version": SCHEMA_VERSION,
-                    "band_edges_ev": BAND_EDGES_EV,
-                    "pixel_scale_arcsec": PIXEL_SCALE_ARCSEC,
-                    "image_size": self.image_shape[0],
-                    "n_clusters": self.n,
-                    "source": self.source,
-                    "created_with": f"cmlib {__version__}",
-                    "content_sha256": h.hexdigest(),
-                }
-                for key, value in {**attrs, **self.attrs}.items():
-                    f.attrs[key] = value
-        except BaseException:
-            f.close()
-            self._ctx.__exit__(*__import__("sys").exc_info())
+            if self._pos != self.n:
+                raise ValueError(f"only {self._pos} of {self.n} clusters were written")
+            h = self._hash_images
+            h._h.update(f"|images|<f4|{(self.n,) + self.image_shape}|".encode())
+            h.update("log_m500", f["log_m500"][:].astype(np.float64))
+            h.update("z", f["z"][:].astype(np.float64))
+            h.update("cluster_id", f["cluster_id"][:].astype(np.int64))
+            attrs = {
+                "schema": SCHEMA_NAME,
+                "schema_version": SCHEMA_VERSION,
+                "band_edges_ev": BAND_EDGES_EV,
+                "pixel_scale_arcsec": PIXEL_SCALE_ARCSEC,
+                "image_size": self.image_shape[0],
+                "n_clusters": self.n,
+                "source": self.source,
+                "created_with": f"cmlib {__version__}",
+                "content_sha256": h.hexdigest(),
+            }
+            for key, value in {**attrs, **self.attrs}.items():
+                f.attrs[key] = value
+            self._file = None
+            f.close()                       # flushes: a full disk shows here
+        except BaseException as err:
+            self._file = None if _closed(f) else f
+            self._abort(err)
+            if isinstance(err, OSError):
+                raise _disk_error(self.path, err, self) from err
             raise
-        f.close()
-        return bool(self._ctx.__exit__(exc_type, exc, tb))
+        return bool(self._ctx.__exit__(None, None, None))
+
+
+def _closed(f) -> bool:
+    try:
+        return not bool(f.id.valid)
+    except Exception:   # noqa: BLE001
+        return True
+
+
+def _disk_error(path, exc: OSError, writer=None):
+    """A clear error for a write that failed in the OS (full disk, quota, I/O error).
+
+    ``hdf5_unclean`` on the error says that HDF5 could not close the file: the
+    command line then exits without the interpreter's teardown (HDF5's exit
+    handler would flush the file again and crash).
+    """
+    import errno
+
+    from .errors import CmlibError
+
+    text = str(exc)
+    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text \
+        or "disk quota" in text.lower() or "errno = 28" in text
+    err = _make_disk_error(path, text, full)
+    err.hdf5_unclean = bool(getattr(writer, "unclean_close", False))
+    return err
+
+
+def _make_disk_error(path, text: str, full: bool):
+    from .errors import CmlibError
+
+    if full:
+        return CmlibError(f"the disk is full: writing data file '{path}' failed ({text.splitlines()[0][:120]}). "
+                          "Nothing was written (the partial file was removed); free some space or choose "
+                          "another location.")
+    return CmlibError(f"writing data file '{path}' failed: {text.splitlines()[0][:160]}. Nothing was written "
+                      "(the partial file was removed).")

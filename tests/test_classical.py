@@ -33,7 +33,8 @@ def test_aperture_photometry_on_a_synthetic_image():
 def test_luminosity_inversion_is_exact():
     m = np.array([2e13, 3e14, 8e14])
     z = np.array([0.05, 0.4, 1.1])
-    lx = physics.lx_mass_relation(m, z)
+    p = S.SimulationParams()
+    lx = physics.lx_mass_relation(m, z, norm=p.lx_norm)
     assert np.allclose(C.estimate_log_mass(lx, z, kind="luminosity"), np.log10(m))
 
 
@@ -78,7 +79,8 @@ def test_estimator_errors():
 def test_information_floor():
     floor = C.information_floor(n=1500)
     a = floor["analytic"]
-    assert a["sigma_logM_given_L"] == pytest.approx(0.35 / (1.8 * math.log(10)))
+    p = S.SimulationParams()
+    assert a["sigma_logM_given_L"] == pytest.approx(p.sigma_lnL / (p.lx_slope * math.log(10)))
     assert a["sigma_logM_given_L_T_and_morphology"] < a["sigma_logM_given_L_and_morphology"] \
         < a["sigma_logM_given_L"]
     e = floor["empirical"]
@@ -96,5 +98,44 @@ def test_classical_estimate_on_simulated_images():
     counts = C.observed_source_counts(cat.images)
     est = C.estimate_log_mass(counts, cat.z, cat.catalog["exposure_s"], cat.catalog["nH"], aperture_arcmin=2.0)
     x = est - cat.log_m500
-    assert abs(np.mean(x)) < 0.1
-    assert 0.08 < np.std(x) < 0.35
+    # the simple inversion has no Eddington/Malmquist correction: biased high for a selected sample
+    assert 0.05 < np.mean(x) < 0.5
+    assert 0.08 < np.std(x) < 0.5
+
+
+def test_classical_uses_only_public_simulate_functions():
+    import inspect
+
+    src = inspect.getsource(C)
+    for private in ("_smooth", "_conversion", "_lnl_morph"):
+        assert f"import {private}" not in src and f"simulate.{private}" not in src
+
+
+def test_reference_estimators_are_labelled_and_ordered():
+    ref = C.reference_estimators(n=2500, seed=3, k=30)
+    est = ref["estimators"]
+    assert set(est) == set(C.REFERENCE_INPUTS)
+    for name, row in est.items():
+        assert "best any method" in row["label"] or "zero by construction" in row["label"]
+        assert abs(row["mean"]) < 0.05
+    # knowing T on top of L helps; theta500 with z fixes the mass (only the k-NN smoothing is left)
+    assert est["L_true,z,T"]["std"] < est["L_true,z"]["std"]
+    assert est["L_true,z,theta500,morphology"]["std"] < 1e-3
+    # the L-only reference follows the mock's scatter: sigma_lnL / (slope ln 10) before selection effects
+    p = S.SimulationParams()
+    assert est["L_true,z"]["std"] == pytest.approx(p.sigma_lnL / (p.lx_slope * math.log(10)), rel=0.3)
+
+
+def test_fair_estimator_masks_point_sources_and_corrects_the_bias():
+    img = np.full((1, 50, 50, 3), 0.5)
+    img[0, 5, 5, :] += 200.0                                   # a bright AGN in the annulus region
+    keep = C.mask_point_sources(img)
+    assert not keep[0, 5, 5] and keep[0, 25, 25]
+    bg = C.robust_background(img, keep)
+    assert np.allclose(bg, 0.5)
+    cat = S.simulate(200, seed=41)
+    bands = (1, 2, 3)
+    est = C.fair_estimate(cat.images[..., list(bands)], cat.z, bands=bands, n_prior=4000)
+    x = est - cat.log_m500
+    assert abs(np.mean(x)) < 0.08                              # the population prior removes the Eddington bias
+    assert 0.08 < np.std(x) < 0.4
