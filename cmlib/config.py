@@ -49,7 +49,7 @@ Output = Literal["point", "gaussian"]
 Optimizer = Literal["adam", "adamw"]
 LRSchedule = Literal["constant", "cosine", "warmup-cosine", "plateau"]
 Head = Literal["flatten", "gap"]
-OutputBias = Literal["zero", "mean"]
+OutputBias = Literal["zero", "mean", "prior"]
 LabelScaling = Literal["none", "standardize"]
 Precision = Literal["auto", "float32", "bfloat16"]
 SplitName = Literal["thesis", "train-val-test"]
@@ -168,9 +168,11 @@ class Recipe(Mapping):
                         "pooling)")
     dense_units: int = option(512, "units of each dense layer of the head", check=_int_at_least(1))
     dropout: float = option(0.0, "dropout rate before the dense head", check=_number_in(0.0, 1.0))
-    output_bias: OutputBias = option("zero", "start of the output layer's bias: 'zero' (Keras default, the "
-                                     "thesis) or 'mean' (the mean training label: a deep model then starts "
-                                     "at the answer's scale instead of 14 dex away)")
+    output_bias: OutputBias = option("zero", "start of the output layer: 'zero' (Keras default bias, the "
+                                     "thesis), 'mean' (bias at the mean training label: a deep model then "
+                                     "starts at the answer's scale instead of 14 dex away) or 'prior' (bias at "
+                                     "the mean and a zero kernel: the network starts exactly as the label "
+                                     "prior, not at mean + a large random term)")
     label_scaling: LabelScaling = option("none", "labels the network learns: 'none' (log10 M500c, thesis) or "
                                          "'standardize' (zero mean, unit variance over the training set; "
                                          "predictions are transformed back)")

@@ -262,6 +262,11 @@ def test_init_output_bias_gaussian_output():
     train.init_output_bias(m, y)
     b = np.asarray(m.get_layer("log_m500").get_weights()[1])
     assert np.allclose(b, [14.0, np.log(y.var())], atol=1e-5)
+    assert np.abs(m.get_layer("log_m500").get_weights()[0]).max() > 0       # 'mean': kernel as initialised
+    train.init_output_bias(m, y, zero_kernel=True)                         # 'prior': exactly the label prior
+    x = {"image": np.random.default_rng(0).poisson(3.0, (4, 50, 50, 3)).astype("float32"),
+         "redshift": np.full((4, 1), 0.3, "float32")}
+    np.testing.assert_allclose(m.predict(x, verbose=0), [[14.0, np.log(y.var())]] * 4, rtol=1e-6)
 
 
 # ---------------------------------------------------------------- reliability (issue: kills, races, damage)

@@ -264,18 +264,25 @@ def precision_policy(precision: str):
         keras.config.set_dtype_policy(old)
 
 
-def init_output_bias(model, y_train, *, standardized: bool = False) -> None:
+def init_output_bias(model, y_train, *, standardized: bool = False, zero_kernel: bool = False) -> None:
     """Start the output layer (``"log_m500"``) at the mean training label.
 
     Point output: bias = mean(y).  Gaussian output [mean, ln variance]: bias =
     [mean(y), ln var(y)], i.e. the network starts as the prior of the labels.
-    With standardised labels both are 0.  The kernel is left as initialised.
+    With standardised labels both are 0.  The kernel is left as initialised
+    (``output_bias='mean'``), or set to zero (``'prior'``): then the first
+    prediction is exactly the prior, not the prior plus the random projection of
+    untrained features, which for a deep model's 8192 flattened features is
+    several dex; gradients reach the kernel at once and the layers below after
+    the first step.
     """
     layer = model.get_layer("log_m500")
     y = np.asarray(y_train, dtype="float64").ravel()
     mean, log_var = (0.0, 0.0) if standardized else (y.mean(), math.log(max(y.var(), 1e-6)))
     bias = np.array([mean] if layer.units == 1 else [mean, log_var], dtype="float32")
     layer.bias.assign(bias)
+    if zero_kernel:
+        layer.kernel.assign(np.zeros(tuple(layer.kernel.shape), dtype="float32"))
 
 
 def build_model(cfg: RunConfig, prep):
@@ -288,8 +295,9 @@ def build_model(cfg: RunConfig, prep):
     with precision_policy(cfg.precision):
         model = Mz.build(cfg.model, prep.image_shape, head=cfg.head, output=cfg.output, weights=cfg.weights,
                          adapter=cfg.adapter, dropout=cfg.dropout, dense_units=cfg.dense_units, seed=cfg.seed)
-        if cfg.output_bias == "mean":
-            init_output_bias(model, prep.train.y, standardized=cfg.label_scaling == "standardize")
+        if cfg.output_bias in ("mean", "prior"):
+            init_output_bias(model, prep.train.y, standardized=cfg.label_scaling == "standardize",
+                             zero_kernel=cfg.output_bias == "prior")
         if cfg.label_scaling == "standardize":
             y = np.asarray(prep.train.y, dtype="float64").ravel()
             out = label_scale_layer(float(y.mean()), float(max(y.std(), 1e-6)), 1 if cfg.output == "point" else 2)(
