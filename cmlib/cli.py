@@ -301,6 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except CmlibError as exc:
         print(f"cmlib {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(exc, "hdf5_unclean", False):
+            # a write failed on a full disk inside HDF5: its exit handler would flush the half-written
+            # file again and crash the interpreter (segfault); the temporary files are already removed
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"cmlib {args.command}: interrupted; completed results are kept, partial ones removed.",

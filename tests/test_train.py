@@ -450,3 +450,28 @@ def test_every_committed_run_hashes_to_its_own_directory():
         assert rec.get("config_version") == 2, f"{c} is not upgraded"
         assert not str(rec.get("data", "")).startswith("/"), f"{c} stores a machine path"
         assert RunConfig.from_dict(rec).identity() == c.parent.relative_to(root).as_posix(), c
+
+
+def test_a_full_disk_is_a_clear_error_and_the_run_resumes_with_space(data, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root and mount permission on this machine")
+    try:
+        cmd = [sys.executable, "-m", "cmlib.cli", "train", "--model", "basic", "--data", str(data), "--epochs", "3",
+               "--lr", "3e-3", "--early-stopping", "20", "--runs-dir", str(mnt), "--quiet", "--no-model-files",
+               "--checkpoint-interval", "0"]
+        full = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert full.returncode == 2, full.stderr[-2000:]
+        assert "disk is full" in full.stderr and "Traceback" not in full.stderr
+        assert not [p for p in mnt.rglob("*") if p.name.startswith(".") and p.name != ".lock"]   # no temp files
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        assert subprocess.run(cmd, capture_output=True, text=True, timeout=600).returncode == 0
+        ref = subprocess.run([c if c != str(mnt) else str(tmp_path / "ref") for c in cmd], capture_output=True,
+                             text=True, timeout=600)
+        assert ref.returncode == 0
+        a, b = next((tmp_path / "ref").glob("basic/*/seed-00")), next(mnt.glob("basic/*/seed-00"))
+        assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

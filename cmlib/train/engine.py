@@ -66,7 +66,9 @@ class RunResult:
 
 
 class DiskFullError(CmlibError):
-    """A write failed because the disk is full."""
+    """A write failed because the disk is full (HDF5 may hold the half-written file: see ``cmlib.cli``)."""
+
+    hdf5_unclean = True
 
 
 # ---------------------------------------------------------------- entry points
@@ -127,8 +129,8 @@ def train_run(cfg: RunConfig, runs_dir: str | os.PathLike = "runs", *, data_path
         try:
             return _train(cfg, run_dir, data_path, verbose=verbose, keep_models=keep_models,
                           checkpoint_interval_s=policy_s, extra_callbacks=callbacks)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+        except (OSError, RuntimeError) as exc:
+            if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
                 raise DiskFullError(f"the disk is full while writing {run_dir}; free some space and give the same "
                                     "command again: the run resumes from its last complete checkpoint") from None
             raise
