@@ -4,11 +4,14 @@ Each trial starts ``cmlib train`` (basic CNN, a small random data file, early
 stopping so that the best and the last epoch differ, checkpoints every epoch),
 kills it with SIGKILL at a sampled instant, then gives the same command again
 and compares the result with an uninterrupted reference run: ``predictions.csv``
-and ``metrics.json`` byte for byte, and the loss history.  Half of the kill
-instants are drawn from the whole run, half from its last quarter (the final
-epoch, the predictions, the model files, the status commit and the clean-up:
-the window where results were lost before).  Trials alternate between keeping
-the model files and not.
+and ``metrics.json`` byte for byte, and the loss history.  Half of the kills
+come at a random instant of the whole run (uniform over 15-95 % of the reference
+run's duration); the other half wait until the last epoch has begun and kill
+within the next 0-2.5 s: the final epoch, the final checkpoint, the predictions,
+the model files, the status commit and the clean-up, the window where results
+were lost before.  A process that finished before its kill does not count as a
+trial; trials go on until ``--trials`` kills have happened.  Trials alternate
+between keeping the model files and not.
 
 A second part starts the same command twice at once, several times: exactly
 one process may train; the other must be refused (exit 2) or, if it came late,
@@ -46,6 +49,16 @@ def run_dir(runs: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _has_final_checkpoint(d: Path) -> bool:
+    for c in (d / "checkpoints").glob("epoch-*"):
+        try:
+            if json.loads((c / "state.json").read_text()).get("finished"):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def result(d: Path) -> dict:
     import csv
 
@@ -78,32 +91,49 @@ def main() -> int:
             refs[keep] = result(run_dir(work / f"ref-{keep}"))
         tally = {"trials": 0, "identical": 0, "failures": [], "killed_before_training": 0,
                  "killed_while_training": 0, "killed_while_finishing": 0, "finished_before_kill": 0}
-        for i in range(args.trials):
+        i = attempts = 0
+        while tally["trials"] < args.trials and attempts < 3 * args.trials:
+            attempts += 1
             keep = i % 2 == 0
-            runs = work / f"t{i}"
+            runs = work / f"t{attempts}"
             total = durations[keep]
-            at = rng.uniform(0.0, total) if i % 4 < 2 else rng.uniform(0.75 * total, total)
+            final_window = i % 2 == 1 if args.trials > 1 else False
             p = subprocess.Popen(cmd(data, runs, keep), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             t0 = time.time()
-            while time.time() - t0 < at and p.poll() is None:
-                time.sleep(0.005)
-            phase = "finished_before_kill"
-            if p.poll() is None:
-                d = run_dir(runs)
-                st = {}
-                if d is not None and (d / "status.json").exists():
-                    try:
-                        st = json.loads((d / "status.json").read_text())
-                    except ValueError:
-                        st = {}
-                p.kill()
-                p.wait()
-                done = st.get("epochs_completed", 0)
-                phase = ("killed_before_training" if not st else
-                         "killed_while_finishing" if done >= 6 or (d / "checkpoints").exists() and
-                         any(json.loads((c / "state.json").read_text()).get("finished")
-                             for c in (d / "checkpoints").glob("epoch-*") if (c / "state.json").exists())
-                         else "killed_while_training")
+            if final_window:           # wait for the last epoch to begin, then kill within 0-2.5 s
+                delay = rng.uniform(0.0, 2.5)
+                while p.poll() is None and time.time() - t0 < 300:
+                    d = run_dir(runs)
+                    h = d / "history.csv" if d is not None else None
+                    if h is not None and h.exists() and h.read_text().count("\n") >= 6:   # header + 5 epochs
+                        break
+                    time.sleep(0.01)
+                t1 = time.time()
+                while time.time() - t1 < delay and p.poll() is None:
+                    time.sleep(0.005)
+                at = time.time() - t0
+            else:
+                at = rng.uniform(0.15 * total, 0.95 * total)
+                while time.time() - t0 < at and p.poll() is None:
+                    time.sleep(0.005)
+            if p.poll() is not None:
+                p.communicate()
+                tally["finished_before_kill"] += 1
+                print(f"attempt {attempts:>2}: finished before the kill at {at:5.2f} s (not a trial)", flush=True)
+                continue
+            d = run_dir(runs)
+            st: dict = {}
+            if d is not None and (d / "status.json").exists():
+                try:
+                    st = json.loads((d / "status.json").read_text())
+                except ValueError:
+                    st = {}
+            finishing = d is not None and _has_final_checkpoint(d)
+            p.kill()
+            p.wait()
+            phase = ("killed_before_training" if not st else
+                     "killed_while_finishing" if finishing or st.get("epochs_completed", 0) >= 6
+                     else "killed_while_training")
             tally[phase] += 1
             rerun = subprocess.run(cmd(data, runs, keep), capture_output=True, text=True)
             tally["trials"] += 1
@@ -122,8 +152,9 @@ def main() -> int:
                 tally["failures"].append({"trial": i, "kill_at_s": round(at, 3), "phase": phase, "problem": problem})
             else:
                 tally["identical"] += 1
-            print(f"trial {i:>2}: kill at {at:5.2f} s of {total:.1f} s ({phase}), model files {keep}: "
-                  f"{'identical' if not problem else 'FAILED: ' + problem}", flush=True)
+            print(f"trial {i:>2}: kill at {at:5.2f} s ({'final window' if final_window else 'random instant'}, "
+                  f"{phase}), model files {keep}: {'identical' if not problem else 'FAILED: ' + problem}", flush=True)
+            i += 1
         conc = {"trials": 0, "exactly_one_trained": 0, "failures": []}
         for i in range(args.concurrent):
             runs = work / f"c{i}"

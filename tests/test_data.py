@@ -589,3 +589,37 @@ def test_pipeline_example_fig21(tiny_h5):
     np.testing.assert_array_equal(after[:50, 21:], sel[:, ::-1])        # thesis order moves the cluster right
     with pytest.raises(InputError, match="out of range"):
         D.pipeline_example(d, index=40)
+
+
+def test_info_on_a_named_pipe_is_an_error_not_a_hang(tmp_path):
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.h5"
+    os.mkfifo(fifo)
+    out = subprocess.run([sys.executable, "-m", "cmlib.cli", "info", str(fifo)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "not a regular file" in out.stderr, out.stderr
+
+
+def test_run_input_shows_each_epochs_plan_from_any_start(data45):
+    """make_run_input: epoch e of a whole-run input = make_train_input(epoch=e), also when resumed at e > 0."""
+    prepared = D.prepare(data45, D.make_split("thesis", data45, seed=0), pad="thesis", scaling="log1p")
+    for backend in ("tf", "array"):
+        ds, steps = D.make_run_input(prepared, seed=3, start_epoch=2, epochs=5, batch_size=16, augment="flip-rot90",
+                                     backend=backend)
+        assert steps == 3                                            # 40 training clusters, batches of 16
+        got = list(ds.as_numpy_iterator()) if backend == "tf" else None
+        for k, epoch in enumerate(range(2, 5)):
+            want = list(D.make_train_input(prepared, seed=3, epoch=epoch, batch_size=16, augment="flip-rot90",
+                                           backend="array"))
+            if backend == "tf":
+                have = got[k * steps:(k + 1) * steps]
+            else:
+                have = [ds[i] for i in range(len(ds))]
+                ds.on_epoch_end()
+            for (xh, yh), (xw, yw) in zip(have, want):
+                np.testing.assert_array_equal(xh["image"], xw["image"])
+                np.testing.assert_array_equal(yh, yw)
+    with pytest.raises(InputError, match="start_epoch 5 must be below epochs 5"):
+        D.make_run_input(prepared, seed=0, start_epoch=5, epochs=5)

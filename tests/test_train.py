@@ -346,6 +346,16 @@ def test_a_damaged_finished_run_is_never_reused(data, tmp_path):
     pred.write_bytes(good.replace(b"test", b"tesT", 1))              # same size, other content
     with pytest.raises(A.DamagedRunError, match="predictions.csv was changed"):
         train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False)
+    pred.write_bytes(good)
+    cfg_bytes = (r.path / "config.json").read_bytes()
+    (r.path / "config.json").write_bytes(cfg_bytes[:40])               # truncated JSON
+    with pytest.raises(A.DamagedRunError, match="config.json is damaged"):
+        train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False)
+    (r.path / "config.json").write_bytes(cfg_bytes)
+    metrics = (r.path / "metrics.json").read_bytes()
+    (r.path / "metrics.json").write_bytes(metrics[:-10])
+    with pytest.raises(A.DamagedRunError, match="metrics.json has"):
+        train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False)
     (r.path / "status.json").write_text('{"status": "compl')          # truncated JSON
     with pytest.raises(A.DamagedRunError, match="status.json is damaged"):
         train.train_seeds("basic", data, epochs=1, runs_dir=tmp_path, verbose=False)
