@@ -170,6 +170,52 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+SWEEP_EPILOG = """\
+grid file (TOML; relative paths are relative to the working directory):
+  data = "data/efeds_mock.h5"
+  epochs = 200
+  seeds = "0-9"
+  [overrides]                      # training options for every entry (cmlib train --help)
+  early_stopping = 50
+  [[run]]
+  models = ["basic", "resnet50v2"]
+  [[run]]
+  model = "basic"
+  vary = { lr = [1e-3, 3e-4] }     # one configuration per value
+
+examples:
+  cmlib sweep examples/basic_seeds.toml                        # local pool (one job per core or GPU)
+  cmlib sweep examples/thesis_grid.toml --executor slurm --partition gpu --gpus-per-job 1 \\
+      --time 2880 --array-parallelism 20 --sbatch account=pn12ab --no-wait
+  cmlib sweep examples/thesis_grid.toml --status               # done/running/interrupted/failed per model
+  cmlib sweep examples/thesis_grid.toml --executor slurm       # again: finished runs are reused,
+                                                               # interrupted ones resume
+"""
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from . import sweep
+
+    grid = sweep.load_grid(args.grid, runs_dir=args.runs_dir, data=args.data)
+    if args.status:
+        print(sweep.format_status(grid, sweep.sweep_status(grid)))
+        return 0
+    slurm = sweep.SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job,
+                               cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, time_min=args.time,
+                               array_parallelism=args.array_parallelism, sbatch=sweep.parse_sbatch(args.sbatch),
+                               setup=args.setup or [])
+    outcomes = sweep.run_sweep(grid, executor=args.executor, workers=args.workers, slurm=slurm,
+                               wait=not args.no_wait, keep_models=args.keep_model_files,
+                               checkpoint_interval_s=args.checkpoint_interval)
+    bad = [o for o in outcomes if o.state not in ("done", "diverged", "submitted", "running")]
+    counts = {s: sum(o.state == s for o in outcomes) for s in dict.fromkeys(o.state for o in outcomes)}
+    print("sweep: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for o in bad:
+        if o.state == "failed":
+            print(f"failed: {o.identity}: {o.message}\n  log: {o.log}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def cmd_stored_runs(args: argparse.Namespace) -> int:
     from . import book
 
@@ -268,6 +314,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-html", action="store_true", help="execute the notebooks but skip the HTML build")
     s.add_argument("--force", action="store_true", help="re-execute notebooks even if up to date")
     s.set_defaults(func=cmd_book)
+
+    s = sub.add_parser("sweep", help="run a grid of (model, seeds, options) as jobs: local pool or Slurm",
+                       description="Train every run of a grid file as an independent job (submitit): a local "
+                                   "pool (one job per core, or per GPU) or a Slurm job array. Jobs share one "
+                                   "runs folder; finished runs are reused, interrupted, preempted or timed-out "
+                                   "ones resume from their checkpoint when the grid is run again.",
+                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("grid", help="grid file (TOML), e.g. examples/basic_seeds.toml")
+    s.add_argument("--status", action="store_true",
+                   help="show done/diverged/running/interrupted/failed/pending per model and exit")
+    s.add_argument("--executor", choices=("local", "slurm"), default="local", help="where jobs run (default local)")
+    s.add_argument("--runs-dir", default=None, help="runs folder (default: the grid's runs_dir, else runs/)")
+    s.add_argument("--data", default=None, help="data file (default: the grid's data)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="local: jobs at once (default: one per GPU, else one per core)")
+    s.add_argument("--partition", default=None, help="slurm: partition")
+    s.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per job (default 0)")
+    s.add_argument("--cpus-per-job", type=int, default=2, help="slurm: CPU cores per job (default 2)")
+    s.add_argument("--mem-gb", type=float, default=None, help="slurm: memory per job in GB (default: the partition's)")
+    s.add_argument("--time", type=int, default=240, metavar="MINUTES",
+                   help="slurm: time limit per job in minutes (default 240); a job that reaches it is requeued and "
+                        "resumes from its checkpoint")
+    s.add_argument("--array-parallelism", type=int, default=64, help="slurm: array tasks running at once (default 64)")
+    s.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
+                   help="slurm: extra sbatch option without dashes, repeatable (e.g. --sbatch account=pn12ab "
+                        "--sbatch qos=normal)")
+    s.add_argument("--setup", action="append", metavar="LINE",
+                   help="slurm: shell line run before each job, repeatable (e.g. --setup 'module load cuda')")
+    s.add_argument("--no-wait", action="store_true", help="slurm: submit and return (check with --status)")
+    s.add_argument("--keep-model-files", action="store_true",
+                   help="keep best.keras/last.keras in each run (default: predictions, metrics and history only)")
+    s.add_argument("--checkpoint-interval", type=float, metavar="SECONDS", default=None,
+                   help="seconds between checkpoints (default: adaptive, as in cmlib train)")
+    s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("profiles", help="list the compute budgets (smoke, laptop, thesis)")
     s.set_defaults(func=cmd_profiles)
