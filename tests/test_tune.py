@@ -99,3 +99,8 @@ def test_two_workers_share_one_journal_without_losing_or_duplicating_trials(tmp_
     assert "reusing finished run" in r.stdout or best.user_attrs["run"] in r.stdout
     with pytest.raises(InputError, match="not 'vgg16'"):
         tune.read_recipe_file(tmp_path / "tuned.toml", "vgg16")
+
+
+def test_example_space_is_valid():
+    space, fixed = tune.load_space(Path(__file__).parents[1] / "examples" / "space_basic.toml", "basic")
+    assert space["lr"]["log"] and space["dense_units"]["kind"] == "int" and fixed == {"early_stopping": 20}
