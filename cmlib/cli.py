@@ -137,6 +137,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = {o["name"]: getattr(args, o["name"]) for o in config.cli_options()
                  if getattr(args, o["name"], None) is not None}
+    if args.recipe:      # a named recipe file (`cmlib tune --promote`); explicit options still win
+        from .tune import read_recipe_file
+
+        overrides = {**read_recipe_file(args.recipe, args.model), **overrides}
     runs = train.train_seeds(args.model, args.data, epochs=args.epochs, seeds=args.seeds,
                              runs_dir=args.runs_dir, force=args.force, verbose=not args.quiet,
                              keep_models=not args.no_model_files, checkpoint_interval_s=args.checkpoint_interval,
@@ -167,6 +171,130 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     from . import profiles
 
     print(profiles.format_profiles())
+    return 0
+
+
+SWEEP_EPILOG = """\
+grid file (TOML; relative paths are relative to the working directory):
+  data = "data/efeds_mock.h5"
+  epochs = 200
+  seeds = "0-9"
+  [overrides]                      # training options for every entry (cmlib train --help)
+  early_stopping = 50
+  [[run]]
+  models = ["basic", "resnet50v2"]
+  [[run]]
+  model = "basic"
+  vary = { lr = [1e-3, 3e-4] }     # one configuration per value
+
+examples:
+  cmlib sweep examples/basic_seeds.toml                        # local pool (one job per core or GPU)
+  cmlib sweep examples/thesis_grid.toml --executor slurm --partition gpu --gpus-per-job 1 \\
+      --time 2880 --array-parallelism 20 --sbatch account=pn12ab --no-wait
+  cmlib sweep examples/thesis_grid.toml --status               # done/running/interrupted/failed per model
+  cmlib sweep examples/thesis_grid.toml --executor slurm       # again: finished runs are reused,
+                                                               # interrupted ones resume
+"""
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from . import sweep
+
+    grid = sweep.load_grid(args.grid, runs_dir=args.runs_dir, data=args.data)
+    if args.status:
+        print(sweep.format_status(grid, sweep.sweep_status(grid)))
+        return 0
+    slurm = sweep.SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job,
+                               cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, time_min=args.time,
+                               array_parallelism=args.array_parallelism, sbatch=sweep.parse_sbatch(args.sbatch),
+                               setup=args.setup or [])
+    outcomes = sweep.run_sweep(grid, executor=args.executor, workers=args.workers, slurm=slurm,
+                               wait=not args.no_wait, keep_models=args.keep_model_files,
+                               checkpoint_interval_s=args.checkpoint_interval)
+    bad = [o for o in outcomes if o.state not in ("done", "diverged", "submitted", "running")]
+    counts = {s: sum(o.state == s for o in outcomes) for s in dict.fromkeys(o.state for o in outcomes)}
+    print("sweep: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for o in bad:
+        if o.state == "failed":
+            print(f"failed: {o.identity}: {o.message}\n  log: {o.log}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+TUNE_EPILOG = """\
+space file (TOML): one table per training option, [fixed] for options every trial uses
+  [lr]
+  low = 1e-4
+  high = 3e-3
+  log = true                        # log-uniform
+  [batch_size]
+  choices = [16, 32, 64]
+  [dropout]
+  low = 0.0
+  high = 0.5
+  [fixed]
+  early_stopping = 20
+
+examples:
+  cmlib tune --model basic --data data/efeds_mock.h5 --epochs 200 --trials 40 --space examples/space_basic.toml
+  cmlib tune ... --workers 2                                  # two local worker processes, one study
+  cmlib tune ... --executor slurm --workers 8 --partition gpu --gpus-per-job 1 --time 720
+  cmlib tune ... --storage postgresql://me@dbhost/optuna      # many nodes: a database server
+  cmlib tune --model basic --data ... --epochs 200 --space examples/space_basic.toml --promote tuned
+  cmlib train --model basic --recipe recipes/tuned.toml --data data/efeds_mock.h5 --epochs 200 --seeds 0-9
+"""
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import sweep, tune
+    from .config import data_identity
+
+    space, fixed = tune.load_space(args.space, args.model)
+    data_identity(args.data)
+    study_name = args.study or f"{args.model}-{Path(args.space).stem}-e{args.epochs}"
+    default_storage = str(Path(args.runs_dir) / "tune" / f"{study_name}.journal")
+    tune.storage_for(args.storage, Path(default_storage))   # a bad URL fails here, before any job
+    if args.promote:
+        study = tune.open_study(study_name, tune.storage_for(args.storage, Path(default_storage)), epochs=args.epochs)
+        out = Path(args.out or Path("recipes") / f"{args.promote}.toml")
+        print(f"wrote {tune.promote(study, args.promote, args.model, out)}")
+        return 0
+    if args.trials is None:
+        raise CmlibError("--trials N is required (the study's global trial cap), or --promote NAME")
+    common = dict(study_name=study_name, storage=args.storage, default_storage=default_storage, model=args.model,
+                  data=str(Path(args.data).resolve()), epochs=args.epochs, seed=args.seed, space=space, fixed=fixed,
+                  runs_dir=str(Path(args.runs_dir).resolve()), trials=args.trials, pruner=args.pruner)
+    if args.workers == 1 and args.executor == "local":
+        tune.work(**common, verbose=not args.quiet)
+    else:
+        import submitit
+
+        folder = Path(args.runs_dir) / "tune" / f"{study_name}.jobs" / "%j"
+        if args.executor == "slurm":
+            opts = sweep.SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job,
+                                      cpus_per_job=args.cpus_per_job, time_min=args.time,
+                                      array_parallelism=args.workers, sbatch=sweep.parse_sbatch(args.sbatch))
+            ex = sweep._slurm_executor(folder, opts)
+            jobs = ex.map_array(tune.TuneJob(**common, threads=args.cpus_per_job), range(args.workers))
+        else:
+            n, threads, _ = sweep.local_workers(args.workers)
+            ex = submitit.LocalExecutor(folder=folder)
+            ex.update_parameters(timeout_min=60 * 24 * 30)
+            jobs = [ex.submit(tune.TuneJob(**common, threads=threads)) for _ in range(args.workers)]
+        print(f"{len(jobs)} workers ({args.executor}); logs in {folder.parent}")
+        failed = 0
+        for j in jobs:
+            try:
+                j.result()
+            except Exception as exc:
+                failed += 1
+                print(f"worker {j.job_id} failed: {str(exc).strip().splitlines()[-1]}\n  log: {j.paths.stderr}",
+                      file=sys.stderr)
+        if failed:
+            return 1
+    study = tune.open_study(study_name, tune.storage_for(args.storage, Path(default_storage)), epochs=args.epochs)
+    print(tune.summary(study))
     return 0
 
 
@@ -241,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     for o in cli_options():   # every training option, generated from the typed configuration
         s.add_argument(o["flag"], dest=o["name"], type=_arg_type(o["type"]), choices=o["choices"],
                        help=o["help"] + " (default: the model's recipe)")
+    s.add_argument("--recipe", metavar="FILE", default=None,
+                   help="options from a recipe file (written by `cmlib tune --promote`); explicit options win")
     s.add_argument("--runs-dir", default="runs", help="where run directories go (default runs/)")
     s.add_argument("--force", action="store_true", help="retrain even if a completed run exists")
     s.add_argument("--no-model-files", action="store_true",
@@ -268,6 +398,70 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-html", action="store_true", help="execute the notebooks but skip the HTML build")
     s.add_argument("--force", action="store_true", help="re-execute notebooks even if up to date")
     s.set_defaults(func=cmd_book)
+
+    s = sub.add_parser("sweep", help="run a grid of (model, seeds, options) as jobs: local pool or Slurm",
+                       description="Train every run of a grid file as an independent job (submitit): a local "
+                                   "pool (one job per core, or per GPU) or a Slurm job array. Jobs share one "
+                                   "runs folder; finished runs are reused, interrupted, preempted or timed-out "
+                                   "ones resume from their checkpoint when the grid is run again.",
+                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("grid", help="grid file (TOML), e.g. examples/basic_seeds.toml")
+    s.add_argument("--status", action="store_true",
+                   help="show done/diverged/running/interrupted/failed/pending per model and exit")
+    s.add_argument("--executor", choices=("local", "slurm"), default="local", help="where jobs run (default local)")
+    s.add_argument("--runs-dir", default=None, help="runs folder (default: the grid's runs_dir, else runs/)")
+    s.add_argument("--data", default=None, help="data file (default: the grid's data)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="local: jobs at once (default: one per GPU, else one per core)")
+    s.add_argument("--partition", default=None, help="slurm: partition")
+    s.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per job (default 0)")
+    s.add_argument("--cpus-per-job", type=int, default=2, help="slurm: CPU cores per job (default 2)")
+    s.add_argument("--mem-gb", type=float, default=None, help="slurm: memory per job in GB (default: the partition's)")
+    s.add_argument("--time", type=int, default=240, metavar="MINUTES",
+                   help="slurm: time limit per job in minutes (default 240); a job that reaches it is requeued and "
+                        "resumes from its checkpoint")
+    s.add_argument("--array-parallelism", type=int, default=64, help="slurm: array tasks running at once (default 64)")
+    s.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
+                   help="slurm: extra sbatch option without dashes, repeatable (e.g. --sbatch account=pn12ab "
+                        "--sbatch qos=normal)")
+    s.add_argument("--setup", action="append", metavar="LINE",
+                   help="slurm: shell line run before each job, repeatable (e.g. --setup 'module load cuda')")
+    s.add_argument("--no-wait", action="store_true", help="slurm: submit and return (check with --status)")
+    s.add_argument("--keep-model-files", action="store_true",
+                   help="keep best.keras/last.keras in each run (default: predictions, metrics and history only)")
+    s.add_argument("--checkpoint-interval", type=float, metavar="SECONDS", default=None,
+                   help="seconds between checkpoints (default: adaptive, as in cmlib train)")
+    s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("tune", help="hyperparameter search with Optuna (TPE, pruning) over a model's recipe",
+                       description="An Optuna study over the training options of a space file: TPE sampler, a "
+                                   "pruner fed by the per-epoch validation loss, every trial a normal run directory. "
+                                   "Storage: a journal file (default, shared filesystems) or an SQLAlchemy URL; "
+                                   "several workers share the study with a global trial cap.",
+                       epilog=TUNE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--model", required=True, help="model name (see `cmlib models`)")
+    s.add_argument("--space", required=True, help="space file (TOML), e.g. examples/space_basic.toml")
+    s.add_argument("--data", required=True, help="HDF5 data file")
+    s.add_argument("--epochs", type=int, required=True, help="maximum epochs of each trial")
+    s.add_argument("--trials", type=int, default=None, help="total trials of the study over all workers")
+    s.add_argument("--seed", type=int, default=0, help="training seed of every trial (default 0)")
+    s.add_argument("--study", default=None, help="study name (default MODEL-SPACE-eEPOCHS)")
+    s.add_argument("--storage", default=None,
+                   help="journal file or SQLAlchemy URL (default RUNS/tune/STUDY.journal)")
+    s.add_argument("--pruner", choices=("median", "asha", "none"), default="median", help="pruner (default median)")
+    s.add_argument("--runs-dir", default="runs", help="where trial runs go (default runs/)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes or Slurm tasks (default 1)")
+    s.add_argument("--executor", choices=("local", "slurm"), default="local", help="where workers run")
+    s.add_argument("--partition", default=None, help="slurm: partition")
+    s.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per worker")
+    s.add_argument("--cpus-per-job", type=int, default=2, help="slurm: CPU cores per worker")
+    s.add_argument("--time", type=int, default=240, metavar="MINUTES", help="slurm: time limit per worker")
+    s.add_argument("--sbatch", action="append", metavar="KEY=VALUE", help="slurm: extra sbatch option, repeatable")
+    s.add_argument("--promote", metavar="NAME", default=None,
+                   help="write the best trial's options as recipe NAME (recipes/NAME.toml, or --out) and exit")
+    s.add_argument("--out", default=None, help="recipe file for --promote")
+    s.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("profiles", help="list the compute budgets (smoke, laptop, thesis)")
     s.set_defaults(func=cmd_profiles)
