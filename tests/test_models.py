@@ -317,7 +317,7 @@ def test_weights_from_a_local_file_and_the_clear_errors(tmp_path, monkeypatch):
     assert np.array_equal(_backbone(adapted).get_weights()[0], expected[0])
     # weights="imagenet": only from the local Keras cache, never downloaded
     cache = tmp_path / "cache" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    monkeypatch.setattr(models.applications, "imagenet_weights_file", lambda cls: cache)
+    monkeypatch.setattr(models.registry, "imagenet_weights_file", lambda cls: cache)
     with pytest.raises(DataFileError, match="does not download.*storage.googleapis.com.*vgg16"):
         models.build("vgg16", (32, 32, 3), weights="imagenet")
     cache.parent.mkdir()

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..config import Augment, Pad, Scaling
+from ..recipe import Augment, Pad, Scaling
 from ..errors import InputError
 from .io import READ_BLOCK
 

@@ -51,10 +51,11 @@ FLOPs) and ``tables`` (``cmlib models``, thesis Table 3).
 """
 from __future__ import annotations
 
-from ..config import Recipe
+from ..recipe import Recipe
 from . import small_cnns as _small_cnns  # noqa: F401  (registers basic, krippendorf2023)
 from . import applications as _applications  # noqa: F401  (registers the thesis's deep models)
-from .applications import THESIS_APPLICATIONS, application_builder, imagenet_weights_file
+from .applications import THESIS_APPLICATIONS, application_builder
+from .weights import imagenet_weights_file
 from .counting import count_flops, count_params
 from .layers import model_inputs, regression_head
 from .losses import LOG_VARIANCE_RANGE, gaussian_mean_sigma, gaussian_nll, loss_for, mse_of_mean

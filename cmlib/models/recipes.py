@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Recipe
+from ..recipe import Recipe
 
 
 def make_recipe(base: Recipe | None = None, **changes: Any) -> Recipe:

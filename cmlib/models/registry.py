@@ -15,9 +15,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..config import Recipe, choices
+from ..recipe import Recipe, choices
 from ..errors import DataFileError, InputError
 from .layers import seeded
+from .weights import _imagenet_url, imagenet_weights_file
 
 # --------------------------------------------------------------------------- constants
 
@@ -228,8 +229,6 @@ def _normalize_options(spec: ModelSpec, options: dict[str, Any]) -> dict[str, An
     opts["seed"] = None if seed is None else int(seed)
     weights = _normalize_weights(opts["weights"])
     if weights == "imagenet":
-        from .applications import _imagenet_url, imagenet_weights_file
-
         cls = getattr(spec.builder, "keras_class", None)
         if cls is None:
             raise InputError(f"'{spec.name}' has no ImageNet weights; leave weights=None")
