@@ -267,6 +267,11 @@ def _inputs_key(job: NotebookJob, root: Path, code_hash: str, runs_hash: str) ->
                         "code": code_hash, "data": data_hash, "runs": runs_hash}, 20)
 
 
+#: A cell that runs longer than this has hung (the slowest, building every deep model, takes ~2 min on
+#: two busy cores): the build stops with an error instead of waiting for ever.
+CELL_TIMEOUT_S = 1200
+
+
 def _code_hash() -> str:
     import cmlib
 
@@ -306,7 +311,8 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
         try:
             pm.execute_notebook(str(root / "notebooks" / job.template), str(tmp), parameters=job.params,
                                 kernel_name=kernel, cwd=str(root), progress_bar=False, log_output=False,
-                                request_save_on_cell_execute=False)
+                                request_save_on_cell_execute=False, execution_timeout=CELL_TIMEOUT_S,
+                                start_timeout=120)
         except pm.PapermillExecutionError as exc:
             failed = root / GENERATED / f"{job.name}.FAILED.ipynb"
             if tmp.exists():

@@ -779,12 +779,46 @@ def layer_rows(model) -> list[dict]:
             if layer.__class__.__name__ in keep]
 
 
+def cached(name: str, compute, *, folder: str | Path = "book/generated/cache"):
+    """``compute()``, kept as JSON in ``folder`` and reused while the model code and Keras are unchanged.
+
+    For facts that take minutes to compute and only change with the code (building every deep
+    model to count its parameters and layers): two pages need them, and a second build needs none.
+    """
+    import hashlib
+    import json
+    from importlib.metadata import version
+
+    from .. import models
+    from .._io import atomic_write_text
+
+    key = hashlib.sha256(Path(models.__file__).read_bytes() + version("keras").encode()).hexdigest()[:16]
+    f = Path(folder) / f"{name}-{key}.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    value = compute()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(f, json.dumps(value, default=str))
+    return value
+
+
+def table3_rows() -> list[dict]:
+    """:func:`cmlib.models.table3` (every thesis model built from scratch), cached by :func:`cached`."""
+    from .. import models
+
+    return cached("table3", models.table3)
+
+
 def architecture_rows() -> list[dict]:
     """Every deep model of Table 3 built from scratch: convolution layers, residual additions, parameters, FLOPs."""
+    return cached("architectures", _architecture_rows)
+
+
+def _architecture_rows() -> list[dict]:
     from .. import models
 
     rows = []
-    for r in models.table3():
+    for r in table3_rows():
         if r["name"] == "basic":
             continue
         mm = models.build(r["name"], tuple(r["input_shape"]))
