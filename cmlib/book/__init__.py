@@ -14,6 +14,8 @@ module               what it does
 ``widgets``          interactive widgets that also work in the static HTML book
 ``profiles``         compute budgets: what a book build trains, with how much
 ``handin``           a student's hand-in summary and the teacher's class table
+``exercises``        the exercise sheet: goals, commands, expected ranges, executed solutions
+``sphinx_ext``       a small Sphinx extension of the book (drops scripts registered twice)
 ``thesis``           numbers quoted from the thesis, for side-by-side comparison only
 ``references``       reference numbers from the literature
 ===================  ==========================================================================
