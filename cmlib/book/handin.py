@@ -72,7 +72,7 @@ def hand_in(student: str, *, root: str | Path = ".", out: str | Path | None = No
         raise InputError(f"no finished runs under {root / runs_dir}"
                          + (f" for model '{model}'" if model else "")
                          + "; train one first, e.g. `cmlib train --model basic --data data/classroom.h5 "
-                           "--epochs 150 --seeds 0`")
+                           "--epochs 40 --seeds 0`")
     out = Path(out) if out is not None else Path(f"hand-in-{student}.json")
     if out.is_dir():
         raise InputError(f"--out '{out}' is a folder; give a file name ending in .json or .csv")

@@ -809,26 +809,23 @@ def table3_rows() -> list[dict]:
     return cached("table3", models.table3)
 
 
-def architecture_rows() -> list[dict]:
-    """Every deep model of Table 3 built from scratch: convolution layers, residual additions, parameters, FLOPs."""
-    return cached("architectures", _architecture_rows)
+def architecture_rows(names: Sequence[str] | None = None) -> list[dict]:
+    """Deep models of Table 3 built from scratch (``names``, default all): convolution layers, residual
+    additions, parameters, FLOPs; each model's row cached by :func:`cached`."""
+    t3 = {r["name"]: r for r in table3_rows() if r["name"] != "basic"}
+    return [cached(f"architecture-{m}", lambda m=m: _architecture_row(t3[m])) for m in t3
+            if names is None or m in names]
 
 
-def _architecture_rows() -> list[dict]:
+def _architecture_row(r: Mapping) -> dict:
     from .. import models
 
-    rows = []
-    for r in table3_rows():
-        if r["name"] == "basic":
-            continue
-        mm = models.build(r["name"], tuple(r["input_shape"]))
-        kinds = [layer.__class__.__name__ for layer in mm._flatten_layers()]
-        rows.append({"model": r["display_name"],
-                     "convolution layers": sum(k in ("Conv2D", "DepthwiseConv2D") for k in kinds),
-                     "residual additions": sum(k == "Add" for k in kinds),
-                     "trainable parameters [M]": f"{r['params_m']:.1f}", "GFLOPs / image": f"{r['gflops']:.2f}"})
-        del mm
-    return rows
+    mm = models.build(r["name"], tuple(r["input_shape"]))
+    kinds = [layer.__class__.__name__ for layer in mm._flatten_layers()]
+    return {"name": r["name"], "model": r["display_name"],
+            "convolution layers": sum(k in ("Conv2D", "DepthwiseConv2D") for k in kinds),
+            "residual additions": sum(k == "Add" for k in kinds),
+            "trainable parameters [M]": f"{r['params_m']:.1f}", "GFLOPs / image": f"{r['gflops']:.2f}"}
 
 
 def example_clusters(d) -> list[int]:
