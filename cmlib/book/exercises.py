@@ -130,12 +130,13 @@ EXERCISES = (
         ("the basic CNN's page", "about a minute of CPU"),
         "Train the basic CNN without early stopping and find the epoch where the validation loss is lowest. "
         "What happens to the training and validation losses after it?",
-        ("cmlib train --model basic --data data/classroom.h5 --epochs 60 --seeds 0 --early-stopping 0",
+        ("cmlib train --model basic --data data/classroom.h5 --epochs 60 --seeds 0 --early-stopping 0 "
+         "--output-bias mean",
          "papermill notebooks/architecture.ipynb overfit.ipynb -p profile classroom -p model basic "
-         "-p early_stopping 0 -p epochs 60 -p seeds 0 -p train_missing True"),
+         "-p early_stopping 0 -p output_bias mean -p epochs 60 -p seeds 0 -p train_missing True"),
         "the lowest validation loss between epoch {lo} and {hi}; afterwards the training loss keeps falling "
         "and the validation loss does not",
-        10, 120, solve_overfit),
+        5, 45, solve_overfit),
     Exercise(
         "ex-gradient", "How large may the learning rate be?", 20,
         ("connect the learning rate to the curvature of the loss", "predict divergence before it happens"),
@@ -151,7 +152,7 @@ EXERCISES = (
         ("the basic CNN's page (its two seeds)",),
         "Compare the best seed's test σ with the mean over the seeds. By how many percent does picking the best "
         "on the test set flatter the result?",
-        ("cmlib train --model basic --data data/classroom.h5 --epochs 40 --seeds 0-1",),
+        ("cmlib train --model basic --data data/classroom.h5 --epochs 40 --seeds 0-1 --output-bias mean",),
         "between {lo} and {hi} % (two seeds; the thesis's ten flatter more)",
         0.0, 20.0, solve_best_of),
     Exercise(
@@ -169,7 +170,7 @@ EXERCISES = (
         ("the uncertainties section of the Beyond page", "about a minute of CPU"),
         "Train the basic CNN with the Gaussian negative log-likelihood and measure how often the true mass lies "
         "within ±1 predicted σ. Is the uncertainty calibrated?",
-        ("cmlib train --model basic --data data/classroom.h5 --epochs 40 --seeds 0 --loss nll",),
+        ("cmlib train --model basic --data data/classroom.h5 --epochs 40 --seeds 0 --loss nll --output-bias mean",),
         "a ±1σ coverage between {lo} and {hi} % (68 % if calibrated)",
         50.0, 85.0, solve_calibration),
 )

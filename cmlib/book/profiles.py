@@ -146,20 +146,25 @@ SMOKE = Profile(
 
 CLASSROOM = Profile(
     name="classroom",
-    description=("a class in 90 minutes: 2000 mock clusters; the basic CNN (2 seeds, 40 epochs) and ResNet50V2 "
+    description=("a class in 90 minutes: 2000 mock clusters; the basic CNN (2 seeds, 40 epochs, output started at the "
+                 "mean mass) and ResNet50V2 "
                  "(1000 clusters, 50x50 input, 2 epochs) trained in the build, with the runs the exercise sheet "
                  "reads; about 10 minutes on 2 CPU cores"),
     data=DataPlan("data/classroom.h5", n=2000, seed=0),
     models={
-        "basic": RunPlan("basic", 40, (0, 1)),
+        # the output starts at the mean training mass (as the deep models' do): on 2000 clusters and 40
+        # epochs the thesis's zero start costs the whole budget (measured on 2 cores: test std(x) 0.32 dex,
+        # no better than predicting the mean, against 0.14 dex with the mean start)
+        "basic": RunPlan("basic", 40, (0, 1), {"output_bias": "mean"}),
         # the thesis's recommended deep model, unpadded (50x50: half the pixels of 71x71) on the first 1000
         # clusters, so that an epoch takes well under a minute on two cores: enough to see whether it
         # starts to learn, not to judge it
         "resnet50v2": RunPlan("resnet50v2", 2, (0,), {"pad": "none", "max_clusters": 1000}),
     },
     experiments={
-        "basic_overfit": RunPlan("basic", 60, (0,), {"early_stopping": 0}, label="no early stopping"),
-        "basic_nll": RunPlan("basic", 40, (0,), {"loss": "nll"}, label="Gaussian NLL"),
+        "basic_overfit": RunPlan("basic", 60, (0,), {"early_stopping": 0, "output_bias": "mean"},
+                                 label="no early stopping"),
+        "basic_nll": RunPlan("basic", 40, (0,), {"loss": "nll", "output_bias": "mean"}, label="Gaussian NLL"),
     },
     notebook_params={"profile": "classroom", "n_show": 12},
     keep_models=False,
