@@ -19,7 +19,7 @@ PAGE_MODELS = SMOKE.pages()
 pytestmark = pytest.mark.slow
 
 BAD = [r"Traceback \(most recent call last\)", r"\bException\b", r"WARNING:tensorflow", r"oneDNN custom operations",
-       r"absl::InitializeLog", r"<span class=\"ansi-red", r"Error:", r"nan\s*±"]
+       r"absl::InitializeLog", r"<span class=\"ansi-red", r"Error:", r"nan\s*±", r"IPython\.core\.display"]
 
 
 def _toc_files(root):

@@ -164,7 +164,7 @@ def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     return "".join(out)
 
 
-def _cmd_block(cmd: str, width: int = 88) -> str:
+def _cmd_block(cmd: str, width: int = 60) -> str:
     """A long shell command broken over lines with backslashes (readable in boxes and in print)."""
     words, lines, cur = cmd.split(" "), [], ""
     for w in words:
@@ -193,7 +193,9 @@ def provenance_markdown(pr: PageRuns) -> str:
         f"**How these numbers were produced.** {pr.label}: {how}; profile `{p['profile']}`; "
         f"{seeds}; up to {p['epochs_max']} epochs{es} "
         f"(completed: {ep_txt}); split `{p['split']}`; data `{p['data_file']}` "
-        f"(content hash `{p['data_sha256']}`, {p['n_clusters']} clusters); "
+        f"(content hash `{p['data_sha256']}`, {p['n_clusters']} clusters"
+        + (f", the first {pr.runs[0].config['max_clusters']} used" if pr.runs[0].config.get("max_clusters") else "")
+        + "); "
         f"hardware: {p['hardware']}; total training time {R.format_duration(p['wall_time_s_total'])}; "
         f"code: cmlib {p['code_version']}.",
     ]
