@@ -215,8 +215,10 @@ def run_yourself_markdown(pr: PageRuns, profile: str = "laptop", *, page: str = 
         ":::{admonition} Run it yourself\n:class: tip\n"
         f"Re-execute this page (it reads the runs; add `-p train_missing True` to train the ones that are "
         f"not on disk yet):\n\n```bash\n{_cmd_block(pm)}\n```\n\n"
-        f"Train the runs directly:\n\n```bash\n{_cmd_block(req.command())}\n```\n\n"
-        f"The thesis's budget (4000 epochs \u00d7 10 seeds for the deep models; a GPU job):\n\n"
+        + (f"Regenerate the committed runs (they live in `results/runs`, not in your `runs/`):\n\n```bash\n"
+           f"cmlib stored-runs --models {model}\n```\n\n" if req.runs_dir == R.STORED_RUNS_DIR else
+           f"Train the runs directly:\n\n```bash\n{_cmd_block(req.command())}\n```\n\n")
+        + f"The thesis's budget (4000 epochs \u00d7 10 seeds for the deep models; a GPU job):\n\n"
         f"```bash\n{_cmd_block(thesis)}\n```\n:::\n"
     )
 

@@ -98,8 +98,6 @@ class Profile:
     #: extra experiments: thesis Fig. 22 (overfitting), Fig. 25 (learning rates), and the
     #: future-work questions (fair split, 10 bands, uncertainties, schedules, data size)
     experiments: dict[str, RunPlan] = field(default_factory=dict)
-    #: notebook parameters shared by every page of this profile
-    notebook_params: dict = field(default_factory=dict)
     #: keep the model files (best.keras, last.keras) of the runs it trains; the pages read only the
     #: predictions, and the smoke profile's 11 deep models would otherwise leave ~10 GB on disk
     keep_models: bool = True
@@ -140,7 +138,6 @@ SMOKE = Profile(
         "basic_nll": RunPlan("basic", 1, (0,), {"loss": "nll"}, label="Gaussian NLL"),
         "basic_allbands": RunPlan("basic", 1, (0,), {"bands": "all"}, label="10 bands"),
     },
-    notebook_params={"profile": "smoke", "n_show": 6},
     keep_models=False,
 )
 
@@ -166,7 +163,6 @@ CLASSROOM = Profile(
                                  label="no early stopping"),
         "basic_nll": RunPlan("basic", 40, (0,), {"loss": "nll", "output_bias": "mean"}, label="Gaussian NLL"),
     },
-    notebook_params={"profile": "classroom", "n_show": 12},
     keep_models=False,
     page_models=("basic", "resnet50v2"),
 )
@@ -196,7 +192,6 @@ LAPTOP = Profile(
         "basic_nll": RunPlan("basic", 300, (0, 1, 2), {"loss": "nll"}, "stored", "Gaussian NLL"),
         "basic_allbands": RunPlan("basic", 300, (0, 1, 2), {"bands": "all"}, "stored", "10 bands"),
     },
-    notebook_params={"profile": "laptop", "n_show": 12},
 )
 
 THESIS = Profile(
@@ -216,7 +211,6 @@ THESIS = Profile(
         "basic_nll": RunPlan("basic", 4000, tuple(range(10)), {"loss": "nll"}, label="Gaussian NLL"),
         "basic_allbands": RunPlan("basic", 4000, tuple(range(10)), {"bands": "all"}, label="10 bands"),
     },
-    notebook_params={"profile": "thesis", "n_show": 12},
 )
 
 PROFILES = {p.name: p for p in (SMOKE, CLASSROOM, LAPTOP, THESIS)}
