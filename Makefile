@@ -11,7 +11,7 @@ PROFILE ?= laptop
 CONSTRAINTS := requirements/constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help install book test test-fast browser lab stored-runs benchmarks clean-book clean
+.PHONY: help install book book-teacher test test-fast browser lab stored-runs benchmarks clean-book clean
 
 help: ## List the entry points
 	@echo "cmlib - companion to Heim (2023), galaxy cluster masses from mock eROSITA images"
@@ -30,10 +30,16 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 install: $(VENV)/.installed ## Create .venv and install cmlib with TensorFlow (CPU), the book stack and the test tools
 
-book: install ## MAIN: set up, simulate the mock catalogue, train the laptop runs, build the book (_build/html/index.html)
+book: install ## MAIN: set up, simulate, train, build the book (_build/html/index.html); PROFILE=classroom for a class
 	$(VENV)/bin/cmlib book --profile $(PROFILE)
 
-test: install browser ## Run the test suite (unit tests, notebook smoke runs, smoke book build, browser test)
+book-teacher: install ## The same book with the exercise solutions shown (_build/teacher/_build/html/index.html)
+	$(VENV)/bin/cmlib book --profile $(PROFILE) --teacher
+
+# `make test` depends on `make browser` on purpose, and says so: the browser test needs Debian's Chromium,
+# and CI (which runs only `make test`, as root, on a clean machine) gets it that way. Where Chromium is
+# present or cannot be installed (not root), `make browser` changes nothing.
+test: install browser ## Run the test suite (runs `make browser` first: installs Chromium if root and missing)
 	@$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit code 5); treating this as a failure." >&2; exit 1; fi; \
 	exit $$rc
@@ -41,13 +47,13 @@ test: install browser ## Run the test suite (unit tests, notebook smoke runs, sm
 test-fast: install ## Unit tests only (skips the smoke book build and the notebook runs)
 	@$(PY) -m pytest -m "not slow and not browser"; rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
 
-browser: ## Install Debian's Chromium for the explorer's browser test, if missing and possible
+browser: ## Install Debian's Chromium for the browser test of the built book, if missing (needs root and apt-get)
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian chromium for the browser test ..."; \
+	    echo "make browser: installing Debian's chromium for the browser test ..."; \
 	    (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
-	      || echo "warning: could not install chromium; the browser test will be skipped"; \
-	  else echo "note: chromium not found and not installable without root; the browser test will be skipped"; fi; }
+	      || { echo "error: could not install chromium (apt-get failed); the browser test needs it" >&2; exit 1; }; \
+	  else echo "note: chromium not found and not installable without root (sudo make browser); the browser test will be skipped"; fi; }
 
 lab: install ## Open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
@@ -60,7 +66,7 @@ benchmarks: install ## Run the speed and memory benchmarks (about an hour on 2 c
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_models.py --extra
 
-clean-book: ## Remove the built book and the executed notebooks (keeps data, runs and the environment)
+clean-book: ## Remove the built books and the executed notebooks (keeps data, runs and the environment)
 	rm -rf _build book/generated
 
 clean: clean-book ## Remove everything generated, the environment included

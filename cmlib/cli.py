@@ -22,6 +22,7 @@ examples:
   cmlib models
   cmlib train --model basic --data data/efeds_mock.h5 --epochs 200 --seeds 0-2
   cmlib book --profile laptop
+  cmlib hand-in --student ada
 """
 
 
@@ -161,14 +162,14 @@ def cmd_upgrade_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_book(args: argparse.Namespace) -> int:
-    from . import book
+    from .book import build
 
-    return book.build(profile=args.profile, root=args.root, only=args.only,
-                      skip_html=args.no_html, force=args.force)
+    return build.build_book(profile=args.profile, root=args.root, source=args.source, only=args.only,
+                            skip_html=args.no_html, force=args.force, teacher=args.teacher)
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from . import profiles
+    from .book import profiles
 
     print(profiles.format_profiles())
     return 0
@@ -299,9 +300,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_stored_runs(args: argparse.Namespace) -> int:
-    from . import book
+    from .book import build
 
-    return book.make_stored_runs(models=args.models, root=args.root, dry_run=args.dry_run)
+    return build.make_stored_runs(models=args.models, root=args.root, dry_run=args.dry_run)
+
+
+def cmd_hand_in(args: argparse.Namespace) -> int:
+    from .book import handin
+
+    path = handin.hand_in(args.student, root=args.root, out=args.out, runs_dir=args.runs_dir, model=args.model)
+    n = len(handin.collect(path))
+    print(f"wrote {path} ({n} run{'s' if n != 1 else ''}); hand this file in")
+    return 0
 
 
 # --------------------------------------------------------------------------- parser
@@ -392,8 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("book", help="build the book: data, runs, executed notebooks, HTML",
                        description="Set up the data, train what the profile trains, execute every "
                                    "notebook with papermill and build the Jupyter Book.")
-    s.add_argument("--profile", default="laptop", help="smoke, laptop or thesis (see `cmlib profiles`)")
-    s.add_argument("--root", default=".", help="book root (default: this repository)")
+    s.add_argument("--profile", default="laptop",
+                   help="smoke, classroom, laptop or thesis (see `cmlib profiles`)")
+    s.add_argument("--root", default=".", help="book root: a clone of the repository (default: the current folder)")
+    s.add_argument("--source", default=None,
+                   help="copy the book sources from this clone into --root first (build in a scratch folder)")
+    s.add_argument("--teacher", action="store_true",
+                   help="the teacher's build: exercise solutions shown, into _build/teacher/_build/html")
     s.add_argument("--only", nargs="*", help="execute only these notebooks (names without .ipynb)")
     s.add_argument("--no-html", action="store_true", help="execute the notebooks but skip the HTML build")
     s.add_argument("--force", action="store_true", help="re-execute notebooks even if up to date")
@@ -463,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     s.set_defaults(func=cmd_tune)
 
-    s = sub.add_parser("profiles", help="list the compute budgets (smoke, laptop, thesis)")
+    s = sub.add_parser("profiles", help="list the compute budgets (smoke, classroom, laptop, thesis)")
     s.set_defaults(func=cmd_profiles)
 
     s = sub.add_parser("stored-runs", help="regenerate the committed deep-model run artifacts (results/)")
@@ -471,6 +486,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default=".", help="repository root")
     s.add_argument("--dry-run", action="store_true", help="print the commands only")
     s.set_defaults(func=cmd_stored_runs)
+
+    s = sub.add_parser("hand-in", help="summarise your finished runs into one file to hand in (JSON or CSV)",
+                       description="Write one row per finished run under --runs-dir: model, options, data, "
+                                   "status, epochs and test metrics, and whether it learned. The teacher's "
+                                   "notebook notebooks/class_table.ipynb collects a folder of these files.")
+    s.add_argument("--student", required=True, help="your name or id (letters, digits, _ . -)")
+    s.add_argument("--out", default=None, help="output file, .json or .csv (default hand-in-STUDENT.json)")
+    s.add_argument("--runs-dir", default="runs", help="where your runs are (default runs/)")
+    s.add_argument("--model", default=None, help="only the runs of this model")
+    s.add_argument("--root", default=".", help="folder that holds --runs-dir (default: the current folder)")
+    s.set_defaults(func=cmd_hand_in)
     return p
 
 

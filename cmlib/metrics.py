@@ -283,3 +283,62 @@ def ensemble(preds: Sequence[Predictions]) -> Predictions:
     else:
         sigma = None
     return Predictions(cluster_id=ref.cluster_id, true=ref.true, pred=mean, sigma=sigma, z=ref.z)
+
+
+# ---------------------------------------------------------------- reference estimators and verdicts
+
+#: A model whose test predictions vary by less than this [dex] (standard deviation) predicts
+#: practically one mass for every cluster.
+MIN_PREDICTION_SPREAD = 0.05
+#: A model whose test std(x) is within this fraction of the "predict the training mean"
+#: estimator's has learned nothing that estimator does not know.
+MEAN_PREDICTOR_MARGIN = 0.05
+
+
+def mean_predictor(train: Predictions, test: Predictions) -> Predictions:
+    """The estimator that ignores the images: every test cluster gets the mean training mass.
+
+    The floor any model must beat.  Its thesis-sigma (eq. 4.0.1) is the spread of
+    |true - mean|, about 0.6 x the standard deviation of the true masses.
+    """
+    value = float(np.mean(_as_1d("train.true", train.true)))
+    return Predictions(cluster_id=test.cluster_id, true=test.true, pred=np.full(test.true.shape, value),
+                       z=test.z)
+
+
+def learning_verdict(p: Predictions, reference: Predictions, *, min_spread: float = MIN_PREDICTION_SPREAD,
+                     margin: float = MEAN_PREDICTOR_MARGIN) -> dict:
+    """Did a model learn?  Compares its test predictions with the mean predictor's.
+
+    Returns ``learned`` (bool), ``reason`` (one sentence, empty if it learned), ``spread``
+    (std of the predictions [dex]), ``std`` (std of x) and ``reference_std`` (the mean
+    predictor's std of x).  A model did not learn if its predictions barely vary
+    (``spread < min_spread``) or if its std(x) is not at least ``margin`` below the mean
+    predictor's (e.g. 0.95 x).
+    """
+    pred = _as_1d("pred", p.pred)
+    ok = np.isfinite(pred)
+    spread = float(np.std(pred[ok])) if ok.any() else float("nan")
+    std = point_metrics(p.pred, p.true)["std"]
+    ref = point_metrics(reference.pred, reference.true)["std"]
+    out = {"learned": True, "reason": "", "spread": spread, "std": std, "reference_std": ref}
+    if not np.isfinite(spread) or not np.isfinite(std):
+        out.update(learned=False, reason="its predictions are not finite")
+    elif spread < min_spread:
+        out.update(learned=False, reason=(f"its predictions barely vary (standard deviation {spread:.3f} dex, "
+                                          f"below {min_spread:g}): it returns about one mass for every cluster"))
+    elif std > (1.0 - margin) * ref:
+        out.update(learned=False, reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the "
+                                          f"{ref:.3f} dex of predicting the mean training mass for every cluster"))
+    return out
+
+
+def sma_full(values, k: int = 100) -> np.ndarray:
+    """Eq. (A.1.1) only where it is defined: NaN for the first k-1 points (the window is not full).
+
+    :func:`sma` fills the first points with running means; drawn as a curve, that start drops
+    like a cliff at epoch k when the first (large) epochs leave the window.  Plots use this.
+    """
+    out = sma(values, k)
+    out[: max(0, int(k) - 1)] = np.nan
+    return out

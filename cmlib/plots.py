@@ -22,20 +22,12 @@ from . import metrics as M  # noqa: E402
 from .artifacts import Run  # noqa: E402
 from .metrics import Predictions  # noqa: E402
 
-MODEL_COLORS = {
-    "basic": "#4d4d4d",
-    "krippendorf2023": "#8c564b",
-    "vgg16": "#1f77b4",
-    "vgg19": "#aec7e8",
-    "resnet50": "#d62728",
-    "resnet50v2": "#ff9896",
-    "resnet101": "#2ca02c",
-    "resnet101v2": "#98df8a",
-    "resnet152": "#9467bd",
-    "resnet152v2": "#c5b0d5",
-    "efficientnetb7": "#ff7f0e",
-    "classical": "#17becf",
-}
+#: Colours of the reference estimators (not models of the registry).
+REFERENCE_COLORS = {"classical": "#17becf", "mean": "#7f7f7f"}
+#: Colours of the registered models, by registration order (the basic CNN dark grey): a model added
+#: to the registry gets the next colour, and every other model keeps its own.
+_PALETTE = ("#4d4d4d", "#8c564b", "#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#2ca02c", "#98df8a",
+            "#9467bd", "#c5b0d5", "#ff7f0e", "#ffbb78", "#e377c2", "#f7b6d2", "#bcbd22", "#dbdb8d")
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
 MASS_LABEL = r"$\log_{10}(M_{500}^{\rm true}/M_\odot)$"
@@ -70,13 +62,24 @@ def apply_style() -> None:
 
 
 def color(model: str) -> str:
-    return MODEL_COLORS.get(model, "#333333")
+    """The colour of a model (from its place in the registry) or of a reference estimator."""
+    from . import models
+
+    if model in REFERENCE_COLORS:
+        return REFERENCE_COLORS[model]
+    names = models.available_models()
+    return _PALETTE[names.index(model) % len(_PALETTE)] if model in names else "#333333"
 
 
 def _display(model: str) -> str:
-    from .thesis import DISPLAY_NAMES
+    from . import models
 
-    return DISPLAY_NAMES.get(model, model)
+    return models.get_spec(model).display_name if model in models.available_models() else model
+
+
+def _smooth(y, k: int | None):
+    """Eq. (A.1.1) where its window is full (the first k-1 epochs are not drawn: no start-up artefact)."""
+    return M.sma_full(y, k) if k and k > 1 and len(y) >= k else None
 
 
 def _new(nrows=1, ncols=1, figsize=None, **kw):
@@ -133,9 +136,10 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
     ep = h["epoch"]
     for key, col, lab in (("loss", TRAIN_COLOR, "training loss"), ("val_loss", VAL_COLOR, "validation loss")):
         y = h[key]
-        if sma_k and sma_k > 1 and len(y) > 1:
+        smooth = _smooth(y, sma_k)
+        if smooth is not None:
             ax.plot(ep, y, color=col, alpha=0.25, lw=0.8)
-            ax.plot(ep, M.sma(y, sma_k), color=col, lw=1.6, label=f"{lab} (SMA, k={sma_k})")
+            ax.plot(ep, smooth, color=col, lw=1.6, label=f"{lab} (SMA, k={sma_k}, from epoch {sma_k})")
         else:
             ax.plot(ep, y, color=col, lw=1.4, label=lab, marker=_marker(len(ep)), ms=3)
     if mark_best and len(ep):
@@ -155,8 +159,14 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
 
 def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: bool = True,
                             keys: Sequence[str] = ("loss", "val_loss")) -> Figure:
-    """Fig. 49: training (left) and validation (right) loss of several models, SMA-smoothed."""
-    fig, axes = _new(1, len(keys), figsize=(6.0 * len(keys), 4.2), squeeze=False)
+    """Fig. 49: training (left) and validation (right) loss of several models, SMA-smoothed.
+
+    The window is the thesis's k = 100, shrunk to a fifth of a run for short runs, and each smoothed
+    curve starts where its window is full. Runs of a few epochs are drawn as large points (a
+    one-epoch run is a single point). One legend below both panels, in a readable size.
+    """
+    fig, axes = _new(1, len(keys), figsize=(6.0 * len(keys), 4.6), squeeze=False)
+    handles = {}
     for ax, key in zip(axes[0], keys):
         for label, run in runs.items():
             h = run.history
@@ -164,12 +174,17 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
             if len(y) == 0:
                 continue
             k = min(sma_k, max(1, len(y) // 5)) if sma_k else 1
-            ax.plot(h["epoch"], M.sma(y, k) if k > 1 else y, color=color(run.model), lw=1.5,
-                    marker=_marker(len(y)), ms=4, label=f"{label}" + (f" (SMA k={k})" if k > 1 else ""))
+            smooth = _smooth(y, k)
+            n = len(y)
+            line, = ax.plot(h["epoch"], smooth if smooth is not None else y, color=color(run.model), lw=1.8,
+                            marker=_marker(n), ms=7 if n < 3 else 4,
+                            label=f"{label} ({n} ep." + (f", SMA k={k})" if smooth is not None else ")"))
+            handles.setdefault(label, line)
         _epoch_axes(ax, log)
         ax.set_ylabel(LOSS_LABELS.get(key, key))
-        ax.legend(fontsize=7.5, ncol=1 if len(runs) < 7 else 2)
-    fig.tight_layout()
+    fig.legend(list(handles.values()), [h.get_label() for h in handles.values()], loc="lower center",
+               ncol=min(4, max(1, len(handles))), fontsize=9.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.045 * ((len(handles) - 1) // 4), 1, 1))
     return fig
 
 
@@ -186,12 +201,12 @@ def plot_seed_histories(runs: Sequence[Run], *, sma_k: int | None = None, key: s
         y = h[key]
         if len(y) == 0:
             continue
-        smooth = bool(sma_k and sma_k > 1 and len(y) > 1)
-        ax.plot(h["epoch"], M.sma(y, sma_k) if smooth else y, lw=1.2, label=f"seed {run.seed}",
+        smooth = _smooth(y, sma_k)
+        ax.plot(h["epoch"], smooth if smooth is not None else y, lw=1.2, label=f"seed {run.seed}",
                 marker=_marker(len(y)), ms=3)
     _epoch_axes(ax, log)
     ax.set_ylabel(LOSS_LABELS.get(key, key) + (f" (SMA k={sma_k})" if sma_k and sma_k > 1 else ""))
-    ax.legend(ncol=2, fontsize=8)
+    ax.legend(ncol=2, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -600,5 +615,54 @@ def plot_spectrum_in_bands(kt: float, z: float, *, nh_cm2: float = 3e20, metalli
     a2.set_ylabel("share of the counts [%]")
     a2.set_ylim(0, max(30, share.max() * 1.2))
     a2.set_title(f"bands 2\u20134 hold {share[list(THESIS_BANDS)].sum():.0f} % of the counts", fontsize=9.5)
+    fig.tight_layout()
+    return fig
+
+
+def plot_std_comparison(sets: Mapping[str, Predictions], colors: Mapping[str, str], *,
+                        floor: float | None = None) -> Figure:
+    """Test std(x) of several estimators as bars, with the luminosity-only information floor."""
+    names = list(sets)
+    vals = [M.point_metrics(p.pred, p.true)["std"] for p in sets.values()]
+    fig, ax = _new(figsize=(7.0, 0.9 + 0.36 * len(names)))
+    ax.barh(names, vals, color=[colors.get(n, "#333333") for n in names])
+    if floor is not None:
+        ax.axvline(floor, color="k", ls="--", lw=1.2, label="information floor (L$_X$ only)")
+        ax.legend(fontsize=9, loc="lower right")
+    ax.set_xlabel("std(x) on the test set [dex]")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def plot_split_histograms(log_m500, z, split) -> Figure:
+    """Mass (left) and redshift (right) distributions of the subsets of a split (normalised)."""
+    fig, (a1, a2) = _new(1, 2, figsize=(10, 3.4))
+    for name in ("train", "val", "test"):
+        rows = getattr(split, name)
+        if rows.size == 0:
+            continue
+        a1.hist(log_m500[rows], bins=25, density=True, histtype="step", lw=1.6, label=f"{name} ({rows.size})")
+        a2.hist(z[rows], bins=25, density=True, histtype="step", lw=1.6, label=name)
+    a1.set_xlabel(MASS_LABEL)
+    a2.set_xlabel("redshift z")
+    a1.set_ylabel("density")
+    a1.legend()
+    fig.tight_layout()
+    return fig
+
+
+SCALING_TITLES = {"raw": "raw photon counts (the thesis)", "log1p": "log(1 + counts)",
+                  "standardize": "standardised per band (training-set mean and std)"}
+
+
+def plot_scaling(values_by_mode: Mapping[str, np.ndarray]) -> Figure:
+    """Histograms of pixel values under each intensity scaling (log counts), titled for readers."""
+    fig, axes = _new(1, len(values_by_mode), figsize=(3.7 * len(values_by_mode), 3.0), squeeze=False)
+    for ax, (mode, v) in zip(axes[0], values_by_mode.items()):
+        ax.hist(np.asarray(v).ravel(), bins=60, color="C0", log=True)
+        ax.set_title(SCALING_TITLES.get(mode, mode), fontsize=9)
+        ax.set_xlabel("pixel value")
+    axes[0][0].set_ylabel("pixels")
     fig.tight_layout()
     return fig

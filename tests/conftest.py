@@ -73,11 +73,13 @@ def smoke_book(tmp_path_factory):
     Data simulation, one-epoch training of every model and experiment, papermill
     execution of every notebook and ``jupyter-book build -W``: the integration test.
     """
-    from cmlib import book
+    from pathlib import Path
+
+    from cmlib.book.build import build_book
 
     root = tmp_path_factory.mktemp("smokebook")
     # what a checkout holds after `make test` (pytest's cache) must not break the -W build
     (root / ".pytest_cache").mkdir()
     (root / ".pytest_cache" / "README.md").write_text("# pytest cache directory #\n")
-    assert book.build(profile="smoke", root=root) == 0
+    assert build_book(profile="smoke", root=root, source=Path(__file__).resolve().parents[1]) == 0
     return root

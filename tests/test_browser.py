@@ -1,8 +1,10 @@
-"""The predictions explorer, tested the way a reader uses it: in a browser, with no kernel.
+"""The built (smoke) book, read the way a reader reads it: in a browser, with no kernel, offline.
 
-Loads the built (smoke) explorer page in headless Chromium from a local HTTP server, changes
-the selections, and checks that the shown image and numbers change. Also checks that the page
-makes no request outside localhost (it must read offline).
+Every page of the table of contents is loaded in headless Chromium from a local HTTP server. A
+page fails on a console error or an uncaught exception from the book's scripts, a request that
+fails (404) or leaves localhost, a MathJax error, or a broken image. On every page with widgets,
+every selector is moved and the widget's output must change. The explorer is also checked at a
+phone's width (420 px): its numbers table must be on screen.
 """
 from __future__ import annotations
 
@@ -12,10 +14,21 @@ import shutil
 import threading
 
 import pytest
+import yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _toc_pages(root):
+    toc = yaml.safe_load((root / "book" / "generated" / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc["parts"]:
+        for ch in part["chapters"]:
+            files.append(ch["file"])
+            files += [s["file"] for s in ch.get("sections", [])]
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +48,7 @@ def server(smoke_book):
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
-        pytest.skip("Debian chromium is not installed (make test installs it where it can)")
+        pytest.skip("Debian chromium is not installed (`make browser` installs it; `make test` runs it first)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -45,71 +58,106 @@ def browser():
         b.close()
 
 
-def _state(page):
-    """The visible explorer: image sources and the numbers table of the selected cluster."""
-    return page.evaluate("""() => {
-        const visible = e => !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);
-        const imgs = Array.from(document.querySelectorAll('.widget-image')).filter(visible).map(i => i.src);
-        const tables = Array.from(document.querySelectorAll('.widget-html-content table')).filter(visible)
-            .map(t => t.innerText);
-        const selects = Array.from(document.querySelectorAll('select')).filter(visible).map(s => s.value);
-        return {imgs, tables, selects};
+class Watch:
+    """Everything that goes wrong while a page loads."""
+
+    def __init__(self, page, server):
+        self.problems: list[str] = []
+        page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}")
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.problems.append(f"uncaught: {e}"))
+        page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url}"))
+        page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+        page.on("request", lambda r: self.problems.append(f"outside request: {r.url}")
+                if not r.url.startswith((server, "data:", "blob:", "about:")) else None)
+
+
+def _settle(page):
+    page.wait_for_load_state("load")
+    page.evaluate("""async () => {
+        if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+        await new Promise(r => setTimeout(r, 300));
     }""")
 
 
-def test_explorer_switches_clusters_and_models_without_a_kernel(server, browser):
-    page = browser.new_page()
-    outside = []
-    # data: and blob: URLs are the widget images, made in the page from the embedded state
-    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((server, "data:", "blob:"))
-            else None)
+def _visible_outputs(page):
+    return page.evaluate("""() => {
+        const vis = e => !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);
+        const imgs = Array.from(document.querySelectorAll('.widget-image')).filter(vis).map(i => i.src.slice(-200));
+        const html = Array.from(document.querySelectorAll('.widget-html-content')).filter(vis).map(t => t.innerText);
+        return JSON.stringify([imgs, html]);
+    }""")
+
+
+def test_every_page_loads_cleanly(server, browser, smoke_book):
+    failures = {}
+    for f in _toc_pages(smoke_book):
+        page = browser.new_page()
+        w = Watch(page, server)
+        page.goto(f"{server}/{f}.html")
+        _settle(page)
+        bad = page.evaluate("""() => {
+            const out = [];
+            document.querySelectorAll('mjx-merror, .MathJax_Error, merror').forEach(e => out.push('MathJax: ' + e.textContent));
+            document.querySelectorAll('img').forEach(i => {
+                if (i.complete && i.naturalWidth === 0 && i.getAttribute('src')) out.push('broken image: ' + i.src.slice(0, 80)); });
+            return out;
+        }""")
+        if w.problems or bad:
+            failures[f] = w.problems + bad
+        page.close()
+    assert not failures, failures
+
+
+def test_every_widget_changes_its_output(server, browser, smoke_book):
+    checked = 0
+    for f in _toc_pages(smoke_book):
+        text = (smoke_book / "_build" / "html" / f"{f}.html").read_text()
+        if "application/vnd.jupyter.widget-state+json" not in text:
+            continue
+        page = browser.new_page()
+        w = Watch(page, server)
+        page.goto(f"{server}/{f}.html")
+        page.wait_for_selector(".widget-dropdown select, .widget-slider", timeout=30000)
+        _settle(page)
+        n_select = len([s for s in page.query_selector_all(".widget-dropdown select") if s.is_visible()])
+        for k in range(n_select):
+            sel = [s for s in page.query_selector_all(".widget-dropdown select") if s.is_visible()][k]
+            options = sel.evaluate("s => Array.from(s.options).map(o => o.value)")
+            if len(options) < 2:
+                continue
+            before = _visible_outputs(page)
+            sel.select_option(options[-1])
+            page.wait_for_timeout(300)
+            assert _visible_outputs(page) != before, f"{f}: selector {k} did not change the output"
+            checked += 1
+        for k, handle in enumerate([h for h in page.query_selector_all(".widget-slider [role=slider], "
+                                                                       ".widget-slider .noUi-handle") if h.is_visible()]):
+            before = _visible_outputs(page)
+            handle.focus()
+            page.keyboard.press("End")
+            page.wait_for_timeout(300)
+            assert _visible_outputs(page) != before, f"{f}: slider {k} did not change the output"
+            checked += 1
+        assert not w.problems, (f, w.problems)
+        page.close()
+    assert checked >= 4, "the book's widget pages (explorer, catalogue, spectra) were not found"
+
+
+def test_explorer_is_usable_on_a_phone(server, browser):
+    page = browser.new_page(viewport={"width": 420, "height": 900})
     page.goto(f"{server}/book/generated/explorer.html")
     page.wait_for_selector(".widget-dropdown select", timeout=30000)
-    page.wait_for_timeout(500)
-    s0 = _state(page)
-    assert len(s0["selects"]) == 2, s0["selects"]          # model and cluster (only the visible stack pages)
-    assert s0["imgs"] and s0["tables"], s0
-    assert "true log M500" in s0["tables"][0] and "predicted log M500" in s0["tables"][0]
-
-    selects = [s for s in page.query_selector_all("select") if s.is_visible()]
-    cluster_select = selects[1]
-    options = cluster_select.evaluate("s => Array.from(s.options).map(o => o.value)")
-    assert len(options) >= 2
-    cluster_select.select_option(options[-1])
-    page.wait_for_timeout(300)
-    s1 = _state(page)
-    assert s1["tables"][0] != s0["tables"][0], "the numbers did not change with the cluster"
-    assert s1["imgs"] != s0["imgs"], "the image did not change with the cluster"
-    assert s1["selects"][1] == options[-1]
-
-    model_select = [s for s in page.query_selector_all("select") if s.is_visible()][0]
-    models = model_select.evaluate("s => Array.from(s.options).map(o => o.value)")
-    assert len(models) >= 2
-    model_select.select_option(models[1])
-    page.wait_for_timeout(300)
-    s2 = _state(page)
-    assert s2["selects"][0] == models[1]
-    assert s2["imgs"][0] != s1["imgs"][0], "the scatter did not change with the model"
-    assert models[1].split()[0] in s2["tables"][0]
-    assert outside == [], outside
-    page.close()
-
-
-def test_static_spectrum_widget_on_the_physics_page(server, browser):
-    page = browser.new_page()
-    page.goto(f"{server}/book/generated/physics.html")
-    page.wait_for_selector(".widget-slider", timeout=30000)
-    page.wait_for_timeout(300)
-    before = _state(page)["imgs"]
-    slider = page.query_selector_all(".widget-slider .noUi-handle, .widget-slider input, .slider-container .ui-slider-handle")
-    assert before
-    # move the temperature slider with the keyboard
-    handle = page.query_selector(".widget-slider [role=slider], .widget-slider .noUi-handle")
-    assert handle is not None, "slider handle not found"
-    handle.focus()
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("ArrowRight")
-    page.wait_for_timeout(300)
-    after = _state(page)["imgs"]
-    assert after != before, "the spectrum did not change with the slider"
+    _settle(page)
+    boxes = page.evaluate("""() => {
+        const vis = e => !!(e.offsetWidth || e.offsetHeight);
+        const t = Array.from(document.querySelectorAll('.widget-html-content table')).filter(vis)[0];
+        const s = Array.from(document.querySelectorAll('.widget-dropdown select')).filter(vis);
+        const r = e => { const b = e.getBoundingClientRect(); return [b.left, b.right]; };
+        return {table: t ? r(t) : null, selects: s.map(r), width: document.documentElement.clientWidth};
+    }""")
+    assert boxes["table"] is not None
+    left, right = boxes["table"]
+    assert left >= 0 and right <= boxes["width"] + 1, boxes
+    assert all(lo >= 0 and hi <= boxes["width"] + 1 for lo, hi in boxes["selects"]), boxes
     page.close()

@@ -7,10 +7,13 @@ import nbformat
 import pytest
 from papermill.translators import PythonTranslator
 
-from cmlib.book import REPO, notebook_jobs
-from cmlib.profiles import PROFILES
+from cmlib.book.build import notebook_jobs
+from cmlib.book.profiles import PROFILES
 
+REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = sorted((REPO / "notebooks").glob("*.ipynb"))
+#: notebooks owned by another part of the project, not yet typed (see the README's notes)
+UNTYPED = {"physics.ipynb", "data_catalogue.ipynb"}
 
 
 def test_every_page_has_a_template():
@@ -34,6 +37,9 @@ def test_template_is_clean_and_parameterised(path: Path, caplog):
     assert "profile" in names
     assert len(names) == sum(1 for line in params[0].source.splitlines() if "=" in line and not line.startswith("#"))
     assert all(p.help for p in inferred), "every parameter has a help comment"
+    if path.name not in UNTYPED:   # `papermill --help-notebook` shows a type for every parameter
+        assert all(p.inferred_type_name not in (None, "None") for p in inferred), \
+            [p.name for p in inferred if p.inferred_type_name in (None, "None")]
     assert "Unable to parse" not in caplog.text
     first = nb.cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# "), "the page title comes first"
@@ -46,3 +52,20 @@ def test_template_parameters_match_the_jobs():
             cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
             names = {p.name for p in PythonTranslator.inspect(cell)}
             assert set(job.params) <= names, (job.name, set(job.params) - names)
+
+
+#: options of `cmlib train` that are internal (set by the recipe or the registry), not a student's choice
+INTERNAL = {"split_seed", "output", "head", "dense_units", "dropout", "weights", "adapter", "min_delta", "run_eagerly"}
+#: notebook parameter names that differ from the option names
+RENAMED = {"pad": "padding", "lr": "learning_rate"}
+
+
+def test_every_training_option_a_student_needs_is_a_page_parameter():
+    from cmlib.book.runs import option_names
+
+    nb = nbformat.read(REPO / "notebooks" / "architecture.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = {p.name for p in PythonTranslator.inspect(cell)}
+    wanted = {RENAMED.get(o, o) for o in option_names()} - INTERNAL
+    assert wanted <= names, wanted - names
+    assert {"epochs", "seeds", "data", "train_missing"} <= names

@@ -1,0 +1,539 @@
+"""Build the book: data -> runs -> executed notebooks -> HTML, for one profile.
+
+``cmlib book --profile laptop`` (what ``make book`` runs) does, in order:
+
+1. **data**: simulate the profile's mock catalogue if it is missing or was
+   made by a different generator version (deterministic, so regenerating is safe);
+2. **runs**: train every ``train``-source plan of the profile (completed runs
+   with the same configuration are reused, interrupted ones resume); this module is
+   the only part of :mod:`cmlib.book` that trains;
+3. **notebooks**: execute each template in ``notebooks/`` with papermill into
+   ``book/generated/`` with the profile's parameters; a notebook whose inputs
+   (template, parameters, cmlib code, data, run artifacts) did not change is
+   not executed again; then the generated pieces: the table of contents of the
+   profile's pages and the findings paragraph that the intro and conclusion include;
+4. **html**: ``jupyter-book build`` with warnings as errors, into ``_build/html``
+   (the teacher's build, with the exercise solutions shown, into ``_build/teacher/_build/html``).
+
+Every step is idempotent, so a second ``make book`` takes seconds.
+The book root is passed explicitly; the smoke book of the test suite is built in a
+scratch directory, into which the book sources are copied from ``source`` first.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .._io import atomic_write_text, stable_hash, to_json
+from ..errors import CmlibError, InputError
+from . import runs as R
+from .profiles import Profile, RunPlan, deep_models, display_name, get_profile
+
+#: What a book root holds (copied into a scratch root by :func:`prepare_root`): the book's own files,
+#: the committed run artifacts and the measured benchmark numbers the pages quote.
+SOURCES = ("_config.yml", "_toc.yml", "_static", "_assets", "book", "notebooks", "references.bib",
+           "results/runs", "benchmarks/results")
+GENERATED = Path("book") / "generated"
+#: The files that make a folder a book root.
+ROOT_MARKERS = ("_config.yml", "notebooks")
+
+
+def checkout_root() -> Path | None:
+    """The repository checkout this cmlib is imported from (a development install), or None.
+
+    Found, not assumed: the folder above the package that holds the book sources. An installed
+    cmlib (a wheel in site-packages) has none; then pass the book root explicitly.
+    """
+    import cmlib
+
+    cand = Path(cmlib.__file__).resolve().parent.parent
+    return cand if all((cand / m).exists() for m in ROOT_MARKERS) and (cand / "_toc.yml").exists() else None
+
+
+def is_book_root(root: Path) -> bool:
+    return all((Path(root) / m).exists() for m in ROOT_MARKERS)
+
+
+@dataclass(frozen=True)
+class NotebookJob:
+    """One executed page: a template and its papermill parameters."""
+
+    name: str            # output path under book/generated, without .ipynb
+    template: str        # file in notebooks/
+    params: dict
+    title: str = ""      # replaces the template's first heading (one template, many pages)
+    #: the worked example among the pages of one template: cells tagged ``teach`` show their code
+    show_code: bool = False
+
+
+#: The architecture page whose code is shown, as a worked example of how a page is made.
+WORKED_EXAMPLE = "basic"
+
+
+def _model_title(m: str) -> str:
+    from .thesis import SECTIONS
+
+    return (f"{display_name(m)} (thesis Sect. {SECTIONS[m]})" if m in SECTIONS
+            else f"{display_name(m)}: " + ("the published baseline" if m == "krippendorf2023" else "an added model"))
+
+
+def notebook_jobs(profile: Profile) -> list[NotebookJob]:
+    """The pages of the book for a profile, in reading order."""
+    base = {"profile": profile.name, "data": profile.data.path}
+    jobs = [
+        NotebookJob("physics", "physics.ipynb", {"profile": profile.name}),
+        NotebookJob("cnn_fundamentals", "cnn_fundamentals.ipynb", dict(base)),
+        NotebookJob("data_catalogue", "data_catalogue.ipynb", dict(base)),
+        NotebookJob("data_preparation", "data_preparation.ipynb", dict(base)),
+        NotebookJob("training_parameters", "training_parameters.ipynb", dict(base)),
+    ]
+    for m in profile.pages():
+        jobs.append(NotebookJob(f"models/{m}", "architecture.ipynb", {**base, "model": m}, _model_title(m),
+                                show_code=m == WORKED_EXAMPLE))
+    jobs += [
+        NotebookJob("results", "results.ipynb", dict(base)),
+        NotebookJob("explorer", "explorer.ipynb", dict(base)),
+        NotebookJob("beyond", "beyond.ipynb", dict(base)),
+        NotebookJob("exercises", "exercises.ipynb", dict(base)),
+        NotebookJob("class_table", "class_table.ipynb", {"profile": profile.name,
+                                                         "hand_ins": str(GENERATED / "hand-ins")}),
+    ]
+    return jobs
+
+
+def toc(profile: Profile) -> dict:
+    """The table of contents of a profile's book (``_toc.yml``), from its pages and the registry."""
+    g = "book/generated/"
+    return {
+        "format": "jb-book",
+        "root": "book/intro",
+        "parts": [
+            {"caption": "Background", "chapters": [{"file": g + "physics"}, {"file": g + "cnn_fundamentals"}]},
+            {"caption": "Training the neural network",
+             "chapters": [{"file": g + "data_catalogue"}, {"file": g + "data_preparation"},
+                          {"file": g + "training_parameters"}]},
+            {"caption": "Results",
+             "chapters": [{"file": "book/architectures",
+                           "sections": [{"file": f"{g}models/{m}"} for m in profile.pages()]},
+                          {"file": g + "results"}, {"file": g + "explorer"}]},
+            {"caption": "Beyond the thesis",
+             "chapters": [{"file": g + "beyond"}, {"file": "book/conclusion"}, {"file": "book/reproduce"}]},
+            {"caption": "Classroom",
+             "chapters": [{"file": "book/classroom"}, {"file": g + "exercises"}, {"file": g + "class_table"}]},
+            {"caption": "Appendix", "chapters": [{"file": "book/bibliography"}, {"file": "book/cite"}]},
+        ],
+    }
+
+
+TOC_HEADER = ("# Table of contents of the book (laptop and thesis profiles). Generated from the model registry by\n"
+              "# cmlib.book.build.toc(); `cmlib book` writes each profile's own into book/generated/_toc.yml, and a\n"
+              "# test checks that this file is the generated one. Pages under book/generated/ are executed notebooks.\n")
+
+
+def toc_text(profile: Profile) -> str:
+    import yaml
+
+    return TOC_HEADER + yaml.safe_dump(toc(profile), sort_keys=False)
+
+
+# ---------------------------------------------------------------- steps
+
+def _log(msg: str) -> None:
+    print(f"[cmlib book] {msg}", flush=True)
+
+
+def prepare_root(root: Path, source: Path | None = None) -> Path:
+    """Make ``root`` a book root: copy the book sources from ``source`` there (if given and different).
+
+    Without ``source``, ``root`` must already be a book root (a checkout of the repository), or
+    the checkout this cmlib runs from is used as the source.
+    """
+    root = Path(root).resolve()
+    if source is None and not is_book_root(root):
+        source = checkout_root()
+        if source is None:
+            raise InputError(f"'{root}' is not a book root (it has no _config.yml and notebooks/) and this cmlib "
+                             "was not installed from a checkout of the repository; run `cmlib book` in a clone of "
+                             "the repository, or pass --source CLONE to copy the book sources into the root.")
+    if source is None or Path(source).resolve() == root:
+        return root
+    source = Path(source).resolve()
+    if not is_book_root(source):
+        raise InputError(f"--source '{source}' holds no book sources (_config.yml, notebooks/)")
+    root.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES:
+        src = source / name
+        dst = root / name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("generated", ".ipynb_checkpoints", "__pycache__"))
+        elif src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return root
+
+
+def ensure_data(profile: Profile, root: Path) -> Path:
+    """Simulate the profile's data file unless an up-to-date one exists."""
+    from .. import simulate
+
+    path = root / profile.data.path
+    if path.exists():
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                ok = (int(f.attrs.get("n_clusters", -1)) == profile.data.n
+                      and int(f.attrs.get("seed", -1)) == profile.data.seed
+                      and str(f.attrs.get("physics_version", "")) == simulate.PHYSICS_VERSION
+                      and json.loads(f.attrs.get("generator_params", "{}")) == json.loads(
+                          to_json(simulate.params_to_dict(simulate.SimulationParams()))))
+        except (OSError, ValueError, KeyError):
+            ok = False
+        if ok:
+            _log(f"data: reusing {path.relative_to(root)}")
+            return path
+        _log(f"data: {path.relative_to(root)} was made by another generator version or size; regenerating")
+    t = time.time()
+    simulate.simulate_to_file(path, n=profile.data.n, seed=profile.data.seed, overwrite=True, progress=True)
+    _log(f"data: simulated {profile.data.n} clusters in {time.time() - t:.0f} s -> {path.relative_to(root)}")
+    return path
+
+
+def plan_request(profile: Profile, plan: RunPlan) -> R.RunRequest:
+    return R.RunRequest(plan.model, profile.data.path, plan.epochs, tuple(plan.seeds), dict(plan.overrides),
+                        runs_dir=plan.runs_dir, profile=profile.name)
+
+
+def train_plans(profile: Profile, root: Path, *, plans: Sequence[RunPlan] | None = None) -> None:
+    """Train (or reuse) every ``train``-source plan of the profile."""
+    todo = plans if plans is not None else [p for p in list(profile.models.values()) +
+                                            list(profile.experiments.values()) if p.source == "train"]
+    for plan in todo:
+        t = time.time()
+        runs = R.train(plan_request(profile, plan), root, keep_models=profile.keep_models)
+        label = f" [{plan.label}]" if plan.label else ""
+        _log(f"runs: {plan.model}{label}: {len(runs)} seed(s) ready in {time.time() - t:.0f} s")
+
+
+def train_request(model: str, profile: str = "laptop", *, root: str | Path = ".", experiment: str | None = None,
+                  data: str | None = None, epochs: int | None = None, seeds=None, **overrides) -> list:
+    """The build step a re-executed page calls (``-p train_missing True``): train what it will read.
+
+    Takes the page's parameters, makes the same request :func:`cmlib.book.pages.find_page_runs`
+    looks for, and trains (or reuses, or resumes) it: the command line equivalent is the
+    ``cmlib train`` command that the page prints when a run is missing.
+    """
+    from .pages import request_for
+
+    prof = get_profile(profile)
+    _, req = request_for(model, profile, experiment=experiment, data=data, epochs=epochs, seeds=seeds, **overrides)
+    if req.runs_dir == R.STORED_RUNS_DIR:
+        return []           # committed runs: made by `cmlib stored-runs`, never by a page
+    return R.train(req, Path(root), keep_models=prof.keep_models, verbose=False)
+
+
+def _tree_hash(paths: Sequence[Path], patterns: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for base in paths:
+        if not base.exists():
+            continue
+        for pat in patterns:
+            for f in sorted(base.rglob(pat)):
+                if f.is_file() and "checkpoints" not in f.parts:
+                    h.update(str(f.relative_to(base)).encode())
+                    h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _inputs_key(job: NotebookJob, root: Path, code_hash: str, runs_hash: str) -> str:
+    tpl = (root / "notebooks" / job.template).read_bytes()
+    data_file = root / job.params.get("data", "") if job.params.get("data") else None
+    data_hash = ""
+    if data_file is not None and data_file.exists():
+        import h5py
+
+        with h5py.File(data_file, "r") as f:
+            data_hash = str(f.attrs.get("content_sha256", ""))
+    return stable_hash({"template": hashlib.sha256(tpl).hexdigest(), "params": job.params,
+                        "code": code_hash, "data": data_hash, "runs": runs_hash}, 20)
+
+
+#: A cell that runs longer than this has hung (the slowest, building every deep model, takes ~2 min on
+#: two busy cores): the build stops with an error instead of waiting for ever.
+CELL_TIMEOUT_S = 1200
+
+
+def _code_hash() -> str:
+    import cmlib
+
+    return _tree_hash([Path(cmlib.__file__).resolve().parent], ["*.py"])
+
+
+def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | None = None,
+                      force: bool = False, kernel: str = "python3") -> list[str]:
+    """Execute the profile's pages with papermill; returns the names that were (re)executed."""
+    import nbformat
+    import papermill as pm
+
+    # kernels inherit our environment: make sure figures go inline even if the caller set
+    # MPLBACKEND (e.g. Agg in scripts and tests), or plt.show() would draw nothing
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    code_hash = _code_hash()
+    runs_hash = _tree_hash([root / R.TRAINED_RUNS_DIR, root / R.STORED_RUNS_DIR, root / "benchmarks" / "results",
+                            root / GENERATED / "hand-ins"], ["status.json", "metrics.json", "*.json"])
+    launch = launch_links(root)
+    done = []
+    for job in notebook_jobs(profile):
+        if only and job.name not in only and job.name.split("/")[-1] not in only:
+            continue
+        out = root / GENERATED / f"{job.name}.ipynb"
+        key = _inputs_key(job, root, code_hash, stable_hash([runs_hash, launch], 12))
+        if out.exists() and not force:
+            try:
+                meta = nbformat.read(out, as_version=4).metadata.get("cmlib", {})
+            except Exception:  # noqa: BLE001 - an unreadable output is simply re-executed
+                meta = {}
+            if meta.get("inputs_key") == key:
+                _log(f"notebooks: {job.name} up to date")
+                continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.stem}.tmp.ipynb")
+        t = time.time()
+        try:
+            pm.execute_notebook(str(root / "notebooks" / job.template), str(tmp), parameters=job.params,
+                                kernel_name=kernel, cwd=str(root), progress_bar=False, log_output=False,
+                                request_save_on_cell_execute=False, execution_timeout=CELL_TIMEOUT_S,
+                                start_timeout=120)
+        except pm.PapermillExecutionError as exc:
+            failed = root / GENERATED / f"{job.name}.FAILED.ipynb"
+            if tmp.exists():
+                os.replace(tmp, failed)
+            raise CmlibError(f"notebook '{job.name}' ({job.template}) failed in cell {exc.exec_count}: "
+                             f"{exc.ename}: {exc.evalue}\nThe executed notebook is kept at {failed}.") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        nb = nbformat.read(tmp, as_version=4)
+        finish_page(nb, job, profile, launch)
+        nb.metadata["cmlib"] = {"inputs_key": key, "profile": profile.name, "template": job.template,
+                                "params": job.params, "seconds": round(time.time() - t, 1)}
+        nbformat.write(nb, tmp)
+        os.replace(tmp, out)
+        (root / GENERATED / f"{job.name}.FAILED.ipynb").unlink(missing_ok=True)
+        done.append(job.name)
+        _log(f"notebooks: {job.name} executed in {time.time() - t:.0f} s")
+    return done
+
+
+def finish_page(nb, job: NotebookJob, profile: Profile, launch: Sequence[tuple[str, str]] = ()) -> None:
+    """Turn an executed template into a page: its title, its sections, its code visibility, its footer.
+
+    * cells tagged ``section:<name>`` are dropped where the page declared the section
+      inapplicable (:func:`cmlib.book.pages.declare_sections`); the declaration is removed;
+    * the parameters stay visible but collapsed;
+    * on the worked-example page (``job.show_code``) cells tagged ``teach`` show their code,
+      collapsed (``hide-input``) instead of removed.
+    """
+    import nbformat
+
+    from .pages import SECTIONS_MIME
+
+    flags: dict = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        keep = []
+        for out in cell.get("outputs", []):
+            if SECTIONS_MIME in out.get("data", {}):
+                flags.update(out["data"][SECTIONS_MIME])
+            else:
+                keep.append(out)
+        cell["outputs"] = keep
+
+    def wanted(cell) -> bool:
+        for tag in cell.metadata.get("tags", []):
+            if tag.startswith("section:") and not flags.get(tag.split(":", 1)[1], True):
+                return False
+        return True
+
+    nb.cells = [c for c in nb.cells if wanted(c)]
+    if job.title:
+        _retitle(nb, job.title)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
+            tags.append("hide-input")
+        if job.show_code and "teach" in tags and "remove-input" in tags:
+            tags.remove("remove-input")
+            tags.append("hide-input")
+    nb.cells.append(nbformat.v4.new_markdown_cell(_footer(job, profile, launch)))
+
+
+def _footer(job: NotebookJob, profile: Profile, launch: Sequence[tuple[str, str]] = ()) -> str:
+    """How to open and re-execute this page (appended to every executed page)."""
+    from .pages import _cmd_block
+
+    params = " ".join(f"-p {k} {v}" for k, v in job.params.items())
+    links = ""
+    if launch:
+        links = ("\n\nOpen the template in the cloud or on your university's hub: " +
+                 " \u00b7 ".join(f"[{name}]({url.format(path='notebooks/' + job.template)})" for name, url in launch)
+                 + ".")
+    return ("```{admonition} Run this page yourself\n:class: note\n"
+            f"This page is the notebook `notebooks/{job.template}` executed with the `{profile.name}` profile. "
+            "Open it in JupyterLab with `make lab` (or `.venv/bin/jupyter lab "
+            f"notebooks/{job.template}`), or re-execute it with papermill:\n\n"
+            "```bash\n" + _cmd_block(f".venv/bin/papermill notebooks/{job.template} out.ipynb {params}") + "\n```\n"
+            f"\nThe download button at the top of the page gives you this executed notebook.{links}\n```\n")
+
+
+def launch_links(root: Path) -> list[tuple[str, str]]:
+    """Launch links of the pages' templates, from ``_config.yml`` (none until a URL is set there).
+
+    ``repository.url`` (a GitHub or GitLab URL) with ``launch_buttons.binderhub_url`` gives a Binder
+    link, with ``launch_buttons.jupyterhub_url`` an nbgitpuller link for a university JupyterHub,
+    and with ``launch_buttons.colab_url`` a Colab link (GitHub only). Each URL has a ``{path}`` slot.
+    """
+    import urllib.parse
+
+    import yaml
+
+    cfg_file = Path(root) / "_config.yml"
+    if not cfg_file.exists():
+        return []
+    cfg = yaml.safe_load(cfg_file.read_text()) or {}
+    repo = ((cfg.get("repository") or {}).get("url") or "").rstrip("/")
+    branch = (cfg.get("repository") or {}).get("branch") or "main"
+    lb = cfg.get("launch_buttons") or {}
+    if not repo:
+        return []
+    out = []
+    parsed = urllib.parse.urlparse(repo)
+    slug = parsed.path.strip("/")
+    if lb.get("binderhub_url"):
+        kind = "gh" if "github.com" in parsed.netloc else "gl"
+        out.append(("Binder", f"{lb['binderhub_url'].rstrip('/')}/v2/{kind}/{slug}/{branch}?urlpath=lab/tree/{{path}}"))
+    if lb.get("jupyterhub_url"):
+        name = slug.split("/")[-1]
+        out.append(("JupyterHub", f"{lb['jupyterhub_url'].rstrip('/')}/hub/user-redirect/git-pull?repo="
+                                  f"{urllib.parse.quote(repo, safe='')}&branch={branch}&urlpath=lab/tree/{name}/{{path}}"))
+    if lb.get("colab_url") and "github.com" in parsed.netloc:
+        out.append(("Colab", f"{lb['colab_url'].rstrip('/')}/github/{slug}/blob/{branch}/{{path}}"))
+    return out
+
+
+def _retitle(nb, title: str) -> None:
+    """Replace the first Markdown heading of a notebook (the page title)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+            lines = cell.source.lstrip().splitlines()
+            cell.source = "\n".join([f"# {title}"] + lines[1:])
+            return
+
+
+def write_generated(profile: Profile, root: Path) -> None:
+    """The generated pieces of the book: the profile's table of contents and the findings paragraph."""
+    from .pages import find_page_runs, findings_paragraph
+
+    gen = root / GENERATED
+    gen.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(gen / "_toc.yml", toc_text(profile))
+    pages = {m: find_page_runs(m, profile.name, root=root) for m in profile.pages()}
+    atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name) + "\n")
+
+
+def write_demo_hand_in(profile: Profile, root: Path) -> None:
+    """A hand-in made from this build's own runs, so the class-table page shows a real example."""
+    from .handin import hand_in
+
+    out = root / GENERATED / "hand-ins"
+    out.mkdir(parents=True, exist_ok=True)
+    hand_in("example-student", root=root, out=out / "example-student.json", runs_dir=R.TRAINED_RUNS_DIR,
+            profile=profile.name)
+
+
+def build_html(root: Path, *, teacher: bool = False) -> Path:
+    """``jupyter-book build`` with warnings as errors; returns the entry page.
+
+    The student build hides the exercise solutions (sphinx-exercise's ``hide_solutions``); the
+    teacher's build (``teacher=True``) shows them, into ``_build/teacher``.
+    """
+    import yaml
+
+    jb = Path(sys.executable).with_name("jupyter-book")
+    out = root / "_build" / "teacher" if teacher else root
+    cfg_path = root / "_config.yml"
+    if teacher:
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = False
+        cfg_path = root / GENERATED / "_config_teacher.yml"
+        atomic_write_text(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--path-output", str(out),
+           "--toc", str(root / GENERATED / "_toc.yml"), "--config", str(cfg_path),
+           "-W", "-n", "--keep-going", "--quiet"]
+    t = time.time()
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
+        raise CmlibError(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")
+    index = out / "_build" / "html" / "index.html"
+    _log(f"html{' (teacher)' if teacher else ''}: built in {time.time() - t:.0f} s -> {index}")
+    return index
+
+
+def build_book(profile: str = "laptop", root: str | Path = ".", *, source: str | Path | None = None,
+               only: Sequence[str] | None = None, skip_html: bool = False, force: bool = False,
+               train: bool = True, teacher: bool = False) -> int:
+    """Build the book for ``profile`` in ``root`` (see module docstring). Returns 0 on success."""
+    prof = get_profile(profile)
+    t0 = time.time()
+    root = prepare_root(Path(root), Path(source) if source else None)
+    _log(f"profile {prof.name}: {prof.description}")
+    ensure_data(prof, root)
+    if train:
+        train_plans(prof, root)
+    write_demo_hand_in(prof, root)
+    execute_notebooks(prof, root, only=only, force=force)
+    write_generated(prof, root)
+    if not skip_html:
+        index = build_html(root, teacher=teacher)
+        _log(f"done in {(time.time() - t0) / 60:.1f} min. Open {index}")
+    return 0
+
+
+def make_stored_runs(models: Sequence[str] | None = None, root: str | Path = ".", *,
+                     dry_run: bool = False, profile: str = "laptop") -> int:
+    """(Re)generate the committed run artifacts (``stored`` plans of a profile) in ``results/runs``.
+
+    This is the one documented command behind every stored number in the
+    book (``make stored-runs``).  On 2 CPU cores the deep models take hours;
+    on a GPU, minutes.  Weights are written too but never committed.
+    """
+    prof = get_profile(profile)
+    root = Path(root).resolve()
+    plans = [p for p in list(prof.models.values()) + list(prof.experiments.values())
+             if p.source == "stored" and (not models or p.model in models)]
+    # cheapest first (the basic-CNN experiments, then the deep models by measured epoch time), so that
+    # an interrupted regeneration leaves as many complete pages as possible
+    bench = root / "benchmarks" / "results" / "models.json"
+    epoch_s = {}
+    if bench.exists():
+        epoch_s = {r["name"]: r.get("epoch_s", 0.0) for r in json.loads(bench.read_text()).get("rows", [])}
+    deep = deep_models()
+    plans.sort(key=lambda p: (p.model in deep, epoch_s.get(p.model, 1.0) * p.epochs * len(p.seeds)))
+    for p in plans:
+        print(plan_request(prof, p).command())
+    if dry_run:
+        return 0
+    ensure_data(prof, root)
+    train_plans(prof, root, plans=plans)
+    return 0

@@ -1,0 +1,866 @@
+"""What the book's pages show: the runs of a page (read-only), verdicts, tables, provenance.
+
+The notebooks stay thin: they ask this module for the runs of a model under a profile and for
+the tables, verdicts and boxes that state how every number was produced.  Nothing here trains
+or imports :mod:`cmlib.train`: a page whose runs are missing stops with
+:class:`MissingRunsError`, which names the ``cmlib train`` command that makes them (or the
+build step that does, :func:`cmlib.book.build.train_request`).
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import metrics as M
+from ..errors import CmlibError
+from . import runs as R
+from .profiles import RunPlan, display_name, get_profile, parse_seed_list
+from .thesis import TABLE5
+
+__all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "require_runs", "display_name",
+           "html_table", "provenance_markdown", "run_yourself_markdown", "seed_rows", "summary_rows",
+           "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
+           "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
+           "config_rows", "training_text", "budgets_markdown", "best_deep_text", "page_sections"]
+
+
+class MissingRunsError(CmlibError):
+    """A page asked for runs that are not on disk; the message names the command that makes them."""
+
+
+# ---------------------------------------------------------------- runs of a page
+
+@dataclass
+class PageRuns:
+    """The runs a page shows and how they came about."""
+
+    model: str
+    label: str
+    runs: list
+    how: str                      # "stored" | "trained" | "missing"
+    plan: RunPlan
+    request: R.RunRequest
+    data_mismatch: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def data(self) -> str:
+        return self.request.data
+
+    @property
+    def finished(self) -> list:
+        return [r for r in self.runs if r.finished and r.predictions]
+
+    @property
+    def provenance(self) -> dict:
+        return R.provenance(self.runs)
+
+    def best_index(self, by: str = "sigma", subset: str = "test") -> int:
+        return M.best_run_index([r.metrics for r in self.finished], by=by, split=subset)
+
+    @property
+    def best(self):
+        """The best run, as the thesis picked it (lowest test sigma, eq. 4.0.1)."""
+        return self.finished[self.best_index()]
+
+    def ensemble(self, subset: str = "test") -> M.Predictions:
+        return M.ensemble([r.predictions[subset] for r in self.finished])
+
+    def mean_predictor(self, subset: str = "test") -> M.Predictions:
+        """Predict the mean training mass for every cluster (the floor a model must beat)."""
+        p = self.best.predictions
+        return M.mean_predictor(p["train"], p[subset])
+
+
+def request_for(model: str, profile: str = "laptop", *, experiment: str | None = None, data: str | None = None,
+                epochs: int | None = None, seeds: Sequence[int] | str | None = None,
+                **overrides: Any) -> tuple[RunPlan, R.RunRequest]:
+    """The profile's plan for a page and the run request it makes, with a reader's changes applied.
+
+    With the profile's own settings a ``stored`` plan is read from ``results/runs``; any change
+    of ``epochs``, ``seeds``, data or options makes a new configuration, looked for in ``runs/``.
+    """
+    prof = get_profile(profile)
+    plan = prof.experiments[experiment] if experiment else prof.plan(model)
+    over = {k: v for k, v in overrides.items() if v is not None}
+    seeds_l = tuple(parse_seed_list(seeds)) if seeds is not None else plan.seeds
+    eff_epochs = int(epochs) if epochs is not None else plan.epochs
+    changed = bool(over) or eff_epochs != plan.epochs or seeds_l != plan.seeds or \
+        (data is not None and data != prof.data.path)
+    runs_dir = plan.runs_dir if not changed else R.TRAINED_RUNS_DIR
+    req = R.RunRequest(plan.model, data or prof.data.path, eff_epochs, seeds_l, {**plan.overrides, **over},
+                       runs_dir=runs_dir, profile=prof.name)
+    return plan, req
+
+
+def find_page_runs(model: str, profile: str = "laptop", *, root: str | Path = ".", experiment: str | None = None,
+                   data: str | None = None, epochs: int | None = None, seeds: Sequence[int] | str | None = None,
+                   **overrides: Any) -> PageRuns:
+    """The finished runs of ``model`` (or of a profile ``experiment``) for a page, read-only.
+
+    Finds, never trains: a missing run gives ``how == "missing"`` and a note with the
+    ``cmlib train`` command; :func:`require_runs` turns that into an error.
+    """
+    plan, req = request_for(model, profile, experiment=experiment, data=data, epochs=epochs, seeds=seeds,
+                            **overrides)
+    label = plan.label or display_name(plan.model)
+    found, other_data = R.find(req, Path(root))
+    how = ("stored" if req.runs_dir == R.STORED_RUNS_DIR else "trained") if found else "missing"
+    pr = PageRuns(plan.model, label, found, how, plan, req, data_mismatch=other_data)
+    if other_data:
+        pr.notes.append("The stored runs were made on a data file whose content hash differs from the "
+                        f"current {Path(req.data).name}; regenerate them with `cmlib stored-runs` for an exact match.")
+    if len(found) < len(req.seeds):
+        pr.notes.append(f"{len(req.seeds) - len(found)} of the {len(req.seeds)} requested run(s) of {label} are not "
+                        f"on disk; train them with `{req.command()}`.")
+    return pr
+
+
+def require_runs(pr: PageRuns) -> None:
+    """Stop the page (and the book build) if it has nothing to show, naming the command that helps."""
+    if not pr.finished:
+        raise MissingRunsError(
+            f"no finished runs of {pr.label} with this configuration under {pr.request.runs_dir}/. "
+            f"Train them first:\n    {pr.request.command()}\n"
+            "or re-execute this page with `-p train_missing True` (the book's build step "
+            "cmlib.book.build.train_request trains them before the page reads them).")
+
+
+# ---------------------------------------------------------------- rendering helpers
+
+def _fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
+    if v is None:
+        return "\u2013"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if not math.isfinite(float(v)):
+        return "\u2013"
+    return f"{float(v):+.{digits}f}" if signed else f"{float(v):.{digits}f}"
+
+
+def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
+               headers: Mapping[str, str] | None = None, row_class: str = "_class") -> str:
+    """A simple HTML table; a row's ``_class`` key becomes its CSS class."""
+    if not rows:
+        return "<p><em>(no rows)</em></p>"
+    columns = list(columns or [k for k in rows[0] if not k.startswith("_")])
+    headers = headers or {}
+    out = ['<table class="cmlib-table"><thead><tr>']
+    out += [f"<th>{html.escape(headers.get(c, c))}</th>" for c in columns]
+    out.append("</tr></thead><tbody>")
+    for r in rows:
+        cls = r.get(row_class)
+        out.append(f'<tr class="{html.escape(cls)}">' if cls else "<tr>")
+        out += [f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns]
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _cmd_block(cmd: str, width: int = 60) -> str:
+    """A long shell command broken over lines with backslashes (readable in boxes and in print)."""
+    words, lines, cur = cmd.split(" "), [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > width and w.startswith("-"):
+            lines.append(cur + " \\")
+            cur = "    " + w
+        else:
+            cur = f"{cur} {w}" if cur else w
+    lines.append(cur)
+    return "\n".join(lines)
+
+
+def provenance_markdown(pr: PageRuns) -> str:
+    """A short statement of how the runs on a page were produced."""
+    if not pr.runs:
+        return "**No runs.** " + " ".join(pr.notes)
+    p = pr.provenance
+    how = {"stored": "stored run artifacts (committed in `results/runs`, made by `cmlib stored-runs`)",
+           "trained": "trained by the book build (or by you) before this page was executed",
+           "missing": "missing"}[pr.how]
+    eps = p["epochs_completed"]
+    ep_txt = f"{min(eps)}\u2013{max(eps)}" if min(eps) != max(eps) else f"{eps[0]}"
+    es = f", early stopping after {p['early_stopping']} epochs without improvement" if p["early_stopping"] else ""
+    seeds = f"{len(p['seeds'])} seeds {p['seeds']}" if len(p["seeds"]) > 1 else f"one seed ({p['seeds'][0]})"
+    lines = [
+        f"**How these numbers were produced.** {pr.label}: {how}; profile `{p['profile']}`; "
+        f"{seeds}; up to {p['epochs_max']} epochs{es} "
+        f"(completed: {ep_txt}); split `{p['split']}`; data `{p['data_file']}` "
+        f"(content hash `{p['data_sha256']}`, {p['n_clusters']} clusters"
+        + (f", the first {pr.runs[0].config['max_clusters']} used" if pr.runs[0].config.get("max_clusters") else "")
+        + "); "
+        f"hardware: {p['hardware']}; total training time {R.format_duration(p['wall_time_s_total'])}; "
+        f"code: cmlib {p['code_version']}.",
+    ]
+    if any(s != "complete" for s in p["statuses"]):
+        lines.append(f"Run statuses: {', '.join(p['statuses'])}.")
+    lines += pr.notes
+    return " ".join(lines)
+
+
+def run_yourself_markdown(pr: PageRuns, profile: str = "laptop", *, page: str = "architecture.ipynb") -> str:
+    """The exact commands that regenerate a page and its runs (long lines broken with backslashes)."""
+    req, model = pr.request, pr.model
+    pm = (f"papermill notebooks/{page} {model}.ipynb -p model {model} -p profile {profile} "
+          f"-p epochs {req.epochs} -p seeds \"{list(req.seeds)}\"")
+    thesis = f"papermill notebooks/{page} {model}_thesis.ipynb -p model {model} -p profile thesis -p train_missing True"
+    return (
+        ":::{admonition} Run it yourself\n:class: tip\n"
+        f"Re-execute this page (it reads the runs; add `-p train_missing True` to train the ones that are "
+        f"not on disk yet):\n\n```bash\n{_cmd_block(pm)}\n```\n\n"
+        + (f"Regenerate the committed runs (they live in `results/runs`, not in your `runs/`):\n\n```bash\n"
+           f"cmlib stored-runs --models {model}\n```\n\n" if req.runs_dir == R.STORED_RUNS_DIR else
+           f"Train the runs directly:\n\n```bash\n{_cmd_block(req.command())}\n```\n\n")
+        + f"The thesis's budget (4000 epochs \u00d7 10 seeds for the deep models; a GPU job):\n\n"
+        f"```bash\n{_cmd_block(thesis)}\n```\n:::\n"
+    )
+
+
+# ---------------------------------------------------------------- verdicts
+
+def verdict(pr: PageRuns, run=None) -> dict:
+    """Did this model (its best run, or ``run``) learn?  See :func:`cmlib.metrics.learning_verdict`."""
+    run = run or pr.best
+    p = run.predictions
+    return M.learning_verdict(p["test"], M.mean_predictor(p["train"], p["test"]))
+
+
+def verdict_markdown(pr: PageRuns) -> str:
+    """A warning box if the best run did not learn, a one-line note if it did (empty without runs)."""
+    if not pr.finished:
+        return ""
+    v = verdict(pr)
+    if v["learned"]:
+        return (f"**Verdict: learned.** The best run's test std(x) is {v['std']:.3f} dex against "
+                f"{v['reference_std']:.3f} dex for predicting the mean training mass for every cluster.")
+    return (":::{admonition} Did not learn\n:class: warning\n"
+            f"{pr.label}'s best run did not learn: {v['reason']}. Its numbers below describe a model that "
+            "ignores the images; they are not comparable with the thesis's, which come from 4000 epochs. "
+            "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged.\n:::\n")
+
+
+def seed_rows(pr: PageRuns) -> list[dict]:
+    """One row per run: status, epochs, best epoch, test and train metrics, and whether it learned."""
+    rows = []
+    best = pr.best_index() if pr.finished else -1
+    for i, r in enumerate(pr.finished):
+        m = r.metrics
+        t, tr = m.get("test", {}), m.get("train", {})
+        v = verdict(pr, r)
+        rows.append({
+            "seed": r.seed, "status": r.status, "epochs": r.status_info.get("epochs_completed"),
+            "best epoch": r.status_info.get("best_epoch"),
+            "val loss (best)": _fmt(m.get("loss", {}).get("val_best"), 4),
+            "σ test": _fmt(t.get("sigma")), "μ test": _fmt(t.get("mu"), signed=True),
+            "std(x) test": _fmt(t.get("std")), "σ train": _fmt(tr.get("sigma")),
+            "μ train": _fmt(tr.get("mu"), signed=True),
+            "learned?": "yes" if v["learned"] else "did not learn",
+            "_class": "best" if i == best else "",
+        })
+    return rows
+
+
+_KEYS = ("sigma", "mu", "std", "nmad", "outlier_frac")
+
+
+def _metric_row(name: str, m_test: Mapping, m_train: Mapping | None = None, cls: str = "") -> dict:
+    r: dict[str, Any] = {"": name}
+    for k in _KEYS:
+        r[f"{k} test"] = _fmt(m_test.get(k), signed=k == "mu")
+    r["sigma train"] = _fmt(m_train.get("sigma")) if m_train is not None else "\u2013"
+    r["mu train"] = _fmt(m_train.get("mu"), signed=True) if m_train is not None else "\u2013"
+    r["_class"] = cls
+    return r
+
+
+def _pm(stats: Mapping, key: str, digits: int = 3) -> str:
+    s = stats.get(key)
+    if not s:
+        return "\u2013"
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
+
+
+def summary_rows(pr: PageRuns, *, thesis_model: str | None = None) -> list[dict]:
+    """Best run (thesis choice), mean ± std over seeds (if several), the ensemble, the mean predictor
+    and the thesis's numbers."""
+    rows: list[dict] = []
+    fin = pr.finished
+    if not fin:
+        return rows
+    b = pr.best
+    v = verdict(pr)
+    flag = "" if v["learned"] else " \u2013 did not learn"
+    rows.append(_metric_row(f"best run (seed {b.seed}, lowest test σ){flag}", b.metrics["test"],
+                            b.metrics.get("train"), "" if v["learned"] else "not-learned"))
+    if len(fin) > 1:
+        stats_t = M.mean_std_over_seeds([r.metrics["test"] for r in fin])
+        stats_tr = M.mean_std_over_seeds([r.metrics["train"] for r in fin])
+        r = {"": f"mean ± std over {len(fin)} seeds"}
+        for k in _KEYS:
+            r[f"{k} test"] = _pm(stats_t, k)
+        r["sigma train"], r["mu train"] = _pm(stats_tr, "sigma"), _pm(stats_tr, "mu")
+        rows.append(r)
+        ens_t = M.point_metrics(pr.ensemble("test").pred, pr.ensemble("test").true)
+        ens_tr = M.point_metrics(pr.ensemble("train").pred, pr.ensemble("train").true)
+        rows.append(_metric_row(f"ensemble of the {len(fin)} seeds", ens_t, ens_tr))
+    base_t = pr.mean_predictor("test")
+    base_tr = pr.mean_predictor("train")
+    rows.append(_metric_row("predict the training mean (no model)", M.point_metrics(base_t.pred, base_t.true),
+                            M.point_metrics(base_tr.pred, base_tr.true), "baseline"))
+    tm = thesis_model or pr.model
+    if tm in TABLE5:
+        t5 = TABLE5[tm]
+        rows.append({"": "thesis (Table 5, its data, 4000 epochs)" if tm != "basic" else
+                     "thesis (Table 5, its data)", "sigma test": _fmt(t5["sigma_test"]),
+                     "mu test": _fmt(t5["mu_test"], signed=True), "std test": "\u2013", "nmad test": "\u2013",
+                     "outlier_frac test": "\u2013", "sigma train": _fmt(t5["sigma_train"]),
+                     "mu train": _fmt(t5["mu_train"], signed=True), "_class": "thesis"})
+    return rows
+
+
+SUMMARY_HEADERS = {"sigma test": "σ test (4.0.1)", "mu test": "μ test (4.0.4)", "std test": "std(x) test",
+                   "nmad test": "NMAD test", "outlier_frac test": "|x|>0.3 test", "sigma train": "σ train",
+                   "mu train": "μ train"}
+
+
+def cluster_images(path: str | Path, cluster_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """The (50, 50, 10) images of some clusters, read by id without loading the whole file."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ids = f["cluster_id"][:]
+        pos = {int(c): i for i, c in enumerate(ids)}
+        missing = [int(c) for c in cluster_ids if int(c) not in pos]
+        if missing:
+            raise CmlibError(f"cluster ids {missing[:5]} are not in {path}")
+        rows = sorted({pos[int(c)] for c in cluster_ids})
+        block = f["images"][rows] if rows else np.zeros((0, 50, 50, 10), np.float32)
+    by_row = {r: block[k] for k, r in enumerate(rows)}
+    return {int(c): by_row[pos[int(c)]] for c in cluster_ids}
+
+
+def cluster_png(image: np.ndarray, *, bands: Sequence[int] = (1, 2, 3), cap: float = 3.0, title: str = "") -> bytes:
+    """PNG of one cluster: the thesis's three input bands (capped as in Fig. 18) and all bands summed."""
+    from .. import plots
+    from ..schema import band_label
+
+    panels = [image[..., b] for b in bands] + [image.sum(axis=-1)]
+    titles = [band_label(b).replace("band ", "b") for b in bands] + ["all 10 bands"]
+    import matplotlib.pyplot as plt
+
+    plots.apply_style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.0 * len(panels), 2.25))
+    for ax, img, t in zip(axes, panels, titles):
+        vmax = cap if t != "all 10 bands" else max(cap * 3, 1.0)
+        ax.imshow(np.minimum(img, vmax), cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set_title(t, fontsize=8)
+        plots._bare(ax)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return plots.to_png_bytes(fig, dpi=80)
+
+
+def scatter_png(model: str, p, highlight: Sequence[int] = (), *, title: str = "") -> bytes:
+    """PNG of predicted vs true mass for one model's test set, curated clusters numbered."""
+    from .. import plots
+
+    fig, ax = plots._new(figsize=(4.6, 4.3))
+    plots._scatter(ax, p, col=plots.color(model), errorbars=False, alpha=0.45)
+    for k, i in enumerate(highlight, start=1):
+        ax.scatter([p.true[i]], [p.pred[i]], s=60, facecolor="none", edgecolor="k", lw=1.2)
+        ax.annotate(str(k), (p.true[i], p.pred[i]), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    m = M.point_metrics(p.pred, p.true)
+    ax.set_title(title or f"{display_name(model)}: test set, \u03c3={m['sigma']:.3f}, \u03bc={m['mu']:+.3f}",
+                 fontsize=9)
+    return plots.to_png_bytes(fig, dpi=80)
+
+
+# ---------------------------------------------------------------- the classical reference
+
+def classical_predictions(data_path: str | Path, *, split: str = "thesis", split_seed: int = 0,
+                          aperture_arcmin: float = 2.0) -> tuple[dict[str, M.Predictions], dict]:
+    """The classical estimator on the same split the networks use.
+
+    Aperture photometry (2' radius, background from a 6-9.5' annulus) on all
+    ten bands of each image, converted to log M500c by inverting the mock's
+    own median L_X-M relation with each cluster's redshift, exposure and N_H
+    (:mod:`cmlib.classical`).  Exposure and N_H are known in a real survey
+    (exposure maps, HI surveys); where the catalogue lacks them the mock's
+    median values are used, and the returned notes say so.
+    """
+    from .. import classical
+    from .. import data as D
+
+    d = D.load(data_path)
+    sp = D.make_split(split, d, seed=split_seed)
+    counts = classical.observed_source_counts(d.images, aperture_arcmin=aperture_arcmin,
+                                              pixel_scale_arcsec=float(d.attrs.get("pixel_scale_arcsec", 24.0)))
+    notes = {}
+    exposure = d.catalog.get("exposure_s")
+    nh = d.catalog.get("nH")
+    if exposure is None:
+        notes["exposure"] = "the catalogue has no exposure_s column: the mock's median exposure was used"
+    if nh is None:
+        notes["nH"] = "the catalogue has no nH column: the middle of the mock's N_H range was used"
+    est = classical.estimate_log_mass(counts, d.z, exposure=exposure, nH=nh, kind="counts",
+                                      aperture_arcmin=aperture_arcmin)
+    out = {}
+    for subset in ("train", "val", "test"):
+        rows = getattr(sp, subset)
+        out[subset] = M.Predictions(cluster_id=d.cluster_id[rows], true=d.log_m500[rows], pred=est[rows],
+                                    z=d.z[rows])
+    notes["method"] = (f"aperture photometry within {aperture_arcmin:g}' on all 10 bands minus a 6\u20139.5' "
+                       "background annulus, inverted through the mock's median L_X\u2013M relation "
+                       "(no Eddington/Malmquist correction)")
+    return out, notes
+
+
+def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predictions] | None = None) -> list[dict]:
+    """Thesis Table 5, ours with the thesis's value in brackets: best run per model, whether it learned,
+    the "predict the training mean" estimator and the classical estimator."""
+    def both(ours, theirs, signed=False, digits=3):
+        t = _fmt(theirs, digits, signed) if theirs is not None else "\u2013"
+        return f"{_fmt(ours, digits, signed)} ({t})"
+
+    rows = []
+    base = None
+    for m, pr in pages.items():
+        t5 = TABLE5.get(m, {})
+        if not pr.finished:
+            rows.append({"model": display_name(m), "runs": "no runs"})
+            continue
+        b = pr.best
+        base = base or pr
+        met = b.metrics
+        loss = met.get("loss", {})
+        basic_like = b.config.get("early_stopping", 0) > 0
+        tr_loss = loss.get("train_at_best") if basic_like else loss.get("train_last")
+        va_loss = loss.get("val_best") if basic_like else loss.get("val_last")
+        eps = b.status_info.get("epochs_completed")
+        v = verdict(pr)
+        n = len(pr.finished)
+        rows.append({
+            "model": display_name(m),
+            "runs": (f"best of {n}, " if n > 1 else "1 run, ") + f"{eps} ep.",
+            "learned?": "yes" if v["learned"] else "did not learn",
+            "train loss": _fmt(tr_loss, 4) + ("\u2020" if basic_like else ""),
+            "val. loss": _fmt(va_loss, 4) + ("\u2020" if basic_like else ""),
+            "σ test": both(met["test"].get("sigma"), t5.get("sigma_test")),
+            "μ test": both(met["test"].get("mu"), t5.get("mu_test"), signed=True),
+            "σ train": both(met["train"].get("sigma"), t5.get("sigma_train")),
+            "μ train": both(met["train"].get("mu"), t5.get("mu_train"), signed=True),
+            "std(x) test": _fmt(met["test"].get("std")),
+            "_class": "" if v["learned"] else "not-learned",
+        })
+    refs = []
+    if base is not None:
+        refs.append(("predict the training mean (no model)", "no training", base.mean_predictor("test"),
+                     base.mean_predictor("train"), "baseline"))
+    if classical:
+        refs.append(("classical estimator (L\u2013M inversion)", "no training", classical["test"], classical["train"],
+                     "classical"))
+    for name, runs_txt, pt, ptr, cls in refs:
+        t = M.point_metrics(pt.pred, pt.true)
+        tr = M.point_metrics(ptr.pred, ptr.true)
+        rows.append({"model": name, "runs": runs_txt, "learned?": "\u2013",
+                     "train loss": _fmt(tr["rmse"] ** 2, 4), "val. loss": _fmt(t["rmse"] ** 2, 4),
+                     "σ test": _fmt(t["sigma"]), "μ test": _fmt(t["mu"], signed=True),
+                     "σ train": _fmt(tr["sigma"]), "μ train": _fmt(tr["mu"], signed=True),
+                     "std(x) test": _fmt(t["std"]), "_class": cls})
+    return rows
+
+
+def fair_summary_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predictions] | None = None) -> list[dict]:
+    """Every model's best run next to the mean over seeds and the ensemble (spread only with several seeds)."""
+    rows = []
+    base = None
+    for m, p in pages.items():
+        if not p.finished:
+            continue
+        base = base or p
+        st = M.mean_std_over_seeds([r.metrics["test"] for r in p.finished])
+        best = p.best.metrics["test"]
+        ens = M.point_metrics(p.ensemble("test").pred, p.ensemble("test").true)
+        several = len(p.finished) > 1
+        rows.append({"model": display_name(m), "seeds": len(p.finished),
+                     "σ test, best run": _fmt(best["sigma"]),
+                     "σ test, mean ± std": _pm(st, "sigma") if several else "\u2013 (one run)",
+                     "σ test, ensemble": _fmt(ens["sigma"]) if several else "\u2013",
+                     "std(x) test, mean": _fmt(st["std"]["mean"]),
+                     "std(x) test, ensemble": _fmt(ens["std"]) if several else "\u2013",
+                     "outliers > 0.3 dex": f"{(ens if several else best)['outlier_frac']:.1%}",
+                     "_class": "" if verdict(p)["learned"] else "not-learned"})
+    refs = []
+    if base is not None:
+        refs.append(("predict the training mean", base.mean_predictor("test"), "baseline"))
+    if classical:
+        refs.append(("classical estimator", classical["test"], "classical"))
+    for name, pt, cls in refs:
+        t = M.point_metrics(pt.pred, pt.true)
+        rows.append({"model": name, "seeds": "\u2013", "σ test, best run": _fmt(t["sigma"]),
+                     "σ test, mean ± std": "\u2013", "σ test, ensemble": "\u2013", "std(x) test, mean": _fmt(t["std"]),
+                     "std(x) test, ensemble": "\u2013", "outliers > 0.3 dex": f"{t['outlier_frac']:.1%}",
+                     "_class": cls})
+    return rows
+
+
+# ---------------------------------------------------------------- generated prose
+
+def _thesis_best_deep() -> tuple[str, float]:
+    deep = {m: v["sigma_test"] for m, v in TABLE5.items() if m != "basic"}
+    m = min(deep, key=deep.get)
+    return m, deep[m]
+
+
+def findings_paragraph(pages: Mapping[str, PageRuns], profile: str) -> str:
+    """One plain paragraph: what the thesis found, and what this build's runs find (regenerated)."""
+    tm, ts = _thesis_best_deep()
+    tb = TABLE5["basic"]["sigma_test"]
+    thesis = (f"**What the thesis found.** No deep model beat the basic CNN: the best, {display_name(tm)}, came "
+              f"close (test σ = {ts:g} against {tb:g}), and that number is the best of ten runs picked on the "
+              "test set itself (Table 5). ")
+    have = {m: p for m, p in pages.items() if p.finished}
+    if not have:
+        return thesis + "**This build** has no finished runs yet."
+    any_pr = next(iter(have.values()))
+    base = M.point_metrics(any_pr.mean_predictor("test").pred, any_pr.mean_predictor("test").true)
+    n = any_pr.best.config.get("n_clusters")
+    parts = [f"**What this book finds** (profile `{profile}`, {n} mock clusters, runs as they are on disk "
+             f"when the book was built): predicting the mean training mass for every cluster scores test "
+             f"σ = {base['sigma']:.3f} (std(x) = {base['std']:.3f} dex), the floor every model must beat."]
+    basic = have.get("basic")
+    if basic:
+        bm = basic.best.metrics["test"]
+        parts.append(f"The basic CNN reaches σ = {bm['sigma']:.3f} (std(x) = {bm['std']:.3f} dex; best of "
+                     f"{len(basic.finished)} run(s)).")
+    deep_models_here = [m for m in have if m not in ("basic",) and get_spec_family(m) not in ("basic", "baseline")]
+    if deep_models_here:
+        verdicts = {m: verdict(have[m]) for m in deep_models_here}
+        failed = [display_name(m) for m, v in verdicts.items() if not v["learned"]]
+        learned = [m for m, v in verdicts.items() if v["learned"]]
+        eps = sorted({have[m].best.status_info.get("epochs_completed", 0) for m in deep_models_here})
+        ep_txt = f"{eps[0]}" if len(eps) == 1 else f"{eps[0]}\u2013{eps[-1]}"
+        txt = (f"Of the {len(deep_models_here)} deep model(s), trained for {ep_txt} epoch(s) against the thesis's "
+               f"4000, {len(failed)} did not learn")
+        txt += f" ({', '.join(failed)})" if failed else ""
+        if learned:
+            bd = min(learned, key=lambda m: have[m].best.metrics["test"]["sigma"])
+            dm = have[bd].best.metrics["test"]
+            cmp = ""
+            if basic:
+                better = dm["std"] < basic.best.metrics["test"]["std"]
+                cmp = " \u2013 better than the basic CNN" if better else " \u2013 not as good as the basic CNN"
+            txt += (f"; the best that learned is {display_name(bd)} with σ = {dm['sigma']:.3f} "
+                    f"(std(x) = {dm['std']:.3f} dex){cmp}.")
+        else:
+            txt += "; none of them learned more than the mean mass in this budget."
+        parts.append(txt)
+    return thesis + " ".join(parts)
+
+
+def get_spec_family(model: str) -> str:
+    from .. import models
+
+    try:
+        return models.get_spec(model).family
+    except CmlibError:
+        return ""
+
+
+def best_deep_text(pages: Mapping[str, PageRuns]) -> tuple[str | None, str]:
+    """The deep model this build compares with the basic CNN (best test σ among those that learned)."""
+    deep = {m: p for m, p in pages.items() if p.finished and get_spec_family(m) not in ("basic", "baseline")}
+    if not deep or "basic" not in pages or not pages["basic"].finished:
+        return None, "No deep-model runs are available in this build."
+    learned = {m: p for m, p in deep.items() if verdict(p)["learned"]}
+    pool = learned or deep
+    best = min(pool, key=lambda m: pool[m].best.metrics["test"]["sigma"])
+    s = pool[best].best.metrics["test"]["sigma"]
+    tm, ts = _thesis_best_deep()
+    note = "" if learned else (" None of the deep models learned, so this comparison shows a model that "
+                               "ignores the images.")
+    return best, (f"The deep model with the lowest test σ{' among those that learned' if learned else ''} is "
+                  f"**{display_name(best)}** (σ = {s:.3f}; basic CNN {pages['basic'].best.metrics['test']['sigma']:.3f})."
+                  f" The thesis's was {display_name(tm)} ({ts:g} against {TABLE5['basic']['sigma_test']:g}).{note}")
+
+
+def budgets_markdown(pages: Mapping[str, PageRuns]) -> str:
+    parts = []
+    for m, p in pages.items():
+        if not p.finished:
+            continue
+        n = len(p.finished)
+        eps = max(r.status_info.get("epochs_completed", 0) for r in p.finished)
+        parts.append(f"{display_name(m)}: {p.how}, {n} seed{'s' if n > 1 else ''}, {eps} epoch{'s' if eps != 1 else ''}")
+    return "**Budgets.** " + "; ".join(parts) + "."
+
+
+def config_rows(pr: PageRuns) -> list[dict]:
+    """The configuration the best run resolved, with the input shape of that run (not the recipe's)."""
+    from .thesis import TABLE3, TABLE3_NOTES
+
+    best = pr.best
+    cfg = best.config
+    rows = [{"setting": key, "value": str(cfg.get(key))} for key in
+            ("bands", "pad", "scaling", "augment", "loss", "output", "lr", "lr_schedule", "batch_size",
+             "early_stopping", "head", "dense_units", "split", "epochs")]
+    rows[0]["value"] = ", ".join(f"band {b + 1}" for b in cfg["bands"])
+    ob = cfg.get("output_bias", "zero")
+    rows.append({"setting": "output_bias", "value": ob + (
+        " (the output starts at the mean training mass, not at 0 as in the thesis: a run of a few epochs "
+        "would otherwise spend them walking the output bias 14 dex to the answer)" if ob == "mean" else "")})
+    rows.append({"setting": "input image shape (this run)", "value": str(run_input_shape(cfg))})
+    if pr.model in TABLE3:
+        note = TABLE3_NOTES.get(pr.model)
+        rows.append({"setting": "thesis Table 3: trainable parameters",
+                     "value": f"{TABLE3[pr.model]['params_m']} M" + (f" ({note})" if note and pr.model != "basic" else "")})
+    return rows
+
+
+def run_input_shape(cfg: Mapping) -> tuple[int, int, int]:
+    """(H, W, C) of the images a run was trained on: its bands and its padding."""
+    from .. import models
+
+    side = models.recipe_input_shape({"bands": "all", "pad": cfg.get("pad", "none")})[0]
+    return (side, side, len(cfg["bands"]))
+
+
+def training_text(pr: PageRuns) -> str:
+    """What the best run's history says: epochs, best epoch, stopping reason, train/val gap."""
+    best = pr.best
+    h = best.history
+    b_ep = best.status_info.get("best_epoch", 0)
+    n_ep = best.status_info.get("epochs_completed", 0)
+    gap = ""
+    if n_ep > 1 and b_ep and h["loss"][-1] > 0:
+        ratio = h["val_loss"][-1] / h["loss"][-1]
+        gap = (f" After the last epoch the validation loss is {ratio:.2g}\u00d7 the training loss"
+               + (" (a sign of overfitting)." if ratio > 1.5 else "."))
+    if len(h["loss"]) and h["loss"][0] > 10 * max(h["val_loss"][0], 1e-12):
+        gap += (" The training loss of the first epoch(s) is far above the validation loss: Keras reports the "
+                "training loss as the mean over the epoch's batches, with batch normalisation in training mode and "
+                "the weights still moving, while the validation loss is computed once, at the end of the epoch, "
+                "in inference mode. In the first epochs from scratch the early batches dominate that mean.")
+    return (f"The best run trained for {n_ep} epoch(s); its validation loss was lowest at epoch {b_ep} "
+            f"({best.metrics['loss']['val_best']:.4g}). Stopping: {best.status_info.get('stopped_reason', 'n/a')}. "
+            f"Predictions below use the weights of the {best.metrics.get('predicted_with', 'last')} epoch "
+            f"(the thesis reports the last epoch for the deep models and the validation minimum for the basic CNN).{gap}")
+
+
+def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
+    """Which optional sections of the architecture template apply to this page.
+
+    ``uncertainties``: the model predicts an uncertainty; ``versus_basic``: it is not the basic CNN
+    and the profile has basic-CNN runs; ``experiments``: the profile has thesis experiments with it.
+    """
+    prof = get_profile(profile)
+    return {
+        "uncertainties": bool(pr.finished) and pr.best.predictions["test"].sigma is not None,
+        "versus_basic": pr.model != "basic" and "basic" in prof.models,
+        "experiments": any(p.model == pr.model and k in ("basic_overfit", "basic_lr5e-4")
+                           for k, p in prof.experiments.items()),
+        "seed_spread": len(pr.finished) > 1,
+    }
+
+
+def declare_sections(flags: Mapping[str, bool]) -> None:
+    """Tell the book build which optional sections to keep (an output the build reads, then removes).
+
+    Cells tagged ``section:<name>`` are dropped from the executed page when ``flags[name]`` is
+    False; in JupyterLab every section stays and says itself whether it applies.
+    """
+    from IPython.display import display
+
+    display({SECTIONS_MIME: dict(flags)}, raw=True)
+
+
+SECTIONS_MIME = "application/vnd.cmlib.sections+json"
+
+
+# ---------------------------------------------------------------- results page
+
+def floor_markdown(floor: Mapping) -> str:
+    """The information floor (:func:`cmlib.classical.information_floor`) in one sentence."""
+    a = floor["analytic"]
+    emp = floor["empirical"]
+    names = {"sigma_logM_given_L": "from L_X alone",
+             "sigma_logM_given_L_and_morphology": "from L_X with the cool-core state known",
+             "sigma_logM_given_L_T_and_morphology": "from L_X and T with the cool-core state known"}
+    ana = ", ".join(f"{names[k]} {a[k]:.3f} dex" for k in names if k in a)
+    meas = {"true_luminosity": "the true L_X", "true_expected_counts_r500": "the expected counts in R500",
+            "poisson_counts_r500": "Poisson counts in R500"}
+    emp_txt = ", ".join(f"{v}: std(x) = {emp[k]['std']:.3f} dex" for k, v in meas.items() if k in emp)
+    return (f"**Information floor** (`cmlib.classical.information_floor`), the scatter in log M that the mock's "
+            f"intrinsic scatter leaves: {ana}. Inverting the L\u2013M relation on {floor['n']} simulated clusters "
+            f"with {emp_txt}.")
+
+
+def floor_value(floor: Mapping) -> float:
+    """The luminosity-only floor [dex] (the line drawn in the comparison figure)."""
+    return float(floor["analytic"]["sigma_logM_given_L"])
+
+
+def test_sets(pages_: Mapping[str, PageRuns], classical: Mapping[str, M.Predictions] | None = None
+              ) -> tuple[dict[str, M.Predictions], dict[str, str]]:
+    """Test predictions of every model's best run, the mean predictor and the classical estimator, with colours."""
+    from .. import plots
+
+    sets, colors = {}, {}
+    for m, p in pages_.items():
+        if p.finished:
+            label = display_name(m) + ("" if verdict(p)["learned"] else " (did not learn)")
+            sets[label] = p.best.predictions["test"]
+            colors[label] = plots.color(m)
+    first = next((p for p in pages_.values() if p.finished), None)
+    if first is not None:
+        sets["predict the training mean"] = first.mean_predictor("test")
+        colors["predict the training mean"] = plots.color("mean")
+    if classical:
+        sets["classical estimator"] = classical["test"]
+        colors["classical estimator"] = plots.color("classical")
+    return sets, colors
+
+
+def mean_predictor_note(pages_: Mapping[str, PageRuns]) -> str:
+    """How the mean predictor's σ compares with the thesis's deep models (numbers generated)."""
+    first = next((p for p in pages_.values() if p.finished), None)
+    if first is None:
+        return ""
+    b = first.mean_predictor("test")
+    m = M.point_metrics(b.pred, b.true)
+    spread = float(np.std(b.true))
+    close = {k: v["sigma_test"] for k, v in TABLE5.items() if k != "basic" and abs(v["sigma_test"] - m["sigma"]) < 0.03}
+    txt = (f"Predicting the mean training mass scores σ = {m['sigma']:.3f} on this test set ({m['sigma'] / spread:.2f} "
+           f"times the {spread:.3f} dex spread of the true masses).")
+    if close:
+        lo, hi = min(close.values()), max(close.values())
+        txt += (f" The thesis reports σ = {lo:g}\u2013{hi:g} for {', '.join(display_name(k) for k in close)}: within "
+                "0.03 of a model that ignores the images, which fits the thesis's own remark that those models' "
+                "predictions form \"horizontal lines\" (the thesis's data are not ours, so this is a hint, not a proof).")
+    return txt
+
+
+def experiment_summary(pr: PageRuns, subset: str = "test") -> dict:
+    """One table row of an experiment: runs, best σ, mean ± std (several seeds only), std(x), ensemble."""
+    fin = pr.finished
+    ms = [r.metrics[subset] for r in fin]
+    st = M.mean_std_over_seeds(ms)
+    row = {"runs": len(fin), "σ best": _fmt(ms[pr.best_index()]["sigma"]),
+           "σ mean ± std": _pm(st, "sigma") if len(fin) > 1 else "\u2013 (one run)",
+           "std(x) mean": _fmt(st["std"]["mean"])}
+    if len(fin) > 1:
+        ens = pr.ensemble(subset)
+        row["std(x) ensemble"] = _fmt(M.point_metrics(ens.pred, ens.true)["std"])
+    else:
+        row["std(x) ensemble"] = "\u2013"
+    return row
+
+
+# ---------------------------------------------------------------- teaching pages
+
+def bright_nearby_cluster(d, n_nearest: int = 20) -> int:
+    """Index of the brightest (most counts in the loaded bands) of the ``n_nearest`` lowest-redshift clusters."""
+    low_z = np.argsort(d.z)[:n_nearest]
+    return int(low_z[np.argmax(d.images[low_z].sum(axis=(1, 2, 3)))])
+
+
+def cluster_label(d, i: int) -> str:
+    return f"cluster {d.cluster_id[i]}: log M = {d.log_m500[i]:.2f}, z = {d.z[i]:.2f}"
+
+
+def layer_rows(model) -> list[dict]:
+    """The layers of a Keras model that a reader follows (conv, pooling, flatten, concat, dense) and their output shapes."""
+    keep = ("Conv2D", "AveragePooling2D", "MaxPooling2D", "Flatten", "Concatenate", "Dense")
+    return [{"layer": layer.name, "output shape": str(tuple(layer.output.shape[1:]))} for layer in model.layers
+            if layer.__class__.__name__ in keep]
+
+
+def cached(name: str, compute, *, folder: str | Path = "book/generated/cache"):
+    """``compute()``, kept as JSON in ``folder`` and reused while the model code and Keras are unchanged.
+
+    For facts that take minutes to compute and only change with the code (building every deep
+    model to count its parameters and layers): two pages need them, and a second build needs none.
+    """
+    import hashlib
+    import json
+    from importlib.metadata import version
+
+    from .. import models
+    from .._io import atomic_write_text
+
+    key = hashlib.sha256(Path(models.__file__).read_bytes() + version("keras").encode()).hexdigest()[:16]
+    f = Path(folder) / f"{name}-{key}.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    value = compute()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(f, json.dumps(value, default=str))
+    return value
+
+
+def table3_rows() -> list[dict]:
+    """:func:`cmlib.models.table3` (every thesis model built from scratch), cached by :func:`cached`."""
+    from .. import models
+
+    return cached("table3", models.table3)
+
+
+def architecture_rows(names: Sequence[str] | None = None) -> list[dict]:
+    """Deep models of Table 3 built from scratch (``names``, default all): convolution layers, residual
+    additions, parameters, FLOPs; each model's row cached by :func:`cached`."""
+    t3 = {r["name"]: r for r in table3_rows() if r["name"] != "basic"}
+    return [cached(f"architecture-{m}", lambda m=m: _architecture_row(t3[m])) for m in t3
+            if names is None or m in names]
+
+
+def _architecture_row(r: Mapping) -> dict:
+    from .. import models
+
+    mm = models.build(r["name"], tuple(r["input_shape"]))
+    kinds = [layer.__class__.__name__ for layer in mm._flatten_layers()]
+    return {"name": r["name"], "model": r["display_name"],
+            "convolution layers": sum(k in ("Conv2D", "DepthwiseConv2D") for k in kinds),
+            "residual additions": sum(k == "Add" for k in kinds),
+            "trainable parameters [M]": f"{r['params_m']:.1f}", "GFLOPs / image": f"{r['gflops']:.2f}"}
+
+
+def example_clusters(d) -> list[int]:
+    """Two clusters to show the pipeline on: the most massive nearby one, and a typical one (log M 14.2, z 0.3)."""
+    order = np.argsort(d.log_m500 - 3 * d.z)
+    return [int(order[-1]), int(np.argmin(np.abs(d.log_m500 - 14.18) + np.abs(d.z - 0.3)))]
+
+
+def pipeline_benchmark(root: str | Path = ".") -> tuple[list[dict], str]:
+    """The input-pipeline benchmark (``benchmarks/results/pipeline.json``) as rows and a sentence for readers."""
+    import json
+
+    f = Path(root) / "benchmarks" / "results" / "pipeline.json"
+    if not f.exists():
+        return [], "No pipeline benchmark has been recorded on this machine yet (`make benchmarks` records one)."
+    b = json.loads(f.read_text())
+    rows = []
+    for r in b.get("throughput", []):
+        c = r["config"]
+        path = r["criterion"][0]
+        ref = "reference tf.data" if c["backend"] == "tensorflow" else "reference numpy"
+        rows.append({"backend": c["backend"], "input": "×".join(map(str, c["input_shape"])), "augment": c["augment"],
+                     "steps/s with the pipeline": f"{r['steps_per_wall_s'][path]:.0f}",
+                     "steps/s from tensors in memory": f"{r['steps_per_wall_s'].get(ref, float('nan')):.0f}",
+                     "ratio": f"{r['ratio_wall'][path]:.2f}"})
+    ratios = [float(r["ratio"]) for r in rows]
+    verdict_txt = ("the pipeline keeps up with training" if ratios and min(ratios) >= 0.95 else
+                   "on this machine the pipeline slows training down measurably")
+    text = (f"Measured on {b.get('created', '?')[:10]} with {b.get('cpu_count', '?')} CPU cores (basic CNN, batch 32): "
+            f"training steps per second with the real input pipeline, against steps fed from tensors already in "
+            f"memory. A ratio of 1 means the pipeline costs nothing; {verdict_txt} (ratios "
+            f"{min(ratios):.2f}\u2013{max(ratios):.2f}). `make benchmarks` measures it on your machine."
+            if rows else "The benchmark file holds no throughput rows.")
+    return rows, text

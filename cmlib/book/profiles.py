@@ -1,0 +1,272 @@
+"""Compute budgets ("profiles"): what the book trains, and with how much.
+
+One profile fixes the data file, and for every model how many epochs and
+seeds it gets and where its runs come from:
+
+``train``
+    the book build trains it (or reuses a completed run with the same
+    configuration, see :func:`cmlib.train.train_seeds`);
+``stored``
+    committed run artifacts in ``results/runs`` (small: history, predictions,
+    metrics, no weights) made by ``cmlib stored-runs`` with the largest budget
+    the hardware at hand allowed; the book never retrains them, and each page
+    states their provenance.
+
+Profiles:
+
+``smoke``      tiny data, one epoch, every model and notebook: used by the tests.
+``classroom``  a class in 90 minutes: 2000 clusters, the basic CNN and ResNet50V2 (the thesis's
+               recommendation) trained in the build, plus the runs the exercise sheet's
+               solutions read; install, train, execute and build in about ten minutes on 2 cores.
+``laptop``  what ``make book`` runs on 2 CPU cores in about half an hour: the full
+            mock catalogue; the basic CNN and the Krippendorf baseline trained
+            to early stopping; deep models and the long experiments from stored runs.
+``thesis``  the thesis's budget, 4000 epochs x 10 seeds per deep model: a GPU job
+            (``cmlib book --profile thesis``; days on one GPU, see the README).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+
+#: Registry families that are not deep ``keras.applications`` networks.
+SHALLOW_FAMILIES = ("basic", "baseline")
+
+
+def deep_models() -> tuple[str, ...]:
+    """The deep architectures, in registry order (every family but the basic CNN and the baselines)."""
+    from .. import models
+
+    return tuple(m for m in models.available_models() if models.get_spec(m).family not in SHALLOW_FAMILIES)
+
+
+def page_models() -> tuple[str, ...]:
+    """Order of the per-architecture pages: the basic CNN(s), the deep models, then the baselines.
+
+    Derived from the registry (:func:`cmlib.models.available_models`): registering a model adds
+    its page, its toc entry and its plans in every profile; nothing else needs editing.
+    """
+    from .. import models
+
+    fam = {m: models.get_spec(m).family for m in models.available_models()}
+    return (tuple(m for m in fam if fam[m] == "basic") + deep_models()
+            + tuple(m for m in fam if fam[m] == "baseline"))
+
+
+def display_name(model: str) -> str:
+    """A model's name for people, from the registry (unknown names are returned unchanged)."""
+    from .. import models
+
+    try:
+        return models.get_spec(model).display_name
+    except InputError:
+        return model
+
+STORED_RUNS_DIR = "results/runs"
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    path: str
+    n: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How one model (or experiment) is trained in a profile."""
+
+    model: str
+    epochs: int
+    seeds: tuple[int, ...] = (0,)
+    overrides: dict = field(default_factory=dict)
+    source: str = "train"            # "train" | "stored"
+    label: str = ""                  # experiment label (e.g. "lr 5e-4"); "" for the main run
+
+    @property
+    def runs_dir(self) -> str:
+        return STORED_RUNS_DIR if self.source == "stored" else "runs"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    data: DataPlan
+    models: dict[str, RunPlan]
+    #: extra experiments: thesis Fig. 22 (overfitting), Fig. 25 (learning rates), and the
+    #: future-work questions (fair split, 10 bands, uncertainties, schedules, data size)
+    experiments: dict[str, RunPlan] = field(default_factory=dict)
+    #: keep the model files (best.keras, last.keras) of the runs it trains; the pages read only the
+    #: predictions, and the smoke profile's 11 deep models would otherwise leave ~10 GB on disk
+    keep_models: bool = True
+    #: the models that get a page (None: every registered model, :func:`page_models`)
+    page_models: tuple[str, ...] | None = None
+
+    def pages(self) -> tuple[str, ...]:
+        """The models with an architecture page in this profile, in page order."""
+        allm = page_models()
+        return allm if self.page_models is None else tuple(m for m in allm if m in self.page_models)
+
+    def plan(self, model: str) -> RunPlan:
+        try:
+            return self.models[model]
+        except KeyError:
+            raise InputError(f"profile '{self.name}' has no plan for model '{model}'; "
+                             f"it has: {', '.join(self.models)}") from None
+
+
+def _deep(epochs: int, seeds=(0,), source="train", **over) -> dict[str, RunPlan]:
+    return {m: RunPlan(m, epochs, tuple(seeds), dict(over), source) for m in deep_models()}
+
+
+SMOKE = Profile(
+    name="smoke",
+    description="tiny data (96 clusters), one epoch, one seed, every model and notebook (tests)",
+    data=DataPlan("data/smoke.h5", n=96, seed=0),
+    models={
+        "basic": RunPlan("basic", 2, (0, 1)),
+        "krippendorf2023": RunPlan("krippendorf2023", 1, (0,)),
+        # eager execution: for one tiny epoch, tracing the deep graphs costs more than computing them
+        **_deep(1, (0,), run_eagerly=True),
+    },
+    experiments={
+        "basic_overfit": RunPlan("basic", 3, (0,), {"early_stopping": 0}, label="no early stopping"),
+        "basic_lr5e-4": RunPlan("basic", 2, (0,), {"lr": 5e-4}, label="lr 5e-4"),
+        "basic_tvt": RunPlan("basic", 1, (0,), {"split": "train-val-test"}, label="train-val-test split"),
+        "basic_nll": RunPlan("basic", 1, (0,), {"loss": "nll"}, label="Gaussian NLL"),
+        "basic_allbands": RunPlan("basic", 1, (0,), {"bands": "all"}, label="10 bands"),
+    },
+    keep_models=False,
+)
+
+CLASSROOM = Profile(
+    name="classroom",
+    description=("a class in 90 minutes: 2000 mock clusters; the basic CNN (2 seeds, 40 epochs, output started at the "
+                 "mean mass) and ResNet50V2 "
+                 "(1000 clusters, 50x50 input, 2 epochs) trained in the build, with the runs the exercise sheet "
+                 "reads; about 10 minutes on 2 CPU cores"),
+    data=DataPlan("data/classroom.h5", n=2000, seed=0),
+    models={
+        # the output starts at the mean training mass (as the deep models' do): on 2000 clusters and 40
+        # epochs the thesis's zero start costs the whole budget (measured on 2 cores: test std(x) 0.32 dex,
+        # no better than predicting the mean, against 0.14 dex with the mean start)
+        "basic": RunPlan("basic", 40, (0, 1), {"output_bias": "mean"}),
+        # the thesis's recommended deep model, unpadded (50x50: half the pixels of 71x71) on the first 1000
+        # clusters, so that an epoch takes well under a minute on two cores: enough to see whether it
+        # starts to learn, not to judge it
+        "resnet50v2": RunPlan("resnet50v2", 2, (0,), {"pad": "none", "max_clusters": 1000}),
+    },
+    experiments={
+        "basic_overfit": RunPlan("basic", 60, (0,), {"early_stopping": 0, "output_bias": "mean"},
+                                 label="no early stopping"),
+        "basic_nll": RunPlan("basic", 40, (0,), {"loss": "nll", "output_bias": "mean"}, label="Gaussian NLL"),
+    },
+    keep_models=False,
+    page_models=("basic", "resnet50v2"),
+)
+
+LAPTOP = Profile(
+    name="laptop",
+    description=("full mock catalogue (7946 clusters); basic CNN and Krippendorf baseline trained "
+                 "to early stopping on the CPU; deep models and long experiments from stored runs"),
+    data=DataPlan("data/efeds_mock.h5", n=7946, seed=0),
+    models={
+        "basic": RunPlan("basic", 300, (0, 1, 2)),
+        "krippendorf2023": RunPlan("krippendorf2023", 300, (0, 1)),
+        # deep models: what two CPU cores could afford for the committed runs (Table 3 epoch times:
+        # 86-347 s per step-only epoch, 130-540 s with validation and checkpoints: 40 min for one
+        # epoch of all nine), one seed each; ResNet50V2, the model the thesis recommends, and VGG16,
+        # the one that learned fastest in one epoch, get more. A demonstration of the pipeline, not
+        # a converged result.
+        **_deep(1, (0,), source="stored"),
+        "resnet50v2": RunPlan("resnet50v2", 3, (0,), {}, "stored"),
+        "vgg16": RunPlan("vgg16", 10, (0,), {}, "stored"),
+    },
+    experiments={
+        "basic_overfit": RunPlan("basic", 400, (0,), {"early_stopping": 0}, "stored", "no early stopping"),
+        "basic_lr5e-4": RunPlan("basic", 300, (0,), {"lr": 5e-4}, "stored", "lr 5e-4"),
+        "basic_tvt": RunPlan("basic", 300, (0, 1, 2), {"split": "train-val-test"}, "stored",
+                             "train-val-test split"),
+        "basic_nll": RunPlan("basic", 300, (0, 1, 2), {"loss": "nll"}, "stored", "Gaussian NLL"),
+        "basic_allbands": RunPlan("basic", 300, (0, 1, 2), {"bands": "all"}, "stored", "10 bands"),
+    },
+)
+
+THESIS = Profile(
+    name="thesis",
+    description="the thesis's budget: deep models 4000 epochs x 10 seeds, basic CNN 10 seeds (GPU job)",
+    data=DataPlan("data/efeds_mock.h5", n=7946, seed=0),
+    models={
+        "basic": RunPlan("basic", 4000, tuple(range(10))),
+        "krippendorf2023": RunPlan("krippendorf2023", 500, tuple(range(10))),
+        **_deep(4000, range(10)),
+    },
+    experiments={
+        "basic_overfit": RunPlan("basic", 4000, (0,), {"early_stopping": 0}, label="no early stopping"),
+        "basic_lr5e-4": RunPlan("basic", 4000, (0,), {"lr": 5e-4}, label="lr 5e-4"),
+        "basic_tvt": RunPlan("basic", 4000, tuple(range(10)), {"split": "train-val-test"},
+                             label="train-val-test split"),
+        "basic_nll": RunPlan("basic", 4000, tuple(range(10)), {"loss": "nll"}, label="Gaussian NLL"),
+        "basic_allbands": RunPlan("basic", 4000, tuple(range(10)), {"bands": "all"}, label="10 bands"),
+    },
+)
+
+PROFILES = {p.name: p for p in (SMOKE, CLASSROOM, LAPTOP, THESIS)}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise InputError(f"unknown profile '{name}'; choose one of: {', '.join(PROFILES)}") from None
+
+
+def format_profiles() -> str:
+    lines = []
+    for p in PROFILES.values():
+        lines.append(f"{p.name}: {p.description}")
+        lines.append(f"    data: {p.data.path} ({p.data.n} clusters, seed {p.data.seed})")
+        for plan in list(p.models.values()) + list(p.experiments.values()):
+            extra = f" {plan.overrides}" if plan.overrides else ""
+            label = f" [{plan.label}]" if plan.label else ""
+            lines.append(f"    {plan.model:<16}{label} {plan.epochs:>5} epochs x {len(plan.seeds):>2} seeds "
+                         f"({plan.source}){extra}")
+    return "\n".join(lines)
+
+
+def parse_seed_list(value) -> list[int]:
+    """Seeds from a list, an int, or text: '0-9', '0,3,5', '[0, 1, 2]' (papermill -p passes text)."""
+    if value is None:
+        raise InputError("no seeds given")
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str):
+        text = value.strip().strip("[]()").replace(" ", "")
+        seeds: list[int] = []
+        try:
+            for part in filter(None, text.split(",")):
+                if "-" in part[1:]:
+                    lo, hi = (int(v) for v in part.split("-", 1))
+                    if hi < lo:
+                        raise ValueError
+                    seeds.extend(range(lo, hi + 1))
+                else:
+                    seeds.append(int(part))
+        except ValueError:
+            raise InputError(f"invalid seed list '{value}': use 4, 0-9, 0,3,5 or [0, 1, 2]") from None
+        value = seeds
+    seeds = [int(s) for s in value]
+    if not seeds or any(s < 0 for s in seeds):
+        raise InputError(f"invalid seed list {value!r}: give at least one non-negative integer")
+    return seeds
+
+
+def parse_name_list(value) -> list[str] | None:
+    """Model names from a list or text ('basic,vgg16' or "['basic', 'vgg16']"); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip().strip("'\"") for v in value.strip().strip("[]").split(",") if v.strip()]
+    return [str(v) for v in value]

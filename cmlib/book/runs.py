@@ -1,0 +1,130 @@
+"""The one place where the book meets the training configuration and the run artifacts.
+
+Everything the book needs from :mod:`cmlib.train` (the configuration of a run and the directory
+it lives in) and from :mod:`cmlib.artifacts` (reading run directories) goes through the few
+functions here, imported inside them, so that a change of the configuration API is a change of
+this file only.  Nothing here trains: :func:`train` hands a request to
+:func:`cmlib.train.train_seeds` and is called only by :mod:`cmlib.book.build`.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+#: Where the committed run artifacts live, relative to the book root.
+STORED_RUNS_DIR = "results/runs"
+#: Where the runs a build (or a student) trains go, relative to the book root.
+TRAINED_RUNS_DIR = "runs"
+#: Configuration entries that say where the data file is and who made the run, not what was
+#: computed: ignored when a stored run made on another copy of the data is matched.
+_WHERE = ("data", "profile", "seed", "data_sha256", "n_clusters")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """The runs a page (or an exercise) asks for: a model, a data file, a budget and options."""
+
+    model: str
+    data: str
+    epochs: int
+    seeds: tuple[int, ...]
+    overrides: dict = field(default_factory=dict)
+    runs_dir: str = TRAINED_RUNS_DIR
+    profile: str = "custom"
+
+    def config(self, seed: int, root: Path) -> dict:
+        """The resolved configuration of one seed (reads the data file's header for its hash)."""
+        from ..train import resolve_config
+
+        return dict(resolve_config(self.model, str(root / self.data), epochs=int(self.epochs), seed=int(seed),
+                                   **self.overrides))
+
+    def command(self) -> str:
+        """The ``cmlib train`` command that trains exactly these runs."""
+        seeds = self.seeds
+        if len(seeds) > 1 and list(seeds) == list(range(min(seeds), max(seeds) + 1)):
+            s = f"{min(seeds)}-{max(seeds)}"
+        else:
+            s = ",".join(str(x) for x in seeds)
+        over = "".join(f" --{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in self.overrides.items())
+        runs = "" if self.runs_dir == TRAINED_RUNS_DIR else f" --runs-dir {self.runs_dir}"
+        return f"cmlib train --model {self.model} --data {self.data} --epochs {self.epochs} --seeds {s}{over}{runs}"
+
+
+def load_run(path: Path):
+    from ..artifacts import Run
+
+    return Run.load(path)
+
+
+def find(request: RunRequest, root: Path) -> tuple[list, bool]:
+    """The finished runs of ``request`` under ``root`` (read-only), one per seed, in seed order.
+
+    A run matches when its directory is the one :func:`cmlib.train.run_dir_for` gives for the
+    request's configuration.  Failing that (stored runs made on another copy of the data), a
+    finished run whose configuration agrees in everything but where the data came from is
+    used, and the second value returned is True ("made on other data").
+    """
+    from ..artifacts import find_runs
+    from ..train import run_dir_for
+
+    root = Path(root)
+    runs_root = root / request.runs_dir
+    found, other_data = {}, False
+    cfgs = {s: request.config(s, root) for s in request.seeds}
+    for s, cfg in cfgs.items():
+        d = run_dir_for(cfg, runs_root)
+        if (d / "status.json").exists():
+            r = load_run(d)
+            if r.finished and r.predictions:
+                found[s] = r
+    missing = [s for s in request.seeds if s not in found]
+    if missing:
+        def what(c):
+            return {k: v for k, v in c.items() if k not in _WHERE}
+
+        for r in find_runs(runs_root, model=request.model):
+            s = r.seed
+            if s in missing and s not in found and r.predictions and what(r.config) == what(cfgs[s]):
+                found[s] = r
+                other_data = True
+    return [found[s] for s in request.seeds if s in found], other_data
+
+
+def train(request: RunRequest, root: Path, *, keep_models: bool = True, verbose: bool = True) -> list:
+    """Train (or reuse, or resume) the runs of ``request``; used only by :mod:`cmlib.book.build`."""
+    from ..train import train_seeds
+
+    results = train_seeds(request.model, str(Path(root) / request.data), epochs=int(request.epochs),
+                          seeds=list(request.seeds), runs_dir=Path(root) / request.runs_dir,
+                          profile=request.profile, verbose=verbose, keep_models=keep_models,
+                          **request.overrides)
+    return [r.run for r in results]
+
+
+def provenance(runs: Sequence) -> dict:
+    from ..artifacts import provenance as _prov
+
+    return _prov(runs)
+
+
+def format_duration(seconds: float) -> str:
+    from ..artifacts import format_duration as _fd
+
+    return _fd(seconds)
+
+
+def all_runs(root: Path, runs_dir: str = TRAINED_RUNS_DIR, *, model: str | None = None) -> list:
+    """Every finished run under ``root/runs_dir`` (the hand-in summary reads these)."""
+    from ..artifacts import find_runs
+
+    return find_runs(Path(root) / runs_dir, model=model)
+
+
+def option_names() -> tuple[str, ...]:
+    """The training options a run request may override (the ``cmlib train`` options)."""
+    from ..train import OVERRIDABLE
+
+    return tuple(OVERRIDABLE)

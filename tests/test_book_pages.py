@@ -1,0 +1,281 @@
+"""The book's page logic without building a book: read-only run finding, verdicts, tables, the
+generated paragraph, the registry-derived lists, hand-ins, the exercise sheet and the build's
+page post-processing.  Fast: no training, no TensorFlow."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from cmlib import artifacts as A
+from cmlib import metrics as M
+from cmlib import models
+from cmlib._io import atomic_write_json
+from cmlib.book import build, exercises, handin, pages, profiles, runs
+from cmlib.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "cmlib" / "book"
+
+
+# ---------------------------------------------------------------- pages never train
+
+def test_page_modules_do_not_import_training():
+    code = ("import sys; import cmlib.book.pages, cmlib.book.widgets, cmlib.book.handin, cmlib.book.exercises, "
+            "cmlib.book.profiles; bad = [m for m in ('cmlib.train', 'tensorflow', 'keras') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", ["pages", "widgets", "handin", "exercises", "profiles", "thesis", "references",
+                                  "runs", "build"])
+def test_no_module_level_training_import(name):
+    tree = ast.parse((BOOK / f"{name}.py").read_text())
+    for node in tree.body:                       # module level only
+        if isinstance(node, ast.ImportFrom):
+            assert not (node.module or "").endswith("train"), (name, node.module)
+            assert "train" not in [a.name for a in node.names], name
+        if isinstance(node, ast.Import):
+            assert all(not a.name.endswith(".train") for a in node.names), name
+    calls = {getattr(n.func, "attr", getattr(n.func, "id", "")) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    if name != "runs":       # the one place that hands a request to the trainer
+        assert not calls & {"train_seeds", "train_run", "resolve_config", "run_dir_for", "find_runs"}, name
+    text = (BOOK / f"{name}.py").read_text()
+    assert "parents[1]" not in text and "REPO =" not in text, f"{name} assumes where the repository is"
+
+
+def _write_run(root: Path, request: runs.RunRequest, seed: int, *, pred_fn, n=160, epochs=3) -> Path:
+    """A finished run directory exactly where cmlib.train would put it, with synthetic predictions."""
+    from cmlib.train import run_dir_for
+
+    cfg = request.config(seed, root)
+    d = run_dir_for(cfg, root / request.runs_dir)
+    d.mkdir(parents=True)
+    atomic_write_json(d / "config.json", cfg)
+    A.write_status(d, status="complete", epochs_completed=epochs, best_epoch=epochs, wall_time_s=3.0,
+                   stopped_reason=f"{epochs} epochs")
+    A.write_history(d / "history.csv", [dict(epoch=e, loss=1.0 / e, val_loss=1.2 / e, lr=1e-3, epoch_time_s=1.0,
+                                             elapsed_s=float(e)) for e in range(1, epochs + 1)])
+    rng = np.random.default_rng(seed)
+    preds = {}
+    for s, m in (("train", n), ("val", n // 4), ("test", n // 4)):
+        true = rng.normal(14.1, 0.3, m)
+        preds[s] = M.Predictions(np.arange(m), true, pred_fn(true, rng), z=rng.uniform(0.05, 1.0, m))
+    A.write_predictions(d / "predictions.csv", preds)
+    met = {s: M.evaluate(p) for s, p in preds.items()}
+    met["loss"] = {"train_last": 0.3, "val_last": 0.4, "train_at_best": 0.3, "val_best": 0.4, "best_epoch": epochs,
+                   "epochs_completed": epochs}
+    met["predicted_with"] = "last"
+    atomic_write_json(d / "metrics.json", met)
+    atomic_write_json(d / "env.json", {"machine": {"summary": "test machine"}, "cmlib_version": "0"})
+    return d
+
+
+def _good(true, rng):
+    return true + rng.normal(0, 0.08, true.size)
+
+
+def _flat(true, rng):
+    return np.full(true.size, 14.1) + rng.normal(0, 0.004, true.size)
+
+
+@pytest.fixture
+def book_root(tmp_path, tiny_h5):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tiny.h5").write_bytes(Path(tiny_h5).read_bytes())
+    return tmp_path
+
+
+def test_missing_runs_name_the_command_and_nothing_trains(book_root, monkeypatch):
+    import cmlib.train as T
+
+    monkeypatch.setattr(T, "train_seeds", lambda *a, **k: pytest.fail("a page trained"))
+    monkeypatch.setattr(T, "train_run", lambda *a, **k: pytest.fail("a page trained"))
+    pr = pages.find_page_runs("basic", "smoke", root=book_root, data="data/tiny.h5", epochs=2, seeds="0-1",
+                              lr=5e-4)
+    assert pr.how == "missing" and pr.finished == []
+    cmd = "cmlib train --model basic --data data/tiny.h5 --epochs 2 --seeds 0-1 --lr 0.0005"
+    assert cmd in " ".join(pr.notes)
+    with pytest.raises(pages.MissingRunsError) as exc:
+        pages.require_runs(pr)
+    assert cmd in str(exc.value) and "train_missing True" in str(exc.value)
+
+
+def test_find_page_runs_reads_runs_where_training_puts_them(book_root):
+    _, req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=3, seeds=[0, 1])
+    for s in (0, 1):
+        _write_run(book_root, req, s, pred_fn=_good)
+    pr = pages.find_page_runs("basic", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
+    assert pr.how == "trained" and [r.seed for r in pr.finished] == [0, 1]
+    # another configuration is another run: not found
+    other = pages.find_page_runs("basic", "smoke", root=book_root, data="data/tiny.h5", epochs=4, seeds=[0, 1])
+    assert other.finished == []
+
+
+# ---------------------------------------------------------------- verdicts and tables
+
+def test_verdict_flags_a_constant_and_a_mean_like_model():
+    rng = np.random.default_rng(1)
+    train = M.Predictions(np.arange(400), rng.normal(14, 0.3, 400), np.zeros(400))
+    true = rng.normal(14, 0.3, 200)
+    test = lambda pred: M.Predictions(np.arange(200), true, pred)  # noqa: E731
+    base = M.mean_predictor(train, test(true))
+    assert np.all(base.pred == pytest.approx(train.true.mean()))
+    flat = M.learning_verdict(test(np.full(200, 13.47)), base)
+    assert not flat["learned"] and "barely vary" in flat["reason"]
+    noisy = M.learning_verdict(test(rng.normal(14, 0.1, 200)), base)      # varies, but ignores the truth
+    assert not noisy["learned"] and "not 5% better" in noisy["reason"]
+    good = M.learning_verdict(test(true + rng.normal(0, 0.1, 200)), base)
+    assert good["learned"] and good["reason"] == ""
+
+
+def test_summary_rows_single_seed_have_no_spread_and_a_mean_predictor_row(book_root):
+    _, req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
+    _write_run(book_root, req, 0, pred_fn=_flat)
+    pr = pages.find_page_runs("basic", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
+    rows = pages.summary_rows(pr)
+    assert not any("±" in str(v) for r in rows for v in r.values())
+    assert rows[0][""].endswith("did not learn")
+    assert any(r[""].startswith("predict the training mean") for r in rows)
+    assert "Did not learn" in pages.verdict_markdown(pr) and "barely vary" in pages.verdict_markdown(pr)
+    t5 = pages.table5_rows({"basic": pr})
+    assert t5[0]["learned?"] == "did not learn" and t5[0]["runs"].startswith("1 run")
+    assert t5[-1]["model"].startswith("predict the training mean")
+    fair = pages.fair_summary_rows({"basic": pr})
+    assert not any("±" in str(v) for r in fair for v in r.values())
+
+
+def test_findings_paragraph_is_generated_from_the_runs(book_root):
+    _, req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
+    _write_run(book_root, req, 0, pred_fn=_good)
+    _, dreq = pages.request_for("vgg16", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
+    _write_run(book_root, dreq, 0, pred_fn=_flat)
+    pr = {m: pages.find_page_runs(m, "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
+          for m in ("basic", "vgg16")}
+    text = pages.findings_paragraph(pr, "smoke")
+    sig = pr["basic"].best.metrics["test"]["sigma"]
+    assert f"{sig:.3f}" in text and "1 did not learn (VGG16)" in text
+    assert "ResNet152V2" in text and "0.134" in text          # the thesis's best deep model, from Table 5
+    assert "none of them learned" in text
+
+
+def test_config_rows_show_the_runs_input_shape(book_root):
+    _, req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=3, seeds=[0], bands="all")
+    _write_run(book_root, req, 0, pred_fn=_good)
+    pr = pages.find_page_runs("basic", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0], bands="all")
+    shape = next(r["value"] for r in pages.config_rows(pr) if r["setting"].startswith("input image shape"))
+    assert shape == "(50, 50, 10)"                     # the run's, not the recipe's (50, 50, 3)
+
+
+# ---------------------------------------------------------------- one place for the model list
+
+def test_committed_toc_is_generated_from_the_registry():
+    assert (ROOT / "_toc.yml").read_text() == build.toc_text(profiles.LAPTOP)
+
+
+def test_adding_a_model_touches_only_the_registry():
+    name = "testnet-added"
+
+    @models.register(name, display_name="TestNet", family="resnet-v2", reference="a test",
+                     recipe=models.THESIS_DEEP_RECIPE, description="registered by a test")
+    def _builder(input_shape, **kw):  # pragma: no cover - never built
+        raise AssertionError
+
+    try:
+        assert name in profiles.page_models() and name in profiles.deep_models()
+        assert f"book/generated/models/{name}" in build.toc_text(profiles.THESIS)
+        assert any(j.name == f"models/{name}" and j.title.startswith("TestNet") for j in
+                   build.notebook_jobs(profiles.THESIS))
+        assert profiles.display_name(name) == "TestNet"
+        from cmlib import plots
+
+        assert plots.color(name) not in {plots.color(m) for m in models.available_models() if m != name}
+    finally:
+        models._REGISTRY.pop(name, None)
+
+
+# ---------------------------------------------------------------- hand-ins
+
+def test_hand_in_and_class_table(book_root, tmp_path):
+    _, req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=3, seeds=[0, 1])
+    for s in (0, 1):
+        _write_run(book_root, req, s, pred_fn=_good if s == 0 else _flat)
+    out = handin.hand_in("ada", root=book_root, out=tmp_path / "h" / "ada.json")
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "cmlib-hand-in" and doc["student"] == "ada" and len(doc["runs"]) == 2
+    assert {r["learned"] for r in doc["runs"]} == {True, False}
+    handin.hand_in("bob", root=book_root, out=tmp_path / "h" / "bob.csv")
+    rows = handin.collect(tmp_path / "h")
+    assert sorted({r["student"] for r in rows}) == ["ada", "bob"] and len(rows) == 4
+    table = handin.class_table(rows)
+    assert len(table) == 1 and table[0]["students"] == 2 and table[0]["runs"] == 4 and table[0]["did not learn"] == 2
+    with pytest.raises(InputError, match="student name"):
+        handin.hand_in("../evil", root=book_root)
+    with pytest.raises(InputError, match="no finished runs"):
+        handin.hand_in("ada", root=tmp_path / "empty")
+
+
+def test_cli_hand_in_bad_input_is_a_clear_error(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cmlib.cli", "hand-in", "--student", "ada", "--root", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "no finished runs" in out.stderr and "Traceback" not in out.stderr
+
+
+# ---------------------------------------------------------------- exercises, launch links, page post-processing
+
+def test_every_exercise_states_goals_time_command_and_range():
+    for e in exercises.EXERCISES:
+        md = exercises.exercise_markdown(e.label)
+        assert "{exercise}" in md and f":label: {e.label}" in md
+        assert "Learning goals" in md and "Prerequisites" in md and f"{e.minutes} minutes" in md
+        assert "```bash" in md and "Expected:" in md and "{lo}" not in md
+        assert e.lo < e.hi
+        assert "gpu" not in md.lower()
+
+
+def test_launch_links_are_off_until_a_url_is_set(tmp_path):
+    cfg = tmp_path / "_config.yml"
+    cfg.write_text((ROOT / "_config.yml").read_text())
+    assert build.launch_links(tmp_path) == []
+    text = cfg.read_text().replace('url: ""            # e.g.', 'url: "https://github.com/me/cmlib" #').replace(
+        'binderhub_url: ""  #', 'binderhub_url: "https://mybinder.org" #')
+    cfg.write_text(text)
+    links = dict(build.launch_links(tmp_path))
+    assert links["Binder"].format(path="notebooks/results.ipynb") == \
+        "https://mybinder.org/v2/gh/me/cmlib/main?urlpath=lab/tree/notebooks/results.ipynb"
+
+
+def test_finish_page_drops_inapplicable_sections_and_shows_the_worked_example():
+    nb = nbformat.v4.new_notebook()
+    decl = nbformat.v4.new_code_cell("declare")
+    decl.outputs = [nbformat.v4.new_output("display_data", data={pages.SECTIONS_MIME: {"uncertainties": False,
+                                                                                      "versus_basic": True}})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), decl,
+                nbformat.v4.new_markdown_cell("## Uncertainties", metadata={"tags": ["section:uncertainties"]}),
+                nbformat.v4.new_markdown_cell("## Versus", metadata={"tags": ["section:versus_basic"]}),
+                nbformat.v4.new_code_cell("x", metadata={"tags": ["remove-input", "teach"]})]
+    job = build.NotebookJob("models/basic", "architecture.ipynb", {"model": "basic"}, "Basic CNN", show_code=True)
+    build.finish_page(nb, job, profiles.SMOKE)
+    text = [c.source for c in nb.cells]
+    assert "## Uncertainties" not in text and "## Versus" in text and text[0] == "# Basic CNN"
+    assert nb.cells[1].outputs == []
+    assert nb.cells[3].metadata["tags"] == ["teach", "hide-input"]
+    assert "Run this page yourself" in nb.cells[-1].source
+
+
+def test_sma_full_starts_where_the_window_is_full():
+    y = np.array([10.0, 1, 1, 1, 1])
+    s = M.sma_full(y, 3)
+    assert np.isnan(s[:2]).all() and s[2] == pytest.approx(4.0) and s[4] == pytest.approx(1.0)
+
+
+def test_book_root_must_hold_the_sources(tmp_path):
+    with pytest.raises(InputError, match="no book sources"):
+        build.prepare_root(tmp_path / "book", tmp_path)
