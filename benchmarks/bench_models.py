@@ -44,7 +44,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cmlib import __version__, models, thesis  # noqa: E402
+from cmlib import __version__, models  # noqa: E402
+from cmlib.book import thesis  # noqa: E402
 from cmlib._io import atomic_write_json  # noqa: E402
 
 TRAIN_IMAGES = thesis.TABLE2["train"]   # 7151, thesis Table 2
@@ -100,14 +101,14 @@ def bench_one(name: str, shape: tuple[int, int, int], *, batch: int, warmup: int
         "params": params, "params_m": params / 1e6,
         "thesis_params_m": None if t3 is None else t3["params_m"],
         "rel_diff": None if t3 is None else params / 1e6 / t3["params_m"] - 1.0,
-        "thesis_consistent": t3 is not None and name not in models.THESIS_PARAMS_INCONSISTENT,
+        "thesis_consistent": t3 is not None and name not in thesis.TABLE3_INCONSISTENT,
         "flops": int(flops), "gflops": flops / 1e9,
         "build_s": build_s, "compile_s": compile_s, "first_step_s": first_step_s,
         "timed_steps": len(times), "step_s": step_s, "step_s_std": float(np.std(times)),
         "images_per_s": images_per_s, "epoch_s": TRAIN_IMAGES / images_per_s,
         "thesis_epoch_s_gpu": None if t3 is None else t3["epoch_s"],
         "final_loss_finite": bool(np.isfinite(loss)),
-        "note": thesis.TABLE3_NOTES.get(name, "") if name in models.THESIS_PARAMS_INCONSISTENT else "",
+        "note": thesis.TABLE3_NOTES.get(name, "") if name in thesis.TABLE3_INCONSISTENT else "",
     }
     del model
     return row

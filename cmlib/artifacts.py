@@ -122,12 +122,6 @@ def read_history(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def history_rows(hist: dict[str, np.ndarray]) -> list[dict]:
-    n = len(hist["epoch"])
-    return [{c: (int(hist[c][i]) if c == "epoch" else float(hist[c][i])) for c in HISTORY_COLUMNS}
-            for i in range(n)]
-
-
 # ---------------------------------------------------------------- predictions
 
 def write_predictions(path: Path, preds: dict[str, Predictions]) -> None:

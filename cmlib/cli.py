@@ -128,7 +128,10 @@ def cmd_import_lmu(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from . import models
 
-    print(models.format_model_table(models.model_table(input_shape=args.input_shape,
+    from .book.thesis import TABLE3
+
+    print(models.format_model_table(models.model_table(reference_params_m={k: v["params_m"] for k, v in TABLE3.items()},
+                                                       input_shape=args.input_shape,
                                                        count_params=args.params)))
     return 0
 
@@ -165,7 +168,8 @@ def cmd_book(args: argparse.Namespace) -> int:
     from .book import build
 
     return build.build_book(profile=args.profile, root=args.root, source=args.source, only=args.only,
-                            skip_html=args.no_html, force=args.force, teacher=args.teacher)
+                            skip_html=args.no_html, force=args.force, teacher=args.teacher,
+                            replace_data=args.replace_data)
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -412,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", nargs="*", help="execute only these notebooks (names without .ipynb)")
     s.add_argument("--no-html", action="store_true", help="execute the notebooks but skip the HTML build")
     s.add_argument("--force", action="store_true", help="re-execute notebooks even if up to date")
+    s.add_argument("--replace-data", action="store_true",
+                   help="let the build overwrite a data file at the profile's path that cmlib simulate did not make")
     s.set_defaults(func=cmd_book)
 
     s = sub.add_parser("sweep", help="run a grid of (model, seeds, options) as jobs: local pool or Slurm",

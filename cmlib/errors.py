@@ -26,9 +26,3 @@ class OutputExistsError(CmlibError, FileExistsError):
 
 class UnsafeInputError(CmlibError):
     """Refused to load an input that could execute code (e.g. a pickle) without explicit trust."""
-
-
-class TrainingDivergedError(CmlibError):
-    """A run stopped because its loss became NaN/inf or exploded."""
-
-    exit_code = 3

@@ -1,8 +1,8 @@
 """Import the LMU lab-course eFEDS mock files into a cmlib data file.
 
 Readers of the LMU "Machine Learning X-ray cluster masses" lab course have
-two files built from the eFEDS mock (the 7946 clusters of the thesis;
-``/work/shared/reference/peers.md``):
+two files built from the eFEDS mock (the 7946 clusters of the thesis, Sect. 3.1;
+the lab course's repository, gitlab.physik.uni-muenchen.de/krippendorf-lab):
 
 * ``eFEDS_01to18-3dImgs-7946clus-300pix-50pix-ext_det_thr.pickle`` (~1.8 GB):
   a pickled ``dict`` with ``"gsm_3dImgs"`` -> list of (50, 50, 10) photon-count

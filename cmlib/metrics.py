@@ -5,7 +5,7 @@ Residuals are defined as in thesis eq. (4.0.2)::
     x_i = log10(M_NN / Msun) - log10(M_true / Msun)        (predicted - true)
 
 so ``mu > 0`` means the network over-predicts.  (The thesis text reads mu > 0 as
-"too low", the opposite of its own equation; see :data:`cmlib.thesis.TABLE5_NOTES`.)
+"too low", the opposite of its own equation; see :data:`cmlib.book.thesis.TABLE5_NOTES`.)
 
 The thesis's "standard deviation" sigma (eq. 4.0.1) is the spread of |x|
 around its mean mu-tilde (eq. 4.0.3), **not** the standard deviation of x.

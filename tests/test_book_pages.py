@@ -279,3 +279,32 @@ def test_sma_full_starts_where_the_window_is_full():
 def test_book_root_must_hold_the_sources(tmp_path):
     with pytest.raises(InputError, match="no book sources"):
         build.prepare_root(tmp_path / "book", tmp_path)
+
+
+def test_the_build_never_replaces_a_data_file_it_did_not_make(tmp_path):
+    """`cmlib book` at a data path holding a user's file stops with a clear error (issue: reliability)."""
+    from cmlib.book import build, profiles
+    from cmlib.errors import CmlibError
+    from conftest import write_tiny_file
+
+    prof = profiles.get_profile("smoke")
+    user_file = tmp_path / prof.data.path
+    user_file.parent.mkdir(parents=True)
+    write_tiny_file(user_file, n=20, source="lmu-import")
+    before = user_file.read_bytes()
+    with pytest.raises(CmlibError, match="was not made by `cmlib simulate`.*--replace-data"):
+        build.ensure_data(prof, tmp_path)
+    assert user_file.read_bytes() == before
+
+
+def test_published_notebooks_hold_no_machine_paths(tmp_path):
+    import nbformat
+
+    from cmlib.book.build import _portable_metadata
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"input_path": str(tmp_path / "notebooks" / "results.ipynb"),
+                                "output_path": str(tmp_path / "book" / "generated" / ".results.tmp.ipynb")}
+    _portable_metadata(nb, tmp_path)
+    assert nb.metadata["papermill"] == {"input_path": "notebooks/results.ipynb",
+                                        "output_path": "book/generated/results.ipynb"}

@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from cmlib import cli, data as D, schema, thesis
+from cmlib import cli, data as D, schema
+from cmlib.book import thesis
 from cmlib._io import to_json
 from cmlib.errors import DataFileError, InputError
 from conftest import write_tiny_file

@@ -1,6 +1,8 @@
 """The shared foundations: atomic writes, the schema writer, the CLI shell."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import subprocess
 import sys
 
@@ -104,7 +106,7 @@ def test_cli_help_lists_entry_points():
 
 
 def test_readme_commands_and_ci_agree():
-    from cmlib.book import REPO
+    REPO = Path(__file__).resolve().parents[1]
 
     readme = (REPO / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
@@ -121,7 +123,10 @@ def test_readme_commands_and_ci_agree():
 @pytest.mark.parametrize("argv,needle", [
     (["book", "--profile", "nope"], "unknown profile 'nope'"),
     (["info", "/nonexistent/file.h5"], "does not exist"),
-    (["simulate", "--n", "0", "--out", "/tmp/never-written.h5"], "n"),
+    (["simulate", "--n", "0", "--out", "/tmp/never-written.h5"], "n must be at least 1, got 0"),
+    (["book", "--only", "nosuch", "--no-html"], "--only: no page named nosuch in the laptop profile"),
+    (["stored-runs", "--models", "nosuch", "--dry-run"], "stores no runs of nosuch"),
+    (["train", "--model", "basic", "--data", "x.h5", "--epochs", "1", "--seeds", "4294967296"], "from 0 to"),
 ])
 def test_cli_bad_input_is_a_clear_error(argv, needle, tmp_path):
     out = subprocess.run([sys.executable, "-m", "cmlib.cli", *argv], capture_output=True, text=True)

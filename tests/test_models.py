@@ -15,7 +15,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cmlib import cli, models, thesis  # noqa: E402
+from cmlib import cli, models  # noqa: E402
+from cmlib.book import thesis  # noqa: E402
 from cmlib.config import Recipe  # noqa: E402
 from cmlib.errors import CmlibError, DataFileError, InputError  # noqa: E402
 
@@ -432,7 +433,7 @@ def test_model_table_and_cli(capsys):
 def test_table3_function(monkeypatch):
     # the full table is the benchmark's job; here three rows, including the inconsistent one
     monkeypatch.setattr(thesis, "TABLE3", {k: thesis.TABLE3[k] for k in ("basic", "vgg16", "efficientnetb7")})
-    rows = {r["name"]: r for r in models.table3()}
+    rows = {r["name"]: r for r in thesis.table3()}
     assert rows["basic"]["input_shape"] == [50, 50, 3] and rows["vgg16"]["input_shape"] == [71, 71, 3]
     for name in ("basic", "vgg16"):
         assert rows[name]["thesis_consistent"] and abs(rows[name]["rel_diff"]) < 0.005

@@ -29,16 +29,3 @@ with ``_toc.yml`` and ``notebooks/``) explicitly.
 """
 from __future__ import annotations
 
-
-def __getattr__(name: str):
-    # ``cmlib.book.REPO`` was the repository path (``Path(__file__).parents[1]``); it is gone. This
-    # answers the one remaining reader (tests/test_foundation.py) with the checkout this cmlib runs
-    # from, found, not assumed; to be removed when that test locates the repository itself.
-    if name == "REPO":
-        from .build import checkout_root
-
-        root = checkout_root()
-        if root is None:
-            raise AttributeError("cmlib is not running from a repository checkout")
-        return root
-    raise AttributeError(f"module 'cmlib.book' has no attribute '{name}'")

@@ -128,7 +128,8 @@ def toc(profile: Profile) -> dict:
              "chapters": [{"file": g + "beyond"}, {"file": "book/conclusion"}, {"file": "book/reproduce"}]},
             {"caption": "Classroom",
              "chapters": [{"file": "book/classroom"}, {"file": g + "exercises"}, {"file": g + "class_table"}]},
-            {"caption": "Appendix", "chapters": [{"file": "book/bibliography"}, {"file": "book/cite"}]},
+            {"caption": "Appendix", "chapters": [{"file": "book/physics_facts"}, {"file": "book/bibliography"},
+                                                 {"file": "book/cite"}]},
         ],
     }
 
@@ -181,12 +182,29 @@ def prepare_root(root: Path, source: Path | None = None) -> Path:
     return root
 
 
-def ensure_data(profile: Profile, root: Path) -> Path:
-    """Simulate the profile's data file unless an up-to-date one exists."""
+def ensure_data(profile: Profile, root: Path, *, replace: bool = False) -> Path:
+    """Simulate the profile's data file unless an up-to-date one exists.
+
+    A file at the data path that cmlib's simulator did not make (an imported or foreign file,
+    or not HDF5 at all) is never replaced: that is a clear error unless ``replace`` is set.
+    A simulated file of another generator version or size is regenerated (it is deterministic).
+    """
     from .. import simulate
 
     path = root / profile.data.path
     if path.exists():
+        ours = False
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                ours = str(f.attrs.get("source", "")) == "cmlib.simulate"
+        except (OSError, ValueError, KeyError):
+            ours = False
+        if not ours and not replace:
+            raise CmlibError(f"{path} exists and was not made by `cmlib simulate`; the {profile.name} profile would "
+                             "replace it with the mock catalogue. Move your file elsewhere (and point a page at it "
+                             "with `-p data ...`), or rebuild with --replace-data to let it be overwritten")
         try:
             import h5py
 
@@ -323,6 +341,7 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
             tmp.unlink(missing_ok=True)
             raise
         nb = nbformat.read(tmp, as_version=4)
+        _portable_metadata(nb, root)
         finish_page(nb, job, profile, launch)
         nb.metadata["cmlib"] = {"inputs_key": key, "profile": profile.name, "template": job.template,
                                 "params": job.params, "seconds": round(time.time() - t, 1)}
@@ -332,6 +351,21 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
         done.append(job.name)
         _log(f"notebooks: {job.name} executed in {time.time() - t:.0f} s")
     return done
+
+
+def _portable_metadata(nb, root: Path) -> None:
+    """Papermill records the input and output paths of an execution: keep them relative to the book root,
+    so that the published sources (``_build/html/_sources``) hold no machine's paths."""
+    pm_meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if pm_meta.get(key):
+            p = Path(pm_meta[key])
+            try:
+                pm_meta[key] = p.resolve().relative_to(Path(root).resolve()).as_posix()
+            except ValueError:
+                pm_meta[key] = p.name
+            if p.name.startswith(".") and ".tmp." in p.name:     # the temporary name of the output
+                pm_meta[key] = pm_meta[key].replace(".tmp.ipynb", ".ipynb").replace("/.", "/").lstrip(".")
 
 
 def finish_page(nb, job: NotebookJob, profile: Profile, launch: Sequence[tuple[str, str]] = ()) -> None:
@@ -492,13 +526,19 @@ def build_html(root: Path, *, teacher: bool = False) -> Path:
 
 def build_book(profile: str = "laptop", root: str | Path = ".", *, source: str | Path | None = None,
                only: Sequence[str] | None = None, skip_html: bool = False, force: bool = False,
-               train: bool = True, teacher: bool = False) -> int:
+               train: bool = True, teacher: bool = False, replace_data: bool = False) -> int:
     """Build the book for ``profile`` in ``root`` (see module docstring). Returns 0 on success."""
     prof = get_profile(profile)
+    if only:
+        names = {j.name for j in notebook_jobs(prof)} | {j.name.split("/")[-1] for j in notebook_jobs(prof)}
+        unknown = sorted(set(only) - names)
+        if unknown:
+            raise CmlibError(f"--only: no page named {', '.join(unknown)} in the {prof.name} profile; its pages: "
+                             f"{', '.join(sorted(j.name.split('/')[-1] for j in notebook_jobs(prof)))}")
     t0 = time.time()
     root = prepare_root(Path(root), Path(source) if source else None)
     _log(f"profile {prof.name}: {prof.description}")
-    ensure_data(prof, root)
+    ensure_data(prof, root, replace=replace_data)
     if train:
         train_plans(prof, root)
     write_demo_hand_in(prof, root)
@@ -520,8 +560,12 @@ def make_stored_runs(models: Sequence[str] | None = None, root: str | Path = "."
     """
     prof = get_profile(profile)
     root = Path(root).resolve()
-    plans = [p for p in list(prof.models.values()) + list(prof.experiments.values())
-             if p.source == "stored" and (not models or p.model in models)]
+    stored = [p for p in list(prof.models.values()) + list(prof.experiments.values()) if p.source == "stored"]
+    unknown = sorted(set(models or ()) - {p.model for p in stored})
+    if unknown:
+        raise CmlibError(f"--models: the {prof.name} profile stores no runs of {', '.join(unknown)}; it stores: "
+                         f"{', '.join(sorted({p.model for p in stored}))}")
+    plans = [p for p in stored if not models or p.model in models]
     # cheapest first (the basic-CNN experiments, then the deep models by measured epoch time), so that
     # an interrupted regeneration leaves as many complete pages as possible
     bench = root / "benchmarks" / "results" / "models.json"

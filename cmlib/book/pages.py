@@ -807,10 +807,10 @@ def cached(name: str, compute, *, folder: str | Path = "book/generated/cache"):
 
 
 def table3_rows() -> list[dict]:
-    """:func:`cmlib.models.table3` (every thesis model built from scratch), cached by :func:`cached`."""
-    from .. import models
+    """:func:`cmlib.book.thesis.table3` (every thesis model built from scratch), cached by :func:`cached`."""
+    from . import thesis
 
-    return cached("table3", models.table3)
+    return cached("table3", thesis.table3)
 
 
 def architecture_rows(names: Sequence[str] | None = None) -> list[dict]:

@@ -237,30 +237,12 @@ def format_profiles() -> str:
 
 
 def parse_seed_list(value) -> list[int]:
-    """Seeds from a list, an int, or text: '0-9', '0,3,5', '[0, 1, 2]' (papermill -p passes text)."""
-    if value is None:
-        raise InputError("no seeds given")
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        value = [value]
-    if isinstance(value, str):
-        text = value.strip().strip("[]()").replace(" ", "")
-        seeds: list[int] = []
-        try:
-            for part in filter(None, text.split(",")):
-                if "-" in part[1:]:
-                    lo, hi = (int(v) for v in part.split("-", 1))
-                    if hi < lo:
-                        raise ValueError
-                    seeds.extend(range(lo, hi + 1))
-                else:
-                    seeds.append(int(part))
-        except ValueError:
-            raise InputError(f"invalid seed list '{value}': use 4, 0-9, 0,3,5 or [0, 1, 2]") from None
-        value = seeds
-    seeds = [int(s) for s in value]
-    if not seeds or any(s < 0 for s in seeds):
-        raise InputError(f"invalid seed list {value!r}: give at least one non-negative integer")
-    return seeds
+    """Seeds from a list, an int, or text: '0-9', '0,3,5', '[0, 1, 2]' (papermill -p passes text).
+
+    The same parser as ``cmlib train --seeds`` (:func:`cmlib.config.parse_seeds`, bounded)."""
+    from ..config import parse_seeds
+
+    return parse_seeds(value)
 
 
 def parse_name_list(value) -> list[str] | None:

@@ -1,7 +1,7 @@
 """Reference numbers from the literature, to validate the mock catalogue against.
 
 Only quoted or derived facts, each with its source; nothing here is a cmlib
-result.  (Numbers of the thesis itself are in :mod:`cmlib.thesis`.)
+result.  (Numbers of the thesis itself are in :mod:`cmlib.book.thesis`.)
 """
 
 #: The real eFEDS cluster population, derived from the public mass table of

@@ -1,9 +1,9 @@
 """The one place where the book meets the training configuration and the run artifacts.
 
-Everything the book needs from :mod:`cmlib.train` (the configuration of a run and the directory
-it lives in) and from :mod:`cmlib.artifacts` (reading run directories) goes through the few
-functions here, imported inside them, so that a change of the configuration API is a change of
-this file only.  Nothing here trains: :func:`train` hands a request to
+Everything the book needs from :mod:`cmlib.config` (the configuration of a run and the directory
+it lives in), :mod:`cmlib.artifacts` (reading run directories) and :mod:`cmlib.train` goes
+through the few functions here, imported inside them.  Finding runs imports neither a
+deep-learning backend nor the trainer; :func:`train` hands a request to
 :func:`cmlib.train.train_seeds` and is called only by :mod:`cmlib.book.build`.
 """
 from __future__ import annotations
@@ -17,10 +17,6 @@ from typing import Sequence
 STORED_RUNS_DIR = "results/runs"
 #: Where the runs a build (or a student) trains go, relative to the book root.
 TRAINED_RUNS_DIR = "runs"
-#: Configuration entries that say where the data file is and who made the run, not what was
-#: computed: ignored when a stored run made on another copy of the data is matched.
-_WHERE = ("data", "profile", "seed", "data_sha256", "n_clusters")
-
 
 @dataclass(frozen=True)
 class RunRequest:
@@ -34,12 +30,12 @@ class RunRequest:
     runs_dir: str = TRAINED_RUNS_DIR
     profile: str = "custom"
 
-    def config(self, seed: int, root: Path) -> dict:
-        """The resolved configuration of one seed (reads the data file's header for its hash)."""
-        from ..train import resolve_config
+    def config(self, seed: int, root: Path):
+        """The resolved :class:`~cmlib.config.RunConfig` of one seed (reads the data file's header for its hash)."""
+        from ..config import resolve_config
 
-        return dict(resolve_config(self.model, str(root / self.data), epochs=int(self.epochs), seed=int(seed),
-                                   **self.overrides))
+        return resolve_config(self.model, str(Path(root) / self.data), epochs=int(self.epochs), seed=int(seed),
+                              profile=self.profile, **self.overrides)
 
     def command(self) -> str:
         """The ``cmlib train`` command that trains exactly these runs."""
@@ -62,35 +58,16 @@ def load_run(path: Path):
 def find(request: RunRequest, root: Path) -> tuple[list, bool]:
     """The finished runs of ``request`` under ``root`` (read-only), one per seed, in seed order.
 
-    A run matches when its directory is the one :func:`cmlib.train.run_dir_for` gives for the
-    request's configuration.  Failing that (stored runs made on another copy of the data), a
-    finished run whose configuration agrees in everything but where the data came from is
-    used, and the second value returned is True ("made on other data").
+    A run matches when its directory is its configuration's identity
+    (:meth:`cmlib.config.RunConfig.identity`).  Failing that (stored runs made on another copy or
+    version of the data), finished runs whose configuration agrees in everything but the data's
+    content hash are used, and the second value returned is True ("made on other data").
     """
-    from ..artifacts import find_runs
-    from ..train import run_dir_for
+    from ..artifacts import find_config_runs
 
-    root = Path(root)
-    runs_root = root / request.runs_dir
-    found, other_data = {}, False
-    cfgs = {s: request.config(s, root) for s in request.seeds}
-    for s, cfg in cfgs.items():
-        d = run_dir_for(cfg, runs_root)
-        if (d / "status.json").exists():
-            r = load_run(d)
-            if r.finished and r.predictions:
-                found[s] = r
-    missing = [s for s in request.seeds if s not in found]
-    if missing:
-        def what(c):
-            return {k: v for k, v in c.items() if k not in _WHERE}
-
-        for r in find_runs(runs_root, model=request.model):
-            s = r.seed
-            if s in missing and s not in found and r.predictions and what(r.config) == what(cfgs[s]):
-                found[s] = r
-                other_data = True
-    return [found[s] for s in request.seeds if s in found], other_data
+    runs, other_data = find_config_runs(Path(root) / request.runs_dir, request.config(request.seeds[0], root),
+                                        request.seeds)
+    return [r for r in runs if r.predictions], other_data
 
 
 def train(request: RunRequest, root: Path, *, keep_models: bool = True, verbose: bool = True) -> list:
@@ -125,6 +102,6 @@ def all_runs(root: Path, runs_dir: str = TRAINED_RUNS_DIR, *, model: str | None 
 
 def option_names() -> tuple[str, ...]:
     """The training options a run request may override (the ``cmlib train`` options)."""
-    from ..train import OVERRIDABLE
+    from ..config import overridable
 
-    return tuple(OVERRIDABLE)
+    return overridable()

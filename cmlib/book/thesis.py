@@ -24,6 +24,10 @@ TABLE3 = {
     "resnet152v2":    {"params_m": 67.63, "epoch_s": 16.0},
     "efficientnetb7": {"params_m": 21.07, "epoch_s": 23.0},
 }
+#: Thesis Table 3 entries that do not describe the architecture of the text
+#: (:data:`TABLE3_NOTES`): EfficientNet-B7's 21.07 M repeats VGG19's.
+TABLE3_INCONSISTENT = frozenset({"efficientnetb7"})
+
 TABLE3_NOTES = {
     "basic": "the thesis gives '< 1' s per epoch",
     "efficientnetb7": "the thesis's 21.07 M repeats VGG19's entry; the architecture it describes "
@@ -150,3 +154,25 @@ FINDINGS = {
         "Gaussian likelihood that predicts a mass and its uncertainty (Adam lr 1e-4, batch 100, ~500 "
         "epochs)."),
 }
+
+
+def table3(input_shape=(71, 71, 3)) -> list[dict]:
+    """Thesis Table 3 reproduced: trainable parameters and FLOPs of each thesis model beside the thesis's.
+
+    Every model of :data:`TABLE3` is built from scratch in the thesis configuration
+    (``input_shape``, default 71 x 71 x 3, Flatten head, Dense 512; the basic CNN at
+    50 x 50 with the same bands: :func:`cmlib.models.measure`), with the relative
+    difference ``measured / thesis - 1``.  ``thesis_consistent`` is False where the
+    thesis's entry does not describe its own architecture (``note`` says why).  Times
+    per epoch are measured by ``benchmarks/bench_models.py``, not here.
+    """
+    from .. import models
+
+    rows = []
+    for r in models.measure(list(TABLE3), input_shape):
+        entry = TABLE3[r["name"]]
+        rows.append({**r, "thesis_params_m": entry["params_m"], "rel_diff": r["params_m"] / entry["params_m"] - 1.0,
+                     "thesis_consistent": r["name"] not in TABLE3_INCONSISTENT,
+                     "thesis_epoch_s_gpu": entry["epoch_s"],
+                     "note": TABLE3_NOTES.get(r["name"], "") if r["name"] in TABLE3_INCONSISTENT else ""})
+    return rows

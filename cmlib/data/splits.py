@@ -240,7 +240,7 @@ def make_split(name: str, data_or_labels, seed: int = 0) -> Split:
 
 
 def table2_counts(split: Split) -> dict:
-    """Set sizes in the layout of thesis Table 2 (:data:`cmlib.thesis.TABLE2`).
+    """Set sizes in the layout of thesis Table 2 (:data:`cmlib.book.thesis.TABLE2`).
 
     Thesis split: ``{"complete", "train", "test_validation"}``; other splits:
     ``{"complete", "train", "validation", "test"}``.

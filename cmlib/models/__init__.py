@@ -63,7 +63,7 @@ from .recipes import BASIC_RECIPE, KRIPPENDORF_RECIPE, THESIS_DEEP_RECIPE, make_
 from .registry import (BUILD_OPTIONS, FAMILIES, THESIS_PADDED_SIZE, ModelSpec, available_models, build,
                        get_spec, register)
 from .small_cnns import basic_cnn, krippendorf2023
-from .tables import format_model_table, model_table, table3
+from .tables import format_model_table, measure, model_table
 
 __all__ = [
     "Recipe", "ModelSpec", "register", "build", "get_spec", "available_models", "make_recipe",
@@ -71,5 +71,5 @@ __all__ = [
     "THESIS_PADDED_SIZE", "THESIS_APPLICATIONS", "application_builder", "imagenet_weights_file",
     "model_inputs", "regression_head", "basic_cnn", "krippendorf2023", "gaussian_nll", "mse_of_mean",
     "gaussian_mean_sigma", "loss_for", "LOG_VARIANCE_RANGE", "count_params", "count_flops", "model_table",
-    "format_model_table", "table3",
+    "format_model_table", "measure",
 ]

@@ -41,10 +41,6 @@ BUILD_OPTIONS = {
     "seed": "integer seed of the initialisers (same seed -> same initial weights), or None",
 }
 
-#: Thesis Table 3 entries that do not describe the architecture of the text (see
-#: :data:`cmlib.thesis.TABLE3_NOTES`): EfficientNet-B7 repeats VGG19's 21.07 M.
-THESIS_PARAMS_INCONSISTENT = frozenset({"efficientnetb7"})
-
 
 # --------------------------------------------------------------------------- registry
 

@@ -1,17 +1,21 @@
-"""Tables of the model zoo: ``cmlib models`` and the thesis's Table 3 reproduced."""
+"""Tables of the model zoo: ``cmlib models`` and measured parameters and FLOPs.
+
+The thesis's quoted numbers (its Table 3) are book material (:mod:`cmlib.book.thesis`);
+callers pass them in (``reference_params_m``) to set them beside the measured ones.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from .. import thesis
 from ..errors import InputError
 from ..schema import IMAGE_SIZE
 from . import counting
-from .registry import THESIS_PARAMS_INCONSISTENT, THESIS_PADDED_SIZE, available_models, build, get_spec
+from .registry import available_models, build, get_spec
 
 
-def model_table(input_shape: Sequence[int] | None = None, count_params: bool = False) -> list[dict]:
-    """One row per registered model: names, family, input shape, loss/output, Table 3 params.
+def model_table(input_shape: Sequence[int] | None = None, count_params: bool = False, *,
+                reference_params_m: Mapping[str, float] | None = None) -> list[dict]:
+    """One row per registered model: names, family, input shape, loss/output, reference params.
 
     Parameters
     ----------
@@ -22,17 +26,20 @@ def model_table(input_shape: Sequence[int] | None = None, count_params: bool = F
         Build every model (``weights=None``) and measure its trainable parameters
         (seconds per deep model).  A model that cannot be built for the shape
         gets ``params`` None and the reason in ``note``.
+    reference_params_m : mapping, optional
+        Published trainable parameters [millions] per model name (e.g. the thesis's
+        Table 3), shown in the ``thesis [M]`` column.
     """
     rows = []
+    ref = reference_params_m or {}
     for name in available_models():
         spec = get_spec(name)
         shape = tuple(spec.default_input_shape if input_shape is None else input_shape)
-        t3 = thesis.TABLE3.get(name)
         row = {
             "name": name, "display_name": spec.display_name, "family": spec.family,
             "input_shape": list(shape), "loss": spec.recipe["loss"], "output": spec.recipe["output"],
             "reference": spec.reference,
-            "thesis_params_m": None if t3 is None else t3["params_m"],
+            "thesis_params_m": ref.get(name),
             "note": "",
         }
         if min(shape[:2]) < spec.min_size:
@@ -85,34 +92,21 @@ def format_model_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def table3(input_shape: Sequence[int] = (THESIS_PADDED_SIZE, THESIS_PADDED_SIZE, 3)) -> list[dict]:
-    """Thesis Table 3 reproduced: trainable parameters and FLOPs of each thesis model.
+def measure(names: Sequence[str], input_shape: Sequence[int], *, small_side: int = IMAGE_SIZE) -> list[dict]:
+    """Build each model from scratch and count its trainable parameters and FLOPs per image.
 
-    Every model of :data:`cmlib.thesis.TABLE3` is built from scratch in the
-    thesis configuration (``input_shape``, default 71 x 71 x 3, Flatten head,
-    Dense 512; the basic CNN at 50 x 50 with the same bands) and its trainable
-    parameters are set beside the thesis's, with the relative difference
-    ``measured / thesis - 1``.  ``thesis_consistent`` is False where the thesis's
-    entry does not describe its own architecture (EfficientNet-B7: 21.07 M
-    repeats VGG19's row; ``note`` says so).  Times per epoch are measured by
-    ``benchmarks/bench_models.py``, not here.
+    ``input_shape`` is (H, W, C) for the deep models; the small CNNs (families basic and
+    baseline) are built at ``small_side`` x ``small_side`` with the same bands, as in the thesis.
     """
     shape = tuple(int(v) for v in input_shape)
     rows = []
-    for name, entry in thesis.TABLE3.items():
+    for name in names:
         spec = get_spec(name)
-        s = (IMAGE_SIZE, IMAGE_SIZE, shape[2]) if name == "basic" else shape
+        s = (small_side, small_side, shape[2]) if spec.family in ("basic", "baseline") else shape
         model = build(name, s)
         params = counting.count_params(model)
         flops = counting.count_flops(model, s)
         del model
-        rows.append({
-            "name": name, "display_name": spec.display_name, "input_shape": list(s),
-            "params": params, "params_m": params / 1e6, "thesis_params_m": entry["params_m"],
-            "rel_diff": params / 1e6 / entry["params_m"] - 1.0,
-            "thesis_consistent": name not in THESIS_PARAMS_INCONSISTENT,
-            "flops": flops, "gflops": flops / 1e9,
-            "thesis_epoch_s_gpu": entry["epoch_s"],
-            "note": thesis.TABLE3_NOTES.get(name, "") if name in THESIS_PARAMS_INCONSISTENT else "",
-        })
+        rows.append({"name": name, "display_name": spec.display_name, "input_shape": list(s), "params": params,
+                     "params_m": params / 1e6, "flops": flops, "gflops": flops / 1e9})
     return rows
