@@ -71,8 +71,8 @@ class RunConfig(Recipe):
     n_clusters: int = option(0, "clusters in the data file", semantic=False, cli=False)
     profile: str = option("custom", "the book profile (compute budget) that asked for the run", semantic=False,
                           cli=False)
-    run_eagerly: bool = option(False, "run Keras eagerly (no graph tracing: faster for tiny smoke runs)",
-                               semantic=False, cli=False)
+    run_eagerly: bool = option(False, "run Keras eagerly (no graph tracing: faster for tiny smoke runs; does "
+                               "not change what is computed)", semantic=False)
     config_version: int = option(CONFIG_VERSION, "version of this record's format", semantic=False, cli=False)
 
     def __post_init__(self) -> None:
@@ -149,7 +149,7 @@ def cli_options() -> list[dict]:
         ch = _choices(tp)
         if ch is not None:
             conv: Any = str
-        elif name == "adapter":
+        elif name in ("adapter", "run_eagerly"):
             conv = _parse_bool
         elif tp in (int, "int") or name in ("batch_size", "early_stopping", "warmup_epochs", "dense_units",
                                              "split_seed", "max_clusters"):

@@ -58,7 +58,7 @@ def _write_run(root: Path, request: runs.RunRequest, seed: int, *, pred_fn, n=16
     cfg = request.config(seed, root)
     d = run_dir_for(cfg, root / request.runs_dir)
     d.mkdir(parents=True)
-    atomic_write_json(d / "config.json", cfg)
+    atomic_write_json(d / "config.json", cfg.to_dict())
     A.write_status(d, status="complete", epochs_completed=epochs, best_epoch=epochs, wall_time_s=3.0,
                    stopped_reason=f"{epochs} epochs")
     A.write_history(d / "history.csv", [dict(epoch=e, loss=1.0 / e, val_loss=1.2 / e, lr=1e-3, epoch_time_s=1.0,
@@ -198,7 +198,7 @@ def test_adding_a_model_touches_only_the_registry():
 
         assert plots.color(name) not in {plots.color(m) for m in models.available_models() if m != name}
     finally:
-        models._REGISTRY.pop(name, None)
+        models.registry._REGISTRY.pop(name, None)
 
 
 # ---------------------------------------------------------------- hand-ins

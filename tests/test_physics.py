@@ -137,9 +137,16 @@ def test_hotter_plasma_has_harder_spectrum_and_lines_fade():
     e = np.array([0.5, 2.0])
     ratio = [np.divide(*physics.bremsstrahlung_photon_spectrum(e, kt)[::-1]) for kt in (1.0, 3.0, 8.0)]
     assert ratio[0] < ratio[1] < ratio[2]
-    assert physics.fe_l_flux_fraction(1.0, 0.3) == pytest.approx(1.0)
-    assert physics.fe_l_flux_fraction(4.0, 0.3) == pytest.approx(4.0 ** -1.5)
-    assert physics.fe_l_centre_kev(0.1) == 0.75 and physics.fe_l_centre_kev(50.0) == 1.2
+    # mock v2: CHIANTI ion fractions x Gnat & Ferland (2012) emissivities at Z = 0.3 (book/physics_facts.md)
+    f = [float(physics.fe_l_flux_fraction(kt, 0.3)) for kt in (1.0, 2.0, 4.0)]
+    assert f == pytest.approx([1.83, 0.186, 0.0447], rel=0.02) and f[0] > f[1] > f[2]      # lines fade when hot
+    assert float(physics.fe_l_flux_fraction(1.0, 0.6)) == pytest.approx(2 * f[0])         # proportional to Z
+    c = [float(physics.fe_l_centre_kev(kt)) for kt in (0.1, 1.0, 2.0, 50.0)]
+    assert c == sorted(c) and 0.75 < c[0] < 0.85 and 1.05 < c[2] < 1.12                   # Fe XVII -> Fe XXIV
+    # mock v1's design knob, still selectable
+    assert physics.fe_l_flux_fraction(1.0, 0.3, model="v1") == pytest.approx(1.0)
+    assert physics.fe_l_flux_fraction(4.0, 0.3, model="v1") == pytest.approx(4.0 ** -1.5)
+    assert physics.fe_l_centre_kev(0.1, model="v1") == 0.75 and physics.fe_l_centre_kev(50.0, model="v1") == 1.2
     spec = physics.cluster_photon_spectrum(np.linspace(0.3, 3, 50), np.array([1.0, 5.0]))
     assert spec.shape == (2, 50) and np.all(spec > 0)
 

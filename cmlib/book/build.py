@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .._io import atomic_write_text, stable_hash, to_json
 from ..errors import CmlibError, InputError
@@ -231,13 +231,15 @@ def plan_request(profile: Profile, plan: RunPlan) -> R.RunRequest:
                         runs_dir=plan.runs_dir, profile=profile.name)
 
 
-def train_plans(profile: Profile, root: Path, *, plans: Sequence[RunPlan] | None = None) -> None:
-    """Train (or reuse) every ``train``-source plan of the profile."""
+def train_plans(profile: Profile, root: Path, *, plans: Sequence[RunPlan] | None = None,
+                keep_models: bool | None = None) -> None:
+    """Train (or reuse) every ``train``-source plan of the profile (or ``plans``)."""
     todo = plans if plans is not None else [p for p in list(profile.models.values()) +
                                             list(profile.experiments.values()) if p.source == "train"]
+    keep = profile.keep_models if keep_models is None else keep_models
     for plan in todo:
         t = time.time()
-        runs = R.train(plan_request(profile, plan), root, keep_models=profile.keep_models)
+        runs = R.train(plan_request(profile, plan), root, keep_models=keep)
         label = f" [{plan.label}]" if plan.label else ""
         _log(f"runs: {plan.model}{label}: {len(runs)} seed(s) ready in {time.time() - t:.0f} s")
 
@@ -326,6 +328,15 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.stem}.tmp.ipynb")
         t = time.time()
+        pending = pending_runs_page(job, profile, root)
+        if pending is not None:        # stored runs still in the compute queue: say so, do not fail the book
+            pending.metadata["cmlib"] = {"inputs_key": key, "profile": profile.name, "template": job.template,
+                                         "params": job.params, "pending": True}
+            nbformat.write(pending, tmp)
+            os.replace(tmp, out)
+            done.append(job.name)
+            _log(f"notebooks: {job.name}: runs pending (page says so)")
+            continue
         try:
             pm.execute_notebook(str(root / "notebooks" / job.template), str(tmp), parameters=job.params,
                                 kernel_name=kernel, cwd=str(root), progress_bar=False, log_output=False,
@@ -351,6 +362,41 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
         done.append(job.name)
         _log(f"notebooks: {job.name} executed in {time.time() - t:.0f} s")
     return done
+
+
+def pending_runs_page(job: NotebookJob, profile: Profile, root: Path):
+    """For an architecture page whose *stored* runs are not finished yet: a short page saying so, else None.
+
+    The stored runs come from a compute plan that takes days on two CPU cores (``cmlib
+    stored-runs``); a page whose runs are still queued states which seeds exist, which are in
+    progress (epoch reached, read from their status files) and the command that makes them,
+    instead of stopping the book.
+    """
+    import nbformat
+
+    from . import pages
+    from .pages import _cmd_block
+
+    model = job.params.get("model")
+    if job.template != "architecture.ipynb" or model is None:
+        return None
+    plan = profile.plan(model)
+    if plan.source != "stored":
+        return None
+    pr = pages.find_page_runs(model, profile.name, root=root)
+    if pr.finished:
+        return None
+    lines = [f"# {job.title or pages.display_name(model)}", "",
+             ":::{admonition} Runs in progress", ":class: warning",
+             f"The stored runs of {pages.display_name(model)} ({len(plan.seeds)} seed(s), up to {plan.epochs} epochs, "
+             f"the fair protocol of the results chapter) are part of the book's compute plan but have not finished "
+             "yet, so this page shows no results. " + R.progress_text(pr.request, root), ":::", "",
+             "Make them (resumable; on two CPU cores a deep model takes hours per seed, on a GPU minutes):", "",
+             "```bash", _cmd_block(f"cmlib stored-runs --models {model}"), "```", "",
+             "or directly:", "", "```bash", _cmd_block(pr.request.command()), "```"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("\n".join(lines)))
+    return nb
 
 
 def _portable_metadata(nb, root: Path) -> None:
@@ -566,18 +612,20 @@ def make_stored_runs(models: Sequence[str] | None = None, root: str | Path = "."
         raise CmlibError(f"--models: the {prof.name} profile stores no runs of {', '.join(unknown)}; it stores: "
                          f"{', '.join(sorted({p.model for p in stored}))}")
     plans = [p for p in stored if not models or p.model in models]
-    # cheapest first (the basic-CNN experiments, then the deep models by measured epoch time), so that
-    # an interrupted regeneration leaves as many complete pages as possible
+    # the order of the compute plan: the cheap small-CNN runs first, then the deep models that get three
+    # seeds (the thesis's best and its failures), then the others; within a group the cheapest first by
+    # measured epoch time, so that an interrupted regeneration leaves as many complete pages as possible
     bench = root / "benchmarks" / "results" / "models.json"
     epoch_s = {}
     if bench.exists():
         epoch_s = {r["name"]: r.get("epoch_s", 0.0) for r in json.loads(bench.read_text()).get("rows", [])}
     deep = deep_models()
-    plans.sort(key=lambda p: (p.model in deep, epoch_s.get(p.model, 1.0) * p.epochs * len(p.seeds)))
+    plans.sort(key=lambda p: (p.model in deep, p.model in deep and len(p.seeds) < 3,
+                              epoch_s.get(p.model, 1.0) * p.epochs * len(p.seeds)))
     for p in plans:
-        print(plan_request(prof, p).command())
+        print(plan_request(prof, p).command() + " --no-model-files")
     if dry_run:
         return 0
     ensure_data(prof, root)
-    train_plans(prof, root, plans=plans)
+    train_plans(prof, root, plans=plans, keep_models=False)     # results only: weights are never committed
     return 0

@@ -627,9 +627,9 @@ def config_rows(pr: PageRuns) -> list[dict]:
 
 def run_input_shape(cfg: Mapping) -> tuple[int, int, int]:
     """(H, W, C) of the images a run was trained on: its bands and its padding."""
-    from .. import models
+    from ..recipe import Recipe
 
-    side = models.recipe_input_shape({"bands": "all", "pad": cfg.get("pad", "none")})[0]
+    side = Recipe(bands="all", pad=cfg.get("pad", "none")).input_shape[0]
     return (side, side, len(cfg["bands"]))
 
 

@@ -70,6 +70,26 @@ def find(request: RunRequest, root: Path) -> tuple[list, bool]:
     return [r for r in runs if r.predictions], other_data
 
 
+def progress_text(request: RunRequest, root: Path) -> str:
+    """Where the runs of a request stand on disk: 'seed 0: running, epoch 12 of 30; seed 1: not started'."""
+    import json
+
+    from ..artifacts import STATUS_RUNNING
+
+    parts = []
+    for s in request.seeds:
+        d = request.config(s, root).run_dir(Path(root) / request.runs_dir)
+        try:
+            st = json.loads((d / "status.json").read_text())
+        except (OSError, ValueError):
+            parts.append(f"seed {s}: not started")
+            continue
+        state = st.get("status", "unknown")
+        state = "in progress" if state == STATUS_RUNNING else state
+        parts.append(f"seed {s}: {state}, epoch {st.get('epochs_completed', 0)} of {request.epochs}")
+    return "Now: " + "; ".join(parts) + "."
+
+
 def train(request: RunRequest, root: Path, *, keep_models: bool = True, verbose: bool = True) -> list:
     """Train (or reuse, or resume) the runs of ``request``; used only by :mod:`cmlib.book.build`."""
     from ..train import train_seeds
