@@ -99,10 +99,12 @@ def _save(res: dict) -> None:
     atomic_write_json(OUT, res)
 
 
-def references(res: dict, n_ref: int) -> None:
+def references(res: dict, n_ref: int, *, missing_only: bool = False) -> None:
     from cmlib import classical, simulate
 
     for name, (what, sets) in VARIANTS.items():
+        if missing_only and res.get("variants", {}).get(name, {}).get("references", {}).get("n") == n_ref:
+            continue
         p = simulate.parse_parameters(sets)
         ref = classical.reference_estimators(p, n=n_ref, seed=11)
         res.setdefault("variants", {}).setdefault(name, {}).update(
@@ -143,7 +145,12 @@ def main(argv=None) -> int:
         _save(res)
         print(f"{name}: " + ", ".join(f"seed {r['seed']}: sigma {r['sigma_thesis']:.3f} mu {r['mu']:+.3f} "
                                       f"std {r['std']:.3f} ({r['epochs']} ep)" for r in entry["runs"]), flush=True)
-    references(res, args.n_ref)
+    references(res, args.n_ref, missing_only=True)
+    done = [n for n, v in res.get("variants", {}).items() if v.get("runs") and v.get("references")]
+    res["status"] = ("complete: the v2 calibration (3 seeds) and one seed of every ablation variant, with the "
+                     "reference estimators of each" if set(done) >= set(VARIANTS) else
+                     f"partial: finished {', '.join(sorted(done))}; rerun the script to continue")
+    _save(res)
     return 0
 
 

@@ -620,15 +620,18 @@ def plot_spectrum_in_bands(kt: float, z: float, *, nh_cm2: float = 3e20, metalli
 
 
 def plot_std_comparison(sets: Mapping[str, Predictions], colors: Mapping[str, str], *,
-                        floor: float | None = None) -> Figure:
-    """Test std(x) of several estimators as bars, with the luminosity-only information floor."""
+                        references: Mapping[str, float] | None = None) -> Figure:
+    """Test std(x) of several estimators as bars; ``references`` (label -> std [dex]) as labelled lines,
+    e.g. the Bayes-optimal estimators E[log M | noiseless inputs] of the mock's population."""
     names = list(sets)
     vals = [M.point_metrics(p.pred, p.true)["std"] for p in sets.values()]
-    fig, ax = _new(figsize=(7.0, 0.9 + 0.36 * len(names)))
+    fig, ax = _new(figsize=(7.5, 1.4 + 0.36 * len(names)))
     ax.barh(names, vals, color=[colors.get(n, "#333333") for n in names])
-    if floor is not None:
-        ax.axvline(floor, color="k", ls="--", lw=1.2, label="information floor (L$_X$ only)")
-        ax.legend(fontsize=9, loc="lower right")
+    for (label, value), ls in zip((references or {}).items(), ("--", ":", "-.", (0, (5, 1)))):
+        ax.axvline(value, color="k", ls=ls, lw=1.2, label=label)
+    if references:
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.5 / max(3, len(names))), ncol=1,
+                  frameon=False)
     ax.set_xlabel("std(x) on the test set [dex]")
     ax.invert_yaxis()
     fig.tight_layout()

@@ -308,3 +308,33 @@ def test_published_notebooks_hold_no_machine_paths(tmp_path):
     _portable_metadata(nb, tmp_path)
     assert nb.metadata["papermill"] == {"input_path": "notebooks/results.ipynb",
                                         "output_path": "book/generated/results.ipynb"}
+
+
+def test_fair_comparison_answers_the_question_from_the_runs(book_root):
+    """Generated from runs on disk: who beats the basic CNN on the same test clusters, who did not learn."""
+    def pr_for(model, pred_fn, seed=0, n=800):
+        _, req = pages.request_for(model, "smoke", data="data/tiny.h5", epochs=3, seeds=[seed])
+        _write_run(book_root, req, seed, pred_fn=pred_fn, n=n)
+        return pages.find_page_runs(model, "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[seed])
+
+    basic = pr_for("basic", lambda t, rng: t + rng.normal(0, 0.15, t.size))
+    good = pr_for("resnet50v2", lambda t, rng: t + rng.normal(0, 0.08, t.size))
+    flat = pr_for("vgg16", _flat)
+    _, missing_req = pages.request_for("resnet152v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
+    missing = pages.find_page_runs("resnet152v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
+    res = pages.fair_comparison({"basic": basic, "resnet50v2": good, "vgg16": flat, "resnet152v2": missing},
+                                n_boot=300)
+    by = {r["model"]: r for r in res["rows"]}
+    assert by["ResNet50V2"]["verdict"] == "better" and by["ResNet50V2"]["learned"] is True
+    assert by["VGG16"]["verdict"] == "worse" and by["VGG16"]["learned"] is False
+    assert by["Basic CNN"]["verdict"] == "reference"
+    assert by["predict the mean training mass"]["kind"] == "reference"
+    assert res["pending"] == ["ResNet152V2"] and res["n_test"] == 200
+    text = pages.fair_answer(res)
+    assert "ResNet50V2 beats the basic CNN" in text and "VGG16 is worse" in text
+    assert "Did not learn more than the mean mass: VGG16" in text and "ResNet152V2" in text
+    rows = pages.fair_table_rows(res)
+    assert [r["model"] for r in rows][0] == "ResNet50V2"
+    assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "did-not-learn"
+    assert "±" not in next(r for r in rows if r["model"] == "ResNet50V2")["std(x) test, per seed"]   # one seed
+    assert "no comparison is possible yet" in pages.fair_answer(pages.fair_comparison({"vgg16": flat}))

@@ -522,13 +522,14 @@ def _retitle(nb, title: str) -> None:
 
 def write_generated(profile: Profile, root: Path) -> None:
     """The generated pieces of the book: the profile's table of contents and the findings paragraph."""
-    from .pages import find_page_runs, findings_paragraph
+    from .pages import fair_comparison, fair_members, find_page_runs, findings_paragraph
 
     gen = root / GENERATED
     gen.mkdir(parents=True, exist_ok=True)
     atomic_write_text(gen / "_toc.yml", toc_text(profile))
     pages = {m: find_page_runs(m, profile.name, root=root) for m in profile.pages()}
-    atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name) + "\n")
+    fair = fair_comparison(fair_members(profile.name, root=root))
+    atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name, fair=fair) + "\n")
 
 
 def write_demo_hand_in(profile: Profile, root: Path) -> None:

@@ -520,8 +520,10 @@ def _thesis_best_deep() -> tuple[str, float]:
     return m, deep[m]
 
 
-def findings_paragraph(pages: Mapping[str, PageRuns], profile: str) -> str:
-    """One plain paragraph: what the thesis found, and what this build's runs find (regenerated)."""
+def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mapping | None = None) -> str:
+    """One plain paragraph: what the thesis found, and what this build's runs find (regenerated).
+
+    With ``fair`` (:func:`fair_comparison`) the paragraph ends with the answer under the fair protocol."""
     tm, ts = _thesis_best_deep()
     tb = TABLE5["basic"]["sigma_test"]
     thesis = (f"**What the thesis found.** No deep model beat the basic CNN: the best, {display_name(tm)}, came "
@@ -563,6 +565,8 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str) -> str:
         else:
             txt += "; none of them learned more than the mean mass in this budget."
         parts.append(txt)
+    if fair is not None and fair.get("rows"):
+        parts.append(fair_answer(fair))
     return thesis + " ".join(parts)
 
 
@@ -687,25 +691,41 @@ SECTIONS_MIME = "application/vnd.cmlib.sections+json"
 
 # ---------------------------------------------------------------- results page
 
-def floor_markdown(floor: Mapping) -> str:
-    """The information floor (:func:`cmlib.classical.information_floor`) in one sentence."""
-    a = floor["analytic"]
-    emp = floor["empirical"]
-    names = {"sigma_logM_given_L": "from L_X alone",
-             "sigma_logM_given_L_and_morphology": "from L_X with the cool-core state known",
-             "sigma_logM_given_L_T_and_morphology": "from L_X and T with the cool-core state known"}
-    ana = ", ".join(f"{names[k]} {a[k]:.3f} dex" for k in names if k in a)
-    meas = {"true_luminosity": "the true L_X", "true_expected_counts_r500": "the expected counts in R500",
-            "poisson_counts_r500": "Poisson counts in R500"}
-    emp_txt = ", ".join(f"{v}: std(x) = {emp[k]['std']:.3f} dex" for k, v in meas.items() if k in emp)
-    return (f"**Information floor** (`cmlib.classical.information_floor`), the scatter in log M that the mock's "
-            f"intrinsic scatter leaves: {ana}. Inverting the L\u2013M relation on {floor['n']} simulated clusters "
-            f"with {emp_txt}.")
+#: Where the mock's reference estimators are stored (``benchmarks/mock_calibration.py``).
+REFERENCES_FILE = "results/mock/ablation.json"
+#: The reference estimators drawn in the comparison figure: key -> short label.
+REFERENCE_LINES = {"L_true,z": "E[log M | true L$_X$, z]", "L_true,z,T": "E[log M | true L$_X$, z, kT]"}
 
 
-def floor_value(floor: Mapping) -> float:
-    """The luminosity-only floor [dex] (the line drawn in the comparison figure)."""
-    return float(floor["analytic"]["sigma_logM_given_L"])
+def reference_estimators(root: str | Path = ".", variant: str = "v2") -> dict:
+    """The Bayes-optimal estimators E[log M | noiseless inputs] of the mock's own population
+    (:func:`cmlib.classical.reference_estimators`, 10^5 clusters), read from :data:`REFERENCES_FILE`."""
+    import json
+
+    f = Path(root) / REFERENCES_FILE
+    if not f.exists():
+        return {}
+    return json.loads(f.read_text()).get("variants", {}).get(variant, {}).get("references", {})
+
+
+def references_markdown(refs: Mapping) -> str:
+    """What the reference estimators are, with their numbers, in one paragraph."""
+    if not refs:
+        return (f"No reference estimators are stored ({REFERENCES_FILE}); make them with "
+                "`python benchmarks/mock_calibration.py --refs-only`.")
+    est = refs["estimators"]
+    items = "; ".join(f"{v['label'].split(':')[0]}: std(x) = {v['std']:.3f} dex" for v in est.values())
+    return ("**Reference estimators** (`cmlib.classical.reference_estimators`, on "
+            f"{refs['n']:,} clusters of the mock's own selected population, {refs['method']}): {items}. "
+            "Each is the best any method can do *given those noiseless quantities*, not a bound on estimates from "
+            "images: an image carries photon noise, but also information beyond these inputs (its spectrum, "
+            "its shape). The θ500 row is zero by construction: θ500 and z fix M500.")
+
+
+def reference_lines(refs: Mapping) -> dict[str, float]:
+    """Label -> std [dex] of the references drawn in the comparison figure."""
+    est = refs.get("estimators", {}) if refs else {}
+    return {label: est[k]["std"] for k, label in REFERENCE_LINES.items() if k in est}
 
 
 def test_sets(pages_: Mapping[str, PageRuns], classical: Mapping[str, M.Predictions] | None = None
@@ -864,3 +884,152 @@ def pipeline_benchmark(root: str | Path = ".") -> tuple[list[dict], str]:
             f"{min(ratios):.2f}\u2013{max(ratios):.2f}). `make benchmarks` measures it on your machine."
             if rows else "The benchmark file holds no throughput rows.")
     return rows, text
+
+
+# ---------------------------------------------------------------- the fair comparison (the thesis's question)
+
+FAIR_SPLIT = "train-val-test"
+
+
+def fair_classical(data_path: str | Path, *, bands: str = "all", split: str = FAIR_SPLIT,
+                   split_seed: int = 0) -> dict[str, M.Predictions]:
+    """The fair classical estimator (:func:`cmlib.classical.fair_estimate`: only the image in ``bands`` and z,
+    point sources masked, robust background, population prior) on the subsets of ``split``."""
+    from .. import classical
+    from .. import data as D
+    from ..config import parse_bands
+
+    b = list(parse_bands(bands))
+    d = D.load(data_path, bands=b)
+    sp = D.make_split(split, d, seed=split_seed)
+    est = classical.fair_estimate(d.images, d.z, bands=b)
+    return {s: M.Predictions(cluster_id=d.cluster_id[getattr(sp, s)], true=d.log_m500[getattr(sp, s)],
+                             pred=est[getattr(sp, s)], z=d.z[getattr(sp, s)]) for s in ("train", "val", "test")}
+
+
+def fair_members(profile: str, root: str | Path = ".", data: str | None = None) -> dict[str, PageRuns]:
+    """The runs made under the fair protocol (train/validation/test split), by model: the models whose plan
+    uses that split, and the basic CNN's experiment on it (``basic_tvt``)."""
+    prof = get_profile(profile)
+    out: dict[str, PageRuns] = {}
+    for key, plan in prof.experiments.items():
+        if plan.model == "basic" and plan.overrides == {"split": FAIR_SPLIT}:
+            out["basic"] = find_page_runs("basic", profile, root=root, experiment=key, data=data)
+    for m in prof.pages():
+        plan = prof.plan(m)
+        if plan.overrides.get("split") == FAIR_SPLIT and m not in out:
+            out[m] = find_page_runs(m, profile, root=root, data=data)
+    return out
+
+
+def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.Predictions] = (), *,
+                    n_boot: int = 2000) -> dict:
+    """Every model under the fair protocol against the basic CNN on the same test clusters.
+
+    Rows best first (:func:`cmlib.compare.ranking` on test std(x) of the seed ensembles): seeds,
+    mean +- std over seeds, the ensemble, the paired difference to the basic CNN with its 95 %
+    bootstrap interval and verdict, and whether the model learned at all (vs predicting the mean
+    training mass).  ``references`` (name -> test predictions, e.g. the classical estimator) are
+    compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished) and
+    ``n_test``.
+    """
+    from .. import compare
+
+    have = {m: pr for m, pr in members.items() if pr.finished}
+    pending = [display_name(m) for m, pr in members.items() if not pr.finished]
+    if "basic" not in have:
+        return {"rows": [], "pending": pending, "n_test": 0}
+    preds = {display_name(m): [r.predictions["test"] for r in pr.finished] for m, pr in have.items()}
+    any_run = have["basic"].finished[0]
+    mean_pred = M.mean_predictor(any_run.predictions["train"], any_run.predictions["test"])
+    preds["predict the mean training mass"] = [mean_pred]
+    for name, p in dict(references).items():
+        preds[name] = [p]
+    rows = compare.ranking(preds, reference=display_name("basic"), n_boot=n_boot)
+    learned = {display_name(m): M.learning_verdict(M.ensemble([r.predictions["test"] for r in pr.finished])
+                                                   if len(pr.finished) > 1 else pr.finished[0].predictions["test"],
+                                                   mean_pred) for m, pr in have.items()}
+    epochs = {display_name(m): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
+              for m, pr in have.items()}
+    for r in rows:
+        v = learned.get(r["model"])
+        r["learned"] = None if v is None else v["learned"]
+        r["learned_reason"] = "" if v is None else v["reason"]
+        r["epochs"] = epochs.get(r["model"], [])
+        r["kind"] = "model" if r["model"] in learned else "reference"
+    return {"rows": rows, "pending": pending, "n_test": int(mean_pred.true.size)}
+
+
+def fair_table_rows(result: Mapping) -> list[dict]:
+    """The fair comparison as table rows (one seed: no spread shown)."""
+    out = []
+    for r in result["rows"]:
+        spread = (f"{r['mean_seeds']:.3f} ± {r['std_seeds']:.3f}" if r["seeds"] > 1 and math.isfinite(r["std_seeds"])
+                  else f"{r['mean_seeds']:.3f}")
+        if r["verdict"] == "reference":
+            diff, verdict_text = "\u2013", "reference"
+        else:
+            lo, hi = r["ci95"]
+            diff = f"{r['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            verdict_text = {"better": "better than the basic CNN", "worse": "worse than the basic CNN",
+                            "indistinguishable": "indistinguishable"}[r["verdict"]]
+        learned = r.get("learned")
+        eps = r.get("epochs") or []
+        out.append({"model": r["model"], "seeds": r["seeds"] if r["kind"] == "model" else "\u2013",
+                    "epochs": (f"{eps[0]}" if len(eps) == 1 else f"{eps[0]}\u2013{eps[-1]}") if eps else "\u2013",
+                    "std(x) test, per seed": spread if r["kind"] == "model" else f"{r['ensemble']:.3f}",
+                    "std(x) test, ensemble": f"{r['ensemble']:.3f}",
+                    "Δ vs basic CNN [95 % interval]": diff, "verdict": verdict_text,
+                    "learned": "\u2013" if learned is None else ("yes" if learned else "no: " + r["learned_reason"]),
+                    "_class": "" if learned in (None, True) else "did-not-learn"})
+    return out
+
+
+def fair_answer(result: Mapping) -> str:
+    """The answer to the thesis's question in one paragraph, generated from the fair comparison."""
+    rows = [r for r in result["rows"] if r["kind"] == "model" and r["verdict"] != "reference"]
+    if not result["rows"]:
+        return ("**Under the fair protocol** no comparison is possible yet: the basic CNN's train-val-test runs are "
+                "not on disk.")
+    n = result["n_test"]
+    better = [r["model"] for r in rows if r["verdict"] == "better"]
+    worse = [r["model"] for r in rows if r["verdict"] == "worse"]
+    same = [r["model"] for r in rows if r["verdict"] == "indistinguishable"]
+    nolearn = [r["model"] for r in rows if r.get("learned") is False]
+    parts = [f"**Under the fair protocol** (one train/validation/test split for every model, early stopping and "
+             f"the best epoch chosen on the validation set, the {n} test clusters used only here; differences are "
+             "paired over the same clusters with a bootstrap 95 % interval), "]
+    if not rows:
+        parts.append("no deep model has finished runs yet.")
+    else:
+        txt = []
+        if better:
+            txt.append(f"{', '.join(better)} beat{'s' if len(better) == 1 else ''} the basic CNN")
+        if same:
+            txt.append(f"{', '.join(same)} cannot be told apart from it")
+        if worse:
+            txt.append(f"{', '.join(worse)} {'is' if len(worse) == 1 else 'are'} worse")
+        parts.append("; ".join(txt) + ".")
+        if nolearn:
+            parts.append(f" Did not learn more than the mean mass: {', '.join(nolearn)}.")
+    if result["pending"]:
+        parts.append(f" Still in the compute plan (no finished runs yet): {', '.join(result['pending'])}.")
+    return "".join(parts)
+
+
+def fair_classical_cached(data_path: str | Path, bands_list=("thesis", "all"), *,
+                          folder: str | Path = "book/generated/cache") -> dict[str, M.Predictions]:
+    """:func:`fair_classical` test predictions per band set, cached as JSON next to the other cached facts
+    (a few minutes on two cores: the population prior and every image's photometry)."""
+    from ..config import data_identity
+
+    sha = data_identity(data_path)["content_sha256"][:12]
+    out = {}
+    for b in bands_list:
+        def compute(b=b):
+            p = fair_classical(data_path, bands=b)["test"]
+            return {"cluster_id": p.cluster_id.tolist(), "true": p.true.tolist(), "pred": p.pred.tolist(),
+                    "z": p.z.tolist()}
+        v = cached(f"fair-classical-{b}-{sha}", compute, folder=folder)
+        out[f"classical (fair, {'3' if b == 'thesis' else '10'} bands)"] = M.Predictions(**v)
+    return out
