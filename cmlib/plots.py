@@ -220,6 +220,32 @@ def plot_lr_comparison(runs: Mapping[str, Run], *, log: bool = True) -> Figure:
     return fig
 
 
+def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]]) -> Figure:
+    """Validation loss against epoch, one panel per model, one line per recipe (the recipe comparison).
+
+    ``panels`` maps a panel title (a model) to ``{recipe label: run}``; each run's best epoch
+    (lowest validation loss) is marked.  The same split, input and epoch budget make the lines
+    comparable within a panel.
+    """
+    fig, axes = _new(1, max(1, len(panels)), figsize=(5.4 * max(1, len(panels)), 3.9), squeeze=False)
+    for ax, (title, runs) in zip(axes[0], panels.items()):
+        for k, (label, run) in enumerate(runs.items()):
+            h = run.history
+            ep, val = np.asarray(h["epoch"]), np.asarray(h["val_loss"], dtype=float)
+            if not ep.size:
+                continue
+            col = f"C{k}"
+            ax.plot(ep, val, color=col, lw=1.8, marker=_marker(ep.size), label=label)
+            b = int(np.nanargmin(val))
+            ax.plot(ep[b], val[b], "o", color=col, ms=8, mfc="none", mew=1.6)
+        _epoch_axes(ax, log=True)
+        ax.set_ylabel("validation loss (MSE) [dex$^2$]")
+        ax.set_title(title)
+        ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- predictions
 
 def _scatter(ax, p: Predictions, *, col: str, label: str | None = None, alpha: float = 0.5,

@@ -338,3 +338,25 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "did-not-learn"
     assert "±" not in next(r for r in rows if r["model"] == "ResNet50V2")["std(x) test, per seed"]   # one seed
     assert "no comparison is possible yet" in pages.fair_answer(pages.fair_comparison({"vgg16": flat}))
+
+
+def test_training_benchmark_rows_read_the_benchmark(tmp_path):
+    f = tmp_path / "training.json"
+    assert pages.training_benchmark_rows(f)[0] == [] and "bench_training.py" in pages.training_benchmark_rows(f)[1]
+    f.write_text(json.dumps({
+        "created": "2026-11-27T10:00:00+00:00", "overhead_target": 1.15, "bf16_speedup": {"resnet50v2": 2.1},
+        "machine": {"cpu_cores": 2, "cpu_model": "AMD EPYC", "cpu_bf16_units": ["avx512_bf16"], "backend": "tensorflow",
+                    "gpus": [], "loadavg_before": [1.1], "loadavg_after": [1.3]},
+        "rows": [{"model": "resnet50v2", "precision": p, "input_shape": [50, 50, 3], "epoch_step_only_s": s,
+                  "epoch_whole_s": s * o, "overhead": o} for p, s, o in (("float32", 200.0, 1.05),
+                                                                          ("bfloat16", 95.0, 1.3))]}))
+    rows, text = pages.training_benchmark_rows(f)
+    assert [r["precision"] for r in rows] == ["float32", "bfloat16"] and rows[1]["bf16 speed-up"] == "×2.10"
+    assert rows[1]["_class"] == "over-target" and rows[0]["_class"] == ""
+    assert "avx512_bf16" in text and "2 CPU cores" in text
+
+
+def test_recipe_comparison_needs_both_runs(book_root):
+    rc = pages.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
+    assert rc["panels"] == {} and len(rc["notes"]) == 2          # ResNet50V2 and VGG16: nothing on disk yet
+    assert all("not started" in n for n in rc["notes"])

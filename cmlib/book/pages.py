@@ -1033,3 +1033,64 @@ def fair_classical_cached(data_path: str | Path, bands_list=("thesis", "all"), *
         v = cached(f"fair-classical-{b}-{sha}", compute, folder=folder)
         out[f"classical (fair, {'3' if b == 'thesis' else '10'} bands)"] = M.Predictions(**v)
     return out
+
+
+# ---------------------------------------------------------------- the training-parameters page
+
+def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = None) -> dict:
+    """The evidence behind the deep models' recipe: for each model with a ``<model>_thesis_opt`` experiment,
+    its runs under the thesis's optimisation and under the chosen recipe (same split, input and budget).
+
+    Returns ``{"panels": {model: {label: run}}, "notes": [...], "rows": [...]}``; a model whose runs
+    are not both on disk appears in ``notes`` with where its runs stand.
+    """
+    prof = get_profile(profile)
+    panels, notes, rows = {}, [], []
+    for key, plan in prof.experiments.items():
+        if not key.endswith("_thesis_opt"):
+            continue
+        m = plan.model
+        chosen = find_page_runs(m, profile, root=root, data=data)
+        thesis_opt = find_page_runs(m, profile, root=root, experiment=key, data=data)
+        if not (chosen.finished and thesis_opt.finished):
+            missing = [pr for pr in (thesis_opt, chosen) if not pr.finished]
+            notes.append(f"{display_name(m)}: " + " ".join(R.progress_text(pr.request, Path(root)) for pr in missing))
+            continue
+        a, b = thesis_opt.finished[0], chosen.finished[0]
+        panels[display_name(m)] = {f"thesis: Adam {a.config['lr']:g}, constant": a,
+                                   "chosen: AdamW, warm-up + cosine": b}
+        for label, r in ((plan.label, a), ("chosen recipe", b)):
+            s, met = r.status_info, r.metrics
+            rows.append({"model": display_name(m), "recipe": label, "epochs": s.get("epochs_completed"),
+                         "best epoch": s.get("best_epoch"), "stopped": s.get("stopped_reason", ""),
+                         "val loss (best)": _fmt(met.get("loss", {}).get("val_best"), 4),
+                         "std(x) test": _fmt(met.get("test", {}).get("std"))})
+    return {"panels": panels, "notes": notes, "rows": rows}
+
+
+def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json") -> tuple[list[dict], str]:
+    """The training benchmark (``benchmarks/bench_training.py``) as table rows and a provenance sentence."""
+    import json
+
+    f = Path(path)
+    if not f.exists():
+        return [], f"No training benchmark yet: run `python benchmarks/bench_training.py` (writes {path})."
+    b = json.loads(f.read_text())
+    rows = []
+    for r in b["rows"]:
+        rows.append({"model": display_name(r["model"]), "precision": r["precision"],
+                     "input": "×".join(map(str, r["input_shape"])),
+                     "epoch, steps only [s]": f"{r['epoch_step_only_s']:.1f}",
+                     "epoch, whole [s]": f"{r['epoch_whole_s']:.1f}",
+                     "overhead": f"×{r['overhead']:.2f}",
+                     "bf16 speed-up": f"×{b['bf16_speedup'][r['model']]:.2f}" if r["precision"] == "bfloat16"
+                     and r["model"] in b.get("bf16_speedup", {}) else "",
+                     "_class": "" if r["overhead"] <= b.get("overhead_target", 1.15) else "over-target"})
+    mach = b["machine"]
+    text = (f"Measured by `benchmarks/bench_training.py` on {mach.get('cpu_cores')} CPU cores ({mach.get('cpu_model')}, "
+            f"bf16 units: {', '.join(mach.get('cpu_bf16_units') or []) or 'none'}; {mach.get('backend')} backend"
+            + (f", GPU: {', '.join(mach['gpus'])}" if mach.get("gpus") else "") + f"), {b['created'][:10]}, load average "
+            f"{mach['loadavg_before'][0]}–{mach['loadavg_after'][0]}. An epoch is the thesis's 7151 training images "
+            "(extrapolated from the timed steps); the whole epoch adds validation, checkpoints and logging, and the "
+            f"overhead is their ratio (target ≤ {b.get('overhead_target', 1.15)}).")
+    return rows, text
