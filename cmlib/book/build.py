@@ -40,7 +40,7 @@ from .profiles import Profile, RunPlan, deep_models, display_name, get_profile
 #: What a book root holds (copied into a scratch root by :func:`prepare_root`): the book's own files,
 #: the committed run artifacts and the measured benchmark numbers the pages quote.
 SOURCES = ("_config.yml", "_toc.yml", "_static", "_assets", "book", "notebooks", "references.bib",
-           "results/runs", "benchmarks/results")
+           "results/runs", "results/tune", "benchmarks/results")
 GENERATED = Path("book") / "generated"
 #: The files that make a folder a book root.
 ROOT_MARKERS = ("_config.yml", "notebooks")
@@ -102,6 +102,7 @@ def notebook_jobs(profile: Profile) -> list[NotebookJob]:
         NotebookJob("results", "results.ipynb", dict(base)),
         NotebookJob("explorer", "explorer.ipynb", dict(base)),
         NotebookJob("beyond", "beyond.ipynb", dict(base)),
+        NotebookJob("tuning", "tuning.ipynb", {"profile": profile.name}),
         NotebookJob("exercises", "exercises.ipynb", dict(base)),
         NotebookJob("class_table", "class_table.ipynb", {"profile": profile.name,
                                                          "hand_ins": str(GENERATED / "hand-ins")}),
@@ -125,7 +126,7 @@ def toc(profile: Profile) -> dict:
                            "sections": [{"file": f"{g}models/{m}"} for m in profile.pages()]},
                           {"file": g + "results"}, {"file": g + "explorer"}]},
             {"caption": "Beyond the thesis",
-             "chapters": [{"file": g + "beyond"}, {"file": "book/conclusion"}, {"file": "book/reproduce"}]},
+             "chapters": [{"file": g + "beyond"}, {"file": g + "tuning"}, {"file": "book/conclusion"}, {"file": "book/reproduce"}]},
             {"caption": "Classroom",
              "chapters": [{"file": "book/classroom"}, {"file": g + "exercises"}, {"file": g + "class_table"}]},
             {"caption": "Appendix", "chapters": [{"file": "book/physics_facts"}, {"file": "book/bibliography"},
@@ -387,7 +388,7 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     code_hash = _code_hash()
     runs_hash = _tree_hash([R.runs_path(root, R.TRAINED_RUNS_DIR), R.runs_path(root, R.STORED_RUNS_DIR),
-                            root / "benchmarks" / "results",
+                            root / "benchmarks" / "results", root / "results" / "tune",
                             root / GENERATED / "hand-ins"], ["status.json", "metrics.json", "*.json"])
     launch = launch_links(root)
     done = []
