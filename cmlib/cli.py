@@ -169,7 +169,8 @@ def cmd_book(args: argparse.Namespace) -> int:
 
     return build.build_book(profile=args.profile, root=args.root, source=args.source, only=args.only,
                             skip_html=args.no_html, force=args.force, teacher=args.teacher,
-                            replace_data=args.replace_data)
+                            replace_data=args.replace_data, runs=args.runs,
+                            sweep=_sweep_options(args) if args.executor else None)
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -196,6 +197,8 @@ examples:
   cmlib sweep examples/basic_seeds.toml                        # local pool (one job per core or GPU)
   cmlib sweep examples/thesis_grid.toml --executor slurm --partition gpu --gpus-per-job 1 \\
       --time 2880 --array-parallelism 20 --sbatch account=pn12ab --no-wait
+  cmlib sweep --profile thesis --executor slurm --partition gpu --gpus-per-job 1 --time 2880 --no-wait
+                                                               # the thesis profile's runs (what the book reads)
   cmlib sweep examples/thesis_grid.toml --status               # done/running/interrupted/failed per model
   cmlib sweep examples/thesis_grid.toml --executor slurm       # again: finished runs are reused,
                                                                # interrupted ones resume
@@ -205,17 +208,29 @@ examples:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from . import sweep
 
-    grid = sweep.load_grid(args.grid, runs_dir=args.runs_dir, data=args.data)
+    if (args.grid is None) == (args.profile is None):
+        from .errors import InputError
+
+        raise InputError("give a grid file or --profile NAME (the book profile's training plans), not both")
+    if args.profile:
+        from .book import build
+        from .book.profiles import get_profile
+
+        if args.data is not None:
+            from .errors import InputError
+
+            raise InputError("--data does not go with --profile: the profile names its data file")
+        root = Path(".").resolve()
+        grid = build.sweep_grid(get_profile(args.profile), root)
+        if args.runs_dir is not None:
+            grid.runs_dir = Path(args.runs_dir)
+    else:
+        grid = sweep.load_grid(args.grid, runs_dir=args.runs_dir, data=args.data)
     if args.status:
         print(sweep.format_status(grid, sweep.sweep_status(grid)))
         return 0
-    slurm = sweep.SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job,
-                               cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, time_min=args.time,
-                               array_parallelism=args.array_parallelism, sbatch=sweep.parse_sbatch(args.sbatch),
-                               setup=args.setup or [])
-    outcomes = sweep.run_sweep(grid, executor=args.executor, workers=args.workers, slurm=slurm,
-                               wait=not args.no_wait, keep_models=args.keep_model_files,
-                               checkpoint_interval_s=args.checkpoint_interval)
+    outcomes = sweep.run_sweep(grid, keep_models=args.keep_model_files, checkpoint_interval_s=args.checkpoint_interval,
+                               **_sweep_options(args))
     bad = [o for o in outcomes if o.state not in ("done", "diverged", "submitted", "running")]
     counts = {s: sum(o.state == s for o in outcomes) for s in dict.fromkeys(o.state for o in outcomes)}
     print("sweep: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -306,7 +321,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_stored_runs(args: argparse.Namespace) -> int:
     from .book import build
 
-    return build.make_stored_runs(models=args.models, root=args.root, dry_run=args.dry_run)
+    return build.make_stored_runs(models=args.models, root=args.root, dry_run=args.dry_run,
+                                  sweep=_sweep_options(args) if args.executor else None)
 
 
 def cmd_hand_in(args: argparse.Namespace) -> int:
@@ -316,6 +332,44 @@ def cmd_hand_in(args: argparse.Namespace) -> int:
     n = len(handin.collect(path))
     print(f"wrote {path} ({n} run{'s' if n != 1 else ''}); hand this file in")
     return 0
+
+
+def _executor_options(s: argparse.ArgumentParser, executor_default: str | None = "local") -> None:
+    """The options of a sweep's executor (``cmlib sweep``, ``cmlib book``, ``cmlib stored-runs``)."""
+    s.add_argument("--executor", choices=("local", "slurm"), default=executor_default,
+                   help="where jobs run (default local)" if executor_default else
+                   "train through `cmlib sweep` jobs: a local pool or Slurm (default: in this process)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="local: jobs at once (default: one per GPU, else one per core)")
+    s.add_argument("--partition", default=None, help="slurm: partition")
+    s.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per job (default 0)")
+    s.add_argument("--cpus-per-job", type=int, default=2, help="slurm: CPU cores per job (default 2)")
+    s.add_argument("--mem-gb", type=float, default=None, help="slurm: memory per job in GB (default: the partition's)")
+    s.add_argument("--time", type=int, default=240, metavar="MINUTES",
+                   help="slurm: time limit per job in minutes (default 240); a job that reaches it is requeued and "
+                        "resumes from its checkpoint")
+    s.add_argument("--array-parallelism", type=int, default=64, help="slurm: array tasks running at once (default 64)")
+    s.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
+                   help="slurm: extra sbatch option without dashes, repeatable (e.g. --sbatch account=pn12ab "
+                        "--sbatch qos=normal)")
+    s.add_argument("--setup", action="append", metavar="LINE",
+                   help="slurm: shell line run before each job, repeatable (e.g. --setup 'module load cuda')")
+    s.add_argument("--no-wait", action="store_true", help="slurm: submit and return (check with --status)")
+
+
+def _sweep_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`cmlib.sweep.run_sweep` from the executor options."""
+    from . import sweep
+
+    if args.no_wait and args.executor != "slurm":
+        from .errors import InputError
+
+        raise InputError("--no-wait needs --executor slurm (a local pool runs in this process)")
+    slurm = sweep.SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job,
+                               cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, time_min=args.time,
+                               array_parallelism=args.array_parallelism, sbatch=sweep.parse_sbatch(args.sbatch),
+                               setup=args.setup or [])
+    return {"executor": args.executor, "workers": args.workers, "slurm": slurm, "wait": not args.no_wait}
 
 
 # --------------------------------------------------------------------------- parser
@@ -418,6 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="re-execute notebooks even if up to date")
     s.add_argument("--replace-data", action="store_true",
                    help="let the build overwrite a data file at the profile's path that cmlib simulate did not make")
+    s.add_argument("--runs", default=None, metavar="DIR",
+                   help="read (and train into) this runs folder instead of runs/ and results/runs, e.g. the "
+                        "shared folder a Slurm sweep filled")
+    _executor_options(s, None)
     s.set_defaults(func=cmd_book)
 
     s = sub.add_parser("sweep", help="run a grid of (model, seeds, options) as jobs: local pool or Slurm",
@@ -426,28 +484,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "runs folder; finished runs are reused, interrupted, preempted or timed-out "
                                    "ones resume from their checkpoint when the grid is run again.",
                        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("grid", help="grid file (TOML), e.g. examples/basic_seeds.toml")
+    s.add_argument("grid", nargs="?", help="grid file (TOML), e.g. examples/basic_seeds.toml")
+    s.add_argument("--profile", default=None,
+                   help="instead of a grid file: the training plans of a book profile (e.g. thesis), the runs "
+                        "`cmlib book --profile` reads")
     s.add_argument("--status", action="store_true",
                    help="show done/diverged/running/interrupted/failed/pending per model and exit")
-    s.add_argument("--executor", choices=("local", "slurm"), default="local", help="where jobs run (default local)")
     s.add_argument("--runs-dir", default=None, help="runs folder (default: the grid's runs_dir, else runs/)")
     s.add_argument("--data", default=None, help="data file (default: the grid's data)")
-    s.add_argument("--workers", type=int, default=None,
-                   help="local: jobs at once (default: one per GPU, else one per core)")
-    s.add_argument("--partition", default=None, help="slurm: partition")
-    s.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per job (default 0)")
-    s.add_argument("--cpus-per-job", type=int, default=2, help="slurm: CPU cores per job (default 2)")
-    s.add_argument("--mem-gb", type=float, default=None, help="slurm: memory per job in GB (default: the partition's)")
-    s.add_argument("--time", type=int, default=240, metavar="MINUTES",
-                   help="slurm: time limit per job in minutes (default 240); a job that reaches it is requeued and "
-                        "resumes from its checkpoint")
-    s.add_argument("--array-parallelism", type=int, default=64, help="slurm: array tasks running at once (default 64)")
-    s.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
-                   help="slurm: extra sbatch option without dashes, repeatable (e.g. --sbatch account=pn12ab "
-                        "--sbatch qos=normal)")
-    s.add_argument("--setup", action="append", metavar="LINE",
-                   help="slurm: shell line run before each job, repeatable (e.g. --setup 'module load cuda')")
-    s.add_argument("--no-wait", action="store_true", help="slurm: submit and return (check with --status)")
+    _executor_options(s)
     s.add_argument("--keep-model-files", action="store_true",
                    help="keep best.keras/last.keras in each run (default: predictions, metrics and history only)")
     s.add_argument("--checkpoint-interval", type=float, metavar="SECONDS", default=None,
@@ -491,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="*", help="only these models")
     s.add_argument("--root", default=".", help="repository root")
     s.add_argument("--dry-run", action="store_true", help="print the commands only")
+    _executor_options(s, None)
     s.set_defaults(func=cmd_stored_runs)
 
     s = sub.add_parser("hand-in", help="summarise your finished runs into one file to hand in (JSON or CSV)",

@@ -553,3 +553,23 @@ def format_status(grid: Grid, rows: Sequence[dict]) -> str:
     for r in failed:
         lines.append(f"failed: {r['identity']} (job {r['job_id']}): {r['message']}\n        log: {r['log']}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- grids of run requests
+
+def grid_from_requests(name: str, requests: Sequence, root: str | os.PathLike, runs_dir: str | os.PathLike) -> Grid:
+    """A grid of run requests (e.g. the book's :class:`cmlib.book.runs.RunRequest`): one job per (request, seed).
+
+    A request has ``data`` (relative to ``root``), ``seeds`` and ``config(seed, root)`` (a RunConfig); each
+    job's configuration is the one the request names, so its reader finds the run like one trained in-process.
+    """
+    root = Path(root)
+    jobs, seen = [], set()
+    for req in requests:
+        data_abs = str((root / req.data).resolve())
+        for seed in req.seeds:
+            job = Job(req.config(seed, root).to_dict(), data_abs)
+            if job.identity not in seen:
+                seen.add(job.identity)
+                jobs.append(job)
+    return Grid(name=name, path=Path(f"<{name}>"), runs_dir=Path(runs_dir), jobs=jobs)

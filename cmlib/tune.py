@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import time
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -340,3 +341,132 @@ def read_recipe_file(path: str | os.PathLike, model: str) -> dict[str, Any]:
     if bad:
         raise InputError(f"{p}: unknown training option(s) {', '.join(bad)}")
     return dict(opts)
+
+
+# ---------------------------------------------------------------- the study as a small JSON report
+
+#: The run artifacts a stored trial keeps (the same small files as the book's stored runs; never weights).
+STORED_ARTIFACTS = ("config.json", "env.json", "split.json", "history.csv", "predictions.csv", "metrics.json",
+                    "status.json")
+
+
+def study_report(study, *, settings: Mapping[str, Any] | None = None) -> dict:
+    """Everything a page needs to show a study, as plain JSON: every trial, the best one, the importances.
+
+    Trials capped by the global trial limit (``over_cap``) are left out.  Parameter importances
+    (:func:`optuna.importance.get_param_importances` with PED-ANOVA, which needs no scikit-learn, unlike
+    Optuna's default fANOVA) need two complete trials; with
+    fewer, ``importances`` is empty and ``importances_note`` says why.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_cap")]
+    rows = []
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value,
+                     "params": dict(t.params), "options": t.user_attrs.get("options", {}),
+                     "run": t.user_attrs.get("run"), "epochs_reported": len(steps),
+                     "last_val_loss": t.intermediate_values[steps[-1]] if steps else None,
+                     "error": t.user_attrs.get("error"),
+                     "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+                     if t.datetime_complete and t.datetime_start else None})
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = min(done, key=lambda t: t.value) if done else None
+    importances, note = {}, ""
+    if len(done) >= 2:
+        try:
+            with warnings.catch_warnings():          # PED-ANOVA is marked experimental
+                warnings.simplefilter("ignore")
+                evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+            importances = {k: float(v) for k, v in
+                           optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
+        except (RuntimeError, ValueError, ZeroDivisionError) as exc:      # e.g. every complete trial drew the same values
+            note = f"not computable: {exc}"
+    else:
+        note = f"needs at least 2 complete trials (the study has {len(done)})"
+    return {"study": study.study_name, "direction": "minimize", "objective": "best validation loss of the run",
+            "settings": dict(settings or {}), "counts": {s.name.lower(): sum(t.state == s for t in trials)
+                                                         for s in TrialState},
+            "trials": rows,
+            "best": None if best is None else {"number": best.number, "value": best.value, "params": dict(best.params),
+                                               "options": best.user_attrs.get("options", {}),
+                                               "run": best.user_attrs.get("run")},
+            "importances": importances, "importances_method": "PED-ANOVA (optuna.importance)",
+            "importances_note": note}
+
+
+def store_trial_run(runs_dir: str | os.PathLike, identity: str, stored_dir: str | os.PathLike) -> Path:
+    """Copy a finished trial's small artifacts (no weights) into ``stored_dir`` (the book's ``results/runs``).
+
+    The run keeps its identity (``<model>/<group>/seed-NN``), so the book finds it like any stored run.
+    An existing complete copy is replaced atomically (a temporary folder, then a rename).
+    """
+    import shutil
+
+    src = Path(runs_dir) / identity
+    if not (src / "status.json").is_file():
+        raise CmlibError(f"trial run {src} has no status.json: it did not finish; resume the study first")
+    dst = Path(stored_dir) / identity
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in STORED_ARTIFACTS:
+        if (src / name).is_file():
+            shutil.copy2(src / name, tmp / name)
+    if dst.exists():
+        old = dst.with_name(dst.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(tmp, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dst)
+    return dst
+
+
+# ---------------------------------------------------------------- reading a report (the tuning page)
+
+def read_report(path: str | os.PathLike) -> dict | None:
+    """A study report written by ``benchmarks/tune_study.py`` (:func:`study_report`), or None if there is none."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except ValueError as exc:
+        raise InputError(f"{p} is not a study report ({exc}); rewrite it with "
+                         "`python benchmarks/tune_study.py --export-only`") from None
+
+
+def history(report: Mapping[str, Any]) -> list[dict]:
+    """Trials in order with their state, value and the best value so far (complete trials only count)."""
+    best, rows = None, []
+    for t in sorted(report["trials"], key=lambda t: t["number"]):
+        if t["state"] == "complete" and t["value"] is not None:
+            best = t["value"] if best is None else min(best, t["value"])
+        rows.append({"number": t["number"], "state": t["state"], "value": t["value"], "best_so_far": best,
+                     "epochs": t["epochs_reported"]})
+    return rows
+
+
+def test_comparison(tuned, reference, *, measure: str = "std", n_boot: int = 2000):
+    """Paired comparison of two runs on their test set (:func:`cmlib.compare.paired_difference`, tuned - reference).
+
+    Both runs must have been trained on the same data and split (the test clusters are then the
+    same, and neither run saw them); anything else is an error naming the difference.
+    """
+    from .compare import paired_difference
+
+    for key in ("data_sha256", "split", "split_seed"):
+        a, b = tuned.config.get(key), reference.config.get(key)
+        if a != b:
+            raise InputError(f"the runs differ in {key} ({a!r} vs {b!r}): a test comparison needs the same data and "
+                             "split")
+    if "test" not in tuned.predictions or "test" not in reference.predictions:
+        raise InputError("a run has no test predictions (train it with --split train-val-test)")
+    return paired_difference(tuned.predictions["test"], reference.predictions["test"], measure=measure,
+                             n_boot=n_boot)

@@ -208,6 +208,6 @@ def test_slurm_array_completes_and_a_cancelled_job_resumes(slurm, tmp_path, data
 def test_example_grids_are_valid(tmp_path, data):
     examples = Path(__file__).parents[1] / "examples"
     thesis = sweep.load_grid(examples / "thesis_grid.toml", data=data, runs_dir=tmp_path)
-    assert len(thesis.jobs) == 11 * 10
+    assert len(thesis.jobs) == 11 * 10 + 1 + 1 + 3 * 10       # models; overfit, lr, tvt, nll, 10-band experiments
     assert {j.config["epochs"] for j in thesis.jobs if j.config["model"] == "krippendorf2023"} == {500}
     assert len(sweep.load_grid(examples / "basic_seeds.toml", data=data, runs_dir=tmp_path).jobs) == 8

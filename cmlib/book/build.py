@@ -40,7 +40,7 @@ from .profiles import Profile, RunPlan, deep_models, display_name, get_profile
 #: What a book root holds (copied into a scratch root by :func:`prepare_root`): the book's own files,
 #: the committed run artifacts and the measured benchmark numbers the pages quote.
 SOURCES = ("_config.yml", "_toc.yml", "_static", "_assets", "book", "notebooks", "references.bib",
-           "results/runs", "benchmarks/results")
+           "results/runs", "results/tune", "benchmarks/results")
 GENERATED = Path("book") / "generated"
 #: The files that make a folder a book root.
 ROOT_MARKERS = ("_config.yml", "notebooks")
@@ -102,6 +102,7 @@ def notebook_jobs(profile: Profile) -> list[NotebookJob]:
         NotebookJob("results", "results.ipynb", dict(base)),
         NotebookJob("explorer", "explorer.ipynb", dict(base)),
         NotebookJob("beyond", "beyond.ipynb", dict(base)),
+        NotebookJob("tuning", "tuning.ipynb", {"profile": profile.name}),
         NotebookJob("exercises", "exercises.ipynb", dict(base)),
         NotebookJob("class_table", "class_table.ipynb", {"profile": profile.name,
                                                          "hand_ins": str(GENERATED / "hand-ins")}),
@@ -125,7 +126,7 @@ def toc(profile: Profile) -> dict:
                            "sections": [{"file": f"{g}models/{m}"} for m in profile.pages()]},
                           {"file": g + "results"}, {"file": g + "explorer"}]},
             {"caption": "Beyond the thesis",
-             "chapters": [{"file": g + "beyond"}, {"file": "book/conclusion"}, {"file": "book/reproduce"}]},
+             "chapters": [{"file": g + "beyond"}, {"file": g + "tuning"}, {"file": "book/conclusion"}, {"file": "book/reproduce"}]},
             {"caption": "Classroom",
              "chapters": [{"file": "book/classroom"}, {"file": g + "exercises"}, {"file": g + "class_table"}]},
             {"caption": "Appendix", "chapters": [{"file": "book/physics_facts"}, {"file": "book/bibliography"},
@@ -232,16 +233,94 @@ def plan_request(profile: Profile, plan: RunPlan) -> R.RunRequest:
 
 
 def train_plans(profile: Profile, root: Path, *, plans: Sequence[RunPlan] | None = None,
-                keep_models: bool | None = None) -> None:
-    """Train (or reuse) every ``train``-source plan of the profile (or ``plans``)."""
-    todo = plans if plans is not None else [p for p in list(profile.models.values()) +
-                                            list(profile.experiments.values()) if p.source == "train"]
+                keep_models: bool | None = None, sweep: dict | None = None, name: str = "book") -> bool:
+    """Train (or reuse) every ``train``-source plan of the profile (or ``plans``).
+
+    With ``sweep`` (keyword arguments of :func:`cmlib.sweep.run_sweep`: ``executor``, ``workers``,
+    ``slurm``, ``wait``) the plans run as jobs of a grid (``cmlib sweep --profile``) instead of in this
+    process. Returns False when jobs were submitted and not waited for (or are trained by another
+    process): the runs are not ready yet.
+    """
+    todo = plans if plans is not None else _train_plans(profile)
     keep = profile.keep_models if keep_models is None else keep_models
+    if sweep is not None:
+        return _sweep_plans(profile, root, todo, keep, sweep, name)
     for plan in todo:
         t = time.time()
         runs = R.train(plan_request(profile, plan), root, keep_models=keep)
         label = f" [{plan.label}]" if plan.label else ""
         _log(f"runs: {plan.model}{label}: {len(runs)} seed(s) ready in {time.time() - t:.0f} s")
+    return True
+
+
+def _train_plans(profile: Profile) -> list[RunPlan]:
+    return [p for p in list(profile.models.values()) + list(profile.experiments.values()) if p.source == "train"]
+
+
+def sweep_grid(profile: Profile, root: Path, plans: Sequence[RunPlan] | None = None, name: str = "book"):
+    """The grid (:class:`cmlib.sweep.Grid`) of a profile's plans: the runs its pages look for, as jobs.
+
+    Its runs folder is the one the pages read (``runs/``, ``results/runs`` for stored plans, or
+    ``cmlib book --runs DIR``); its jobs' logs are in ``<runs>/.sweep/<name>-<profile>/``.
+    """
+    from .. import sweep
+
+    todo = list(plans) if plans is not None else _train_plans(profile)
+    dirs = {plan.runs_dir for plan in todo}
+    if len(dirs) > 1:
+        raise CmlibError(f"plans of one grid must share a runs folder; got {sorted(dirs)}")
+    runs_dir = R.runs_path(Path(root), dirs.pop() if dirs else R.TRAINED_RUNS_DIR)
+    return sweep.grid_from_requests(f"{name}-{profile.name}", [plan_request(profile, p) for p in todo], root, runs_dir)
+
+
+def _sweep_plans(profile: Profile, root: Path, plans: Sequence[RunPlan], keep: bool, options: dict,
+                 name: str) -> bool:
+    from .. import sweep
+
+    if not plans:
+        return True
+    grid = sweep_grid(profile, root, plans, name)
+    outcomes = sweep.run_sweep(grid, keep_models=keep, echo=lambda m: _log(f"runs: {m}"), **options)
+    failed = [o for o in outcomes if o.state in ("failed", "interrupted")]
+    if failed:
+        raise CmlibError(f"{len(failed)} of {len(outcomes)} runs did not finish ("
+                         + "; ".join(f"{o.identity}: {o.state}{', log ' + o.log if o.log else ''}" for o in failed[:5])
+                         + "). Rerun the same command: finished runs are reused, interrupted ones resume.")
+    return not any(o.state in ("submitted", "running") for o in outcomes)
+
+
+def grid_text(profile: Profile) -> str:
+    """The grid file of a profile's training plans (``examples/thesis_grid.toml`` is the thesis profile's).
+
+    ``cmlib sweep`` on this file trains the same runs as ``cmlib sweep --profile`` and ``cmlib book
+    --executor``; a test checks the committed file against this text, so the two cannot drift.
+    Plans with the same budget and options share one entry.
+    """
+    import json as _json
+
+    entries: dict[tuple, list[str]] = {}
+    for p in _train_plans(profile):
+        key = (p.epochs, tuple(p.seeds), tuple(sorted(p.overrides.items())))
+        if p.model not in entries.setdefault(key, []):
+            entries[key].append(p.model)
+
+    def seeds_text(seeds: tuple[int, ...]) -> str:
+        if len(seeds) > 1 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
+            return f'"{seeds[0]}-{seeds[-1]}"'
+        return _json.dumps(",".join(str(s) for s in seeds))
+
+    lines = [f"# The training plans of the book's '{profile.name}' profile (`cmlib profiles`): {profile.description}.",
+             f"# Generated by cmlib.book.build.grid_text (a test checks that this file is the generated one): edit",
+             "# the profile in cmlib/book/profiles.py, not this file. The same runs, without this file:",
+             f"#   cmlib sweep --profile {profile.name} --executor slurm --partition gpu --gpus-per-job 1 --time 2880",
+             f"#   cmlib book --profile {profile.name} --executor slurm --partition gpu --gpus-per-job 1 --time 2880",
+             f'data = "{profile.data.path}"', 'runs_dir = "runs"']
+    for (epochs, seeds, over), models in entries.items():
+        lines += ["", "[[run]]", f'model = "{models[0]}"' if len(models) == 1 else
+                  "models = [" + ", ".join(f'"{m}"' for m in models) + "]",
+                  f"epochs = {epochs}", f"seeds = {seeds_text(seeds)}"]
+        lines += [f"{k} = {_json.dumps(v)}" for k, v in over]
+    return "\n".join(lines) + "\n"
 
 
 def train_request(model: str, profile: str = "laptop", *, root: str | Path = ".", experiment: str | None = None,
@@ -308,7 +387,8 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
     # MPLBACKEND (e.g. Agg in scripts and tests), or plt.show() would draw nothing
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     code_hash = _code_hash()
-    runs_hash = _tree_hash([root / R.TRAINED_RUNS_DIR, root / R.STORED_RUNS_DIR, root / "benchmarks" / "results",
+    runs_hash = _tree_hash([R.runs_path(root, R.TRAINED_RUNS_DIR), R.runs_path(root, R.STORED_RUNS_DIR),
+                            root / "benchmarks" / "results", root / "results" / "tune",
                             root / GENERATED / "hand-ins"], ["status.json", "metrics.json", "*.json"])
     launch = launch_links(root)
     done = []
@@ -573,8 +653,30 @@ def build_html(root: Path, *, teacher: bool = False) -> Path:
 
 def build_book(profile: str = "laptop", root: str | Path = ".", *, source: str | Path | None = None,
                only: Sequence[str] | None = None, skip_html: bool = False, force: bool = False,
-               train: bool = True, teacher: bool = False, replace_data: bool = False) -> int:
-    """Build the book for ``profile`` in ``root`` (see module docstring). Returns 0 on success."""
+               train: bool = True, teacher: bool = False, replace_data: bool = False,
+               runs: str | Path | None = None, sweep: dict | None = None) -> int:
+    """Build the book for ``profile`` in ``root`` (see module docstring). Returns 0 on success.
+
+    ``runs``: read (and train into) this runs folder instead of ``runs/`` and ``results/runs``
+    (``cmlib book --runs DIR``, e.g. the shared folder a Slurm sweep filled). ``sweep``: train through
+    :func:`cmlib.sweep.run_sweep` with these options (``cmlib book --executor``); with ``wait=False``
+    the build submits the jobs and stops, to be run again when they are done.
+    """
+    if runs is not None:
+        runs = Path(runs).resolve()
+        if not runs.is_dir():
+            raise InputError(f"--runs '{runs}' is not a folder; give the runs folder a sweep filled "
+                             "(the --runs-dir of `cmlib sweep`)")
+        previous = os.environ.get(R.RUNS_ENV)
+        os.environ[R.RUNS_ENV] = str(runs)      # the notebooks' kernels inherit it
+        try:
+            return build_book(profile, root, source=source, only=only, skip_html=skip_html, force=force,
+                              train=train, teacher=teacher, replace_data=replace_data, sweep=sweep)
+        finally:
+            if previous is None:
+                os.environ.pop(R.RUNS_ENV, None)
+            else:
+                os.environ[R.RUNS_ENV] = previous
     prof = get_profile(profile)
     if only:
         names = {j.name for j in notebook_jobs(prof)} | {j.name.split("/")[-1] for j in notebook_jobs(prof)}
@@ -586,8 +688,10 @@ def build_book(profile: str = "laptop", root: str | Path = ".", *, source: str |
     root = prepare_root(Path(root), Path(source) if source else None)
     _log(f"profile {prof.name}: {prof.description}")
     ensure_data(prof, root, replace=replace_data)
-    if train:
-        train_plans(prof, root)
+    if train and not train_plans(prof, root, sweep=sweep):
+        _log(f"runs: jobs submitted; run this same command again when they are done (finished runs are reused; "
+             f"`cmlib sweep --profile {prof.name} --status` shows where they stand)")
+        return 0
     write_demo_hand_in(prof, root)
     execute_notebooks(prof, root, only=only, force=force)
     write_generated(prof, root)
@@ -598,7 +702,7 @@ def build_book(profile: str = "laptop", root: str | Path = ".", *, source: str |
 
 
 def make_stored_runs(models: Sequence[str] | None = None, root: str | Path = ".", *,
-                     dry_run: bool = False, profile: str = "laptop") -> int:
+                     dry_run: bool = False, profile: str = "laptop", sweep: dict | None = None) -> int:
     """(Re)generate the committed run artifacts (``stored`` plans of a profile) in ``results/runs``.
 
     This is the one documented command behind every stored number in the
@@ -628,5 +732,6 @@ def make_stored_runs(models: Sequence[str] | None = None, root: str | Path = "."
     if dry_run:
         return 0
     ensure_data(prof, root)
-    train_plans(prof, root, plans=plans, keep_models=False)     # results only: weights are never committed
+    if not train_plans(prof, root, plans=plans, keep_models=False, sweep=sweep, name="stored"):
+        print("jobs submitted; run this same command again when they are done (finished runs are reused)")
     return 0

@@ -8,6 +8,7 @@ deep-learning backend nor the trainer; :func:`train` hands a request to
 """
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,19 @@ from typing import Sequence
 STORED_RUNS_DIR = "results/runs"
 #: Where the runs a build (or a student) trains go, relative to the book root.
 TRAINED_RUNS_DIR = "runs"
+#: ``cmlib book --runs DIR``: one runs folder (e.g. the shared folder a Slurm sweep filled) that the
+#: build and every page read -- and the build trains into -- instead of ``runs/`` and ``results/runs``.
+#: An environment variable, so that the notebooks' kernels (which inherit the build's environment) see it.
+RUNS_ENV = "CMLIB_BOOK_RUNS"
+
+
+def runs_path(root: Path, runs_dir: str) -> Path:
+    """Where the runs of ``runs_dir`` (``runs`` or ``results/runs``) are read: ``root/runs_dir``, or the
+    folder named by :data:`RUNS_ENV` (absolute, or relative to the book root) when it is set."""
+    override = os.environ.get(RUNS_ENV, "").strip()
+    if override:
+        return Path(root) / override if not Path(override).is_absolute() else Path(override)
+    return Path(root) / runs_dir
 
 @dataclass(frozen=True)
 class RunRequest:
@@ -65,7 +79,7 @@ def find(request: RunRequest, root: Path) -> tuple[list, bool]:
     """
     from ..artifacts import find_config_runs
 
-    runs, other_data = find_config_runs(Path(root) / request.runs_dir, request.config(request.seeds[0], root),
+    runs, other_data = find_config_runs(runs_path(root, request.runs_dir), request.config(request.seeds[0], root),
                                         request.seeds)
     return [r for r in runs if r.predictions], other_data
 
@@ -78,7 +92,7 @@ def progress_text(request: RunRequest, root: Path) -> str:
 
     parts = []
     for s in request.seeds:
-        d = request.config(s, root).run_dir(Path(root) / request.runs_dir)
+        d = request.config(s, root).run_dir(runs_path(root, request.runs_dir))
         try:
             st = json.loads((d / "status.json").read_text())
         except (OSError, ValueError):
@@ -95,7 +109,7 @@ def train(request: RunRequest, root: Path, *, keep_models: bool = True, verbose:
     from ..train import train_seeds
 
     results = train_seeds(request.model, str(Path(root) / request.data), epochs=int(request.epochs),
-                          seeds=list(request.seeds), runs_dir=Path(root) / request.runs_dir,
+                          seeds=list(request.seeds), runs_dir=runs_path(root, request.runs_dir),
                           profile=request.profile, verbose=verbose, keep_models=keep_models,
                           **request.overrides)
     return [r.run for r in results]
@@ -117,7 +131,7 @@ def all_runs(root: Path, runs_dir: str = TRAINED_RUNS_DIR, *, model: str | None 
     """Every finished run under ``root/runs_dir`` (the hand-in summary reads these)."""
     from ..artifacts import find_runs
 
-    return find_runs(Path(root) / runs_dir, model=model)
+    return find_runs(runs_path(root, runs_dir), model=model)
 
 
 def option_names() -> tuple[str, ...]:

@@ -1,0 +1,73 @@
+"""The book at scale: `cmlib book --runs DIR`, training through `cmlib sweep`, the thesis grid = the thesis profile."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cmlib import sweep
+from cmlib.book import build, pages
+from cmlib.book import runs as R
+from cmlib.book.profiles import get_profile
+from cmlib.errors import InputError
+
+from conftest import write_tiny_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_thesis_grid_is_the_thesis_profile(tmp_path):
+    prof = get_profile("thesis")
+    text = (REPO / "examples" / "thesis_grid.toml").read_text()
+    assert text == build.grid_text(prof), ("examples/thesis_grid.toml is not the thesis profile's grid; regenerate it "
+                                           "with cmlib.book.build.grid_text(get_profile('thesis'))")
+    # and the file names exactly the runs the book's pages look for (same identities)
+    data = write_tiny_file(tmp_path / "data" / "efeds_mock.h5", n=30)
+    from_file = sweep.load_grid(REPO / "examples" / "thesis_grid.toml", data=data, runs_dir=tmp_path / "runs")
+    from_profile = build.sweep_grid(prof, tmp_path)
+    assert sorted(j.identity for j in from_file.jobs) == sorted(j.identity for j in from_profile.jobs)
+    assert len(from_profile.jobs) == sum(len(p.seeds) for p in build._train_plans(prof))
+
+
+def test_book_trains_through_a_sweep_and_reads_runs_only_in_dir(tmp_path, monkeypatch, capsys):
+    """The smoke profile's basic CNN trained as local sweep jobs into DIR; a page finds it only with DIR."""
+    prof = get_profile("smoke")
+    root = build.prepare_root(tmp_path / "root", REPO)
+    build.ensure_data(prof, root)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setenv(R.RUNS_ENV, str(shared))
+    ok = build.train_plans(prof, root, plans=[prof.models["basic"]], sweep={"executor": "local", "workers": 2})
+    assert ok
+    assert not (root / "runs").exists()
+    assert len(list(shared.glob("basic/*/seed-*/status.json"))) == len(prof.models["basic"].seeds)
+    pr = pages.find_page_runs("basic", "smoke", root=root)
+    assert pr.how == "trained" and len(pr.finished) == len(prof.models["basic"].seeds)
+    # again: nothing to train, the finished runs are reused
+    capsys.readouterr()
+    assert build.train_plans(prof, root, plans=[prof.models["basic"]], sweep={"executor": "local"})
+    assert "2 finished or running, 0 to run" in capsys.readouterr().out
+    # without DIR the page finds nothing: the runs exist only there
+    monkeypatch.delenv(R.RUNS_ENV)
+    assert pages.find_page_runs("basic", "smoke", root=root).how == "missing"
+
+    # the whole build step with --runs DIR: the page's kernel inherits DIR and finds the runs
+    assert build.build_book("smoke", root, only=["basic"], skip_html=True, train=False, runs=shared) == 0
+    nb = json.loads((root / "book" / "generated" / "models" / "basic.ipynb").read_text())
+    assert not nb["metadata"]["cmlib"].get("pending")
+    assert R.RUNS_ENV not in __import__("os").environ          # restored after the build
+    with pytest.raises(InputError, match="is not a folder"):
+        build.build_book("smoke", root, only=["basic"], skip_html=True, train=False, runs=tmp_path / "nope")
+
+
+def test_no_wait_needs_slurm_and_profile_excludes_a_grid(tmp_path):
+    cli = [sys.executable, "-m", "cmlib.cli"]
+    r = subprocess.run(cli + ["stored-runs", "--executor", "local", "--no-wait"], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode != 0 and "--no-wait needs --executor slurm" in r.stderr
+    r = subprocess.run(cli + ["sweep", str(REPO / "examples" / "basic_seeds.toml"), "--profile", "thesis"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and "not both" in r.stderr

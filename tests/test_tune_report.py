@@ -1,0 +1,69 @@
+"""The study report of the tuning page: trials, best, importances, history, and the paired test comparison."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from cmlib import tune
+from cmlib.artifacts import Run
+from cmlib.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+STORED = REPO / "results" / "runs" / "basic"
+
+
+def _study(values):
+    study = optuna.create_study(study_name="t", direction="minimize")
+    dist = {"lr": FloatDistribution(1e-4, 3e-3, log=True), "augment": CategoricalDistribution(["flip", "flip-rot90"])}
+    for i, v in enumerate(values):
+        state = TrialState.PRUNED if v is None else TrialState.COMPLETE
+        study.add_trial(create_trial(params={"lr": 1e-4 * (i + 1), "augment": ["flip", "flip-rot90"][i % 2]},
+                                     distributions=dist, value=v, state=state, intermediate_values={0: 0.1, 1: 0.05},
+                                     user_attrs={"run": f"basic/x{i}/seed-00", "options": {"lr": 1e-4 * (i + 1)}}))
+    return study
+
+
+def test_report_has_every_trial_the_best_and_importances(tmp_path):
+    rep = tune.study_report(_study([0.05, None, 0.03, 0.04, 0.06]), settings={"trials": 5})
+    assert [t["state"] for t in rep["trials"]] == ["complete", "pruned", "complete", "complete", "complete"]
+    assert rep["best"]["number"] == 2 and rep["best"]["run"] == "basic/x2/seed-00"
+    assert set(rep["importances"]) == {"lr", "augment"} and abs(sum(rep["importances"].values()) - 1) < 1e-6
+    assert rep["counts"]["pruned"] == 1 and rep["counts"]["complete"] == 4
+    assert [r["best_so_far"] for r in tune.history(rep)] == [0.05, 0.05, 0.03, 0.03, 0.03]
+    (tmp_path / "r.json").write_text(json.dumps(rep))
+    assert tune.read_report(tmp_path / "r.json")["best"]["number"] == 2
+    assert tune.read_report(tmp_path / "none.json") is None
+    one = tune.study_report(_study([0.05]))
+    assert one["importances"] == {} and "at least 2 complete" in one["importances_note"]
+
+
+def _stored(split: str) -> Run:
+    for d in sorted(STORED.glob("*/seed-00")):
+        r = Run.load(d)
+        if r.config["split"] == split:
+            return r
+    pytest.skip(f"no stored basic run with split {split}")
+
+
+def test_test_comparison_is_paired_and_refuses_different_splits():
+    tvt = _stored("train-val-test")
+    d = tune.test_comparison(tvt, tvt, n_boot=200)
+    assert d.diff == 0 and d.ci95 == (0.0, 0.0) and d.n_clusters == len(tvt.predictions["test"].x)
+    with pytest.raises(InputError, match="differ in split"):
+        tune.test_comparison(tvt, _stored("thesis"))
+
+
+def test_store_trial_run_copies_small_artifacts_only(tmp_path):
+    src = tmp_path / "runs" / "basic" / "g" / "seed-00"
+    src.mkdir(parents=True)
+    for name in ("status.json", "predictions.csv", "best.keras"):
+        (src / name).write_text("x")
+    out = tune.store_trial_run(tmp_path / "runs", "basic/g/seed-00", tmp_path / "stored")
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.csv", "status.json"]
+    with pytest.raises(Exception, match="did not finish"):
+        tune.store_trial_run(tmp_path / "runs", "basic/missing/seed-00", tmp_path / "stored")
