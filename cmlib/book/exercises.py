@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .. import metrics as M
+from ..errors import CmlibError
 from .pages import find_page_runs
 
 DATA = "data/classroom.h5"
@@ -202,12 +203,17 @@ def exercise_markdown(label: str) -> str:
 def solution_markdown(label: str, profile: str) -> str:
     """Run the solution on this build's runs; its code, result and range check in a solution directive."""
     e = get(label)
-    out = e.solve(profile)
+    code = textwrap.dedent(inspect.getsource(e.solve))
+    try:
+        out = e.solve(profile)
+    except CmlibError as exc:      # the runs it reads are not in this build (e.g. still in the compute plan)
+        return (f"````{{solution}} {e.label}\n:class: dropdown\n\nThis build (profile `{profile}`) does not have the "
+                f"runs this solution reads ({exc}). Build the classroom profile (`make book PROFILE=classroom`) to "
+                f"see it run.\n\nThe solution:\n\n```python\n{code}```\n````\n")
     inside = e.lo <= out["value"] <= e.hi
     check = ("within the expected range" if inside else
              f"**outside the expected range** [{_fmt(e.lo)}, {_fmt(e.hi)}] (the `{profile}` profile's runs differ "
              "from the classroom ones this range was set for, or something changed)")
-    code = textwrap.dedent(inspect.getsource(e.solve))
     return (f"````{{solution}} {e.label}\n:class: dropdown\n\n{out['text']} Result: {out['value']:.3g}, {check}.\n\n"
             f"The solution, as it ran when this page was built:\n\n```python\n{code}```\n````\n")
 
