@@ -98,6 +98,7 @@ def breakdown() -> dict:
 
     from cmlib import instrument, physics
     from cmlib import simulate as S
+    from cmlib.simulate import population as P
     from cmlib.schema import IMAGE_STORAGE
 
     cpu = time.process_time
@@ -106,7 +107,7 @@ def breakdown() -> dict:
     instrument.ThermalConversion()
     out["conversion_grid_cpu_s"] = cpu() - t
     t = cpu()
-    S._halo_grid.__wrapped__(13.0, 15.0, 0.01, 1.5, 140.0)
+    P._halo_grid.__wrapped__(13.0, 15.0, 0.01, 1.5, 140.0)
     out["halo_grid_cpu_s"] = cpu() - t
     S.draw_population(16, 0)                      # builds the remaining caches
     t = cpu()
