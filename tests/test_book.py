@@ -37,7 +37,7 @@ def test_every_chapter_is_built(smoke_book):
     assert (html / "index.html").exists()
     files = _toc_files(smoke_book)
     md_pages = {"book/intro", "book/architectures", "book/conclusion", "book/reproduce", "book/classroom",
-                "book/bibliography", "book/cite"}
+                "book/bibliography", "book/cite", "book/physics_facts"}
     assert set(files) == md_pages | {f"book/generated/{j.name}" for j in book.notebook_jobs(SMOKE)}
     for f in files:
         page = html / f"{f}.html"
