@@ -136,3 +136,47 @@ def ranking(models: Mapping[str, Sequence[Predictions]], *, reference: str, meas
         rows.append(row)
     rows.sort(key=lambda r: r["ensemble"])
     return rows
+
+
+def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
+    """Do bfloat16 and float32 runs of the same recipe reach the same test error?  (Issue 12's check.)
+
+    ``runs`` are finished :class:`cmlib.artifacts.Run` objects.  Runs whose semantic
+    configuration is equal except for ``precision`` (and the seed) form one recipe; for
+    each recipe with both precisions, the test ``measure`` of each precision's seeds
+    (mean, std over seeds) and their difference.  ``agree`` is True when the difference
+    of the means is within the larger seed-to-seed standard deviation (bf16 changes a
+    run by round-off only), None when a precision has a single seed (no spread to
+    compare with).  Seeds present in both precisions are also compared pairwise.
+    """
+    from ._io import stable_hash
+    from .config import RunConfig
+
+    recipes: dict[str, dict[str, dict[int, float]]] = {}
+    names: dict[str, str] = {}
+    for r in runs:
+        cfg = RunConfig.from_dict(r.config)
+        key_d = {k: v for k, v in cfg.semantic_dict().items() if k not in ("seed", "precision")}
+        key = stable_hash(key_d, 10)
+        names[key] = cfg.model
+        test = r.predictions.get("test")
+        if test is None:
+            continue
+        recipes.setdefault(key, {}).setdefault(cfg.precision, {})[cfg.seed] = MEASURES[measure](test.x)
+    rows = []
+    for key, by_prec in sorted(recipes.items(), key=lambda kv: names[kv[0]]):
+        if not {"float32", "bfloat16"} <= set(by_prec):
+            continue
+        a, b = by_prec["float32"], by_prec["bfloat16"]
+        ma, mb = float(np.mean(list(a.values()))), float(np.mean(list(b.values())))
+        sa = float(np.std(list(a.values()), ddof=1)) if len(a) > 1 else math.nan
+        sb = float(np.std(list(b.values()), ddof=1)) if len(b) > 1 else math.nan
+        spread = max((s for s in (sa, sb) if not math.isnan(s)), default=math.nan)
+        both = sorted(set(a) & set(b))
+        rows.append({"model": names[key], "recipe": key, "measure": measure,
+                     "float32": {"seeds": sorted(a), "values": [a[s] for s in sorted(a)], "mean": ma, "std": sa},
+                     "bfloat16": {"seeds": sorted(b), "values": [b[s] for s in sorted(b)], "mean": mb, "std": sb},
+                     "diff": mb - ma, "seed_spread": spread,
+                     "agree": None if (len(a) < 2 or len(b) < 2) else bool(abs(mb - ma) <= spread),
+                     "paired_diffs": {s: b[s] - a[s] for s in both}})
+    return rows

@@ -60,3 +60,30 @@ def test_ranking_sorts_by_the_ensemble_and_single_seeds_have_no_spread():
     assert by["deep"]["ensemble"] < by["deep"]["mean_seeds"]
     with pytest.raises(InputError, match="reference 'nope'"):
         compare.ranking(models, reference="nope")
+
+
+def _run(model, seed, precision, noise, lr=1e-3):
+    from cmlib.artifacts import Run
+    from cmlib.config import RunConfig
+
+    cfg = RunConfig(model=model, seed=seed, precision=precision, lr=lr, data="d.h5", data_sha256="ab" * 32)
+    return Run(path=None, config=cfg.to_dict(), status_info={"status": "complete"},
+               _predictions={"test": _preds(noise, seed=seed + (100 if precision == "bfloat16" else 0))})
+
+
+def test_precision_agreement_pairs_recipes_that_differ_only_in_precision():
+    runs = [_run("basic", s, p, 0.15 + 0.01 * s) for s in range(3) for p in ("float32", "bfloat16")]
+    runs.append(_run("basic", 0, "bfloat16", 0.40, lr=5e-4))     # another recipe, one precision only: no row
+    rows = compare.precision_agreement(runs)
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["model"] == "basic" and r["float32"]["seeds"] == [0, 1, 2] and r["bfloat16"]["seeds"] == [0, 1, 2]
+    assert abs(r["diff"]) < r["seed_spread"] and r["agree"] is True
+    assert set(r["paired_diffs"]) == {0, 1, 2}
+    # a bf16 recipe that is clearly worse than its fp32 twin does not agree
+    worse = [_run("basic", s, "bfloat16", 0.30 + 0.01 * s) for s in range(3)]
+    worse += [_run("basic", s, "float32", 0.15 + 0.01 * s) for s in range(3)]
+    assert compare.precision_agreement(worse)[0]["agree"] is False
+    # one seed per precision: no spread, no verdict
+    assert compare.precision_agreement([_run("basic", 0, "float32", 0.15), _run("basic", 0, "bfloat16", 0.15)]
+                                       )[0]["agree"] is None
