@@ -10,7 +10,8 @@ and tables never retrain (and never import a deep-learning backend)::
         status.json       running | interrupted | complete | diverged, epochs done, best epoch, wall
                           time; for a finished run the size and SHA-256 of every artifact above
                           (checked when the run is reused: a damaged run is never taken as done)
-        history.csv       per epoch: loss, val_loss, lr, epoch_time_s, elapsed_s
+        history.csv       per epoch: loss, val_loss, lr, epoch_time_s (wall time from the previous
+                          epoch's end: steps, validation and bookkeeping), elapsed_s
         predictions.csv   per cluster and subset: id, z, true, predicted, sigma
         metrics.json      metrics per subset (thesis eqs. 4.0.1-4.0.4 and standard ones)
         best.keras        weights at the lowest validation loss   (not committed to git;

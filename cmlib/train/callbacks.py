@@ -190,13 +190,18 @@ class RunRecorder(keras.callbacks.Callback):
         self._since_ckpt = 0.0
         self._last_cost = 0.0
 
+    def on_train_begin(self, logs=None):
+        self._t_mark = time.perf_counter()
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
         self._lr = current_lr(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        dt = time.perf_counter() - self._t0
+        # an epoch's time runs from the previous epoch's end (or the start of training) to this one's end, so
+        # it includes the previous epoch's bookkeeping (checkpoint, history, status): the real cost of an epoch
+        now = time.perf_counter()
+        dt, self._t_mark = now - self._t_mark, now
         self.elapsed_s += dt
         self._since_ckpt += dt
         loss = float(logs.get("loss", math.nan))
