@@ -360,3 +360,26 @@ def test_recipe_comparison_needs_both_runs(book_root):
     rc = pages.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
     assert rc["panels"] == {} and len(rc["notes"]) == 2          # ResNet50V2 and VGG16: nothing on disk yet
     assert all("not started" in n for n in rc["notes"])
+
+
+def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
+    plan, req = pages.request_for("basic", "smoke", data="data/tiny.h5")
+    assert len(req.seeds) >= 2
+    d = _write_run(book_root, req, req.seeds[0], pred_fn=_good, epochs=3)
+    rows = {r["model"]: r for r in pages.run_inventory_rows("smoke", book_root, data="data/tiny.h5")}
+    assert set(rows) == {profiles.display_name(m) for m in profiles.get_profile("smoke").pages()}
+    basic = rows[profiles.display_name("basic")]
+    assert basic["seeds"] == f"1 of {len(req.seeds)}" and basic["epochs"] == f"3 of {req.epochs}"
+    assert basic["stopped by"] == "budget end"                     # constant lr, stopped by the epoch budget
+    assert f"seed {req.seeds[1]}: not started" in basic["still missing"]
+    assert f"seed {req.seeds[0]}:" not in basic["still missing"]   # a finished seed is not 'missing'
+    std = A.Run.load(d).metrics["test"]["std"]
+    assert basic["test std(x) [dex]"] == f"{std:.3f}"
+    others = [r for m, r in rows.items() if m != profiles.display_name("basic")]
+    assert all(r["source"] == "not run yet" and r["seeds"].startswith("0 of") for r in others)
+    # early stopping is recognised from the run's recorded reason
+    A.write_status(d, status="complete", epochs_completed=3, best_epoch=1, wall_time_s=3.0,
+                   stopped_reason="early stopping at epoch 3: no improvement")
+    assert pages.stop_kind(A.Run.load(d)) == "early stopping"
+    md = pages.run_inventory_markdown("smoke", book_root, data="data/tiny.h5")
+    assert md.count("\n| ") == len(rows) + 1 and "not shown to be converged" in md

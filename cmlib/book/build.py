@@ -601,8 +601,9 @@ def _retitle(nb, title: str) -> None:
 
 
 def write_generated(profile: Profile, root: Path) -> None:
-    """The generated pieces of the book: the profile's table of contents and the findings paragraph."""
-    from .pages import fair_comparison, fair_members, find_page_runs, findings_paragraph
+    """The generated pieces of the book: the profile's table of contents, the findings paragraph and the
+    run inventory (what was actually run, per model)."""
+    from .pages import fair_comparison, fair_members, find_page_runs, findings_paragraph, run_inventory_markdown
 
     gen = root / GENERATED
     gen.mkdir(parents=True, exist_ok=True)
@@ -610,6 +611,7 @@ def write_generated(profile: Profile, root: Path) -> None:
     pages = {m: find_page_runs(m, profile.name, root=root) for m in profile.pages()}
     fair = fair_comparison(fair_members(profile.name, root=root))
     atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name, fair=fair) + "\n")
+    atomic_write_text(gen / "run_inventory.md", run_inventory_markdown(profile.name, root))
 
 
 def write_demo_hand_in(profile: Profile, root: Path) -> None:

@@ -26,7 +26,7 @@ __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "req
            "html_table", "provenance_markdown", "run_yourself_markdown", "seed_rows", "summary_rows",
            "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
            "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
-           "config_rows", "training_text", "budgets_markdown", "best_deep_text", "page_sections"]
+           "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections"]
 
 
 class MissingRunsError(CmlibError):
@@ -605,6 +605,61 @@ def budgets_markdown(pages: Mapping[str, PageRuns]) -> str:
         eps = max(r.status_info.get("epochs_completed", 0) for r in p.finished)
         parts.append(f"{display_name(m)}: {p.how}, {n} seed{'s' if n > 1 else ''}, {eps} epoch{'s' if eps != 1 else ''}")
     return "**Budgets.** " + "; ".join(parts) + "."
+
+
+def stop_kind(run) -> str:
+    """Why a finished run stopped: ``early stopping``, ``schedule end`` (an annealed learning rate ran out:
+    converged by construction), ``budget end`` (a constant learning rate stopped by the epoch budget: not
+    shown to be converged) or ``diverged``."""
+    st = run.status_info
+    if run.status == "diverged":
+        return "diverged"
+    if str(st.get("stopped_reason", "")).startswith("early stopping"):
+        return "early stopping"
+    return "schedule end" if run.config.get("lr_schedule", "constant") != "constant" else "budget end"
+
+
+def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:
+    """What was actually run for each model page of a profile: source, protocol, seeds done of planned,
+    epochs, why the runs stopped, test std(x), and where unfinished seeds stand (read-only)."""
+    prof = get_profile(profile)
+    rows = []
+    for m in prof.pages():
+        pr = find_page_runs(m, profile, root=root, data=data)
+        fin = pr.finished
+        eps = sorted({r.status_info.get("epochs_completed", 0) for r in fin})
+        stds = [r.metrics.get("test", {}).get("std", math.nan) for r in fin]
+        kinds = sorted({stop_kind(r) for r in fin})
+        rows.append({
+            "model": display_name(m),
+            "protocol": "fair (train/val/test)" if pr.request.overrides.get("split") == "train-val-test"
+            else "thesis (test set as validation set)",
+            "source": {"stored": "stored runs", "trained": "trained by the build", "missing": "not run yet"}[pr.how],
+            "seeds": f"{len(fin)} of {len(pr.request.seeds)}",
+            "epochs": "\u2013" if not eps else (f"{eps[0]}" if len(eps) == 1 else f"{eps[0]}\u2013{eps[-1]}")
+            + f" of {pr.request.epochs}",
+            "stopped by": ", ".join(kinds) if kinds else "\u2013",
+            "test std(x) [dex]": ("\u2013" if not stds else f"{np.mean(stds):.3f}" if len(stds) == 1
+                                  else f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"),
+            "still missing": "" if len(fin) == len(pr.request.seeds) else R.progress_text(
+                pr.request, Path(root), seeds=[s for s in pr.request.seeds if s not in {r.seed for r in fin}]),
+        })
+    return rows
+
+
+def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | None = None) -> str:
+    """The run inventory as a Markdown table with a one-line summary (the intro includes it)."""
+    rows = run_inventory_rows(profile, root, data=data)
+    cols = list(rows[0]) if rows else []
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(str(r[c]).replace("|", "/") or "\u2013" for c in cols) + " |")
+    done = sum(1 for r in rows if r["source"] != "not run yet")
+    head = (f"**What this build shows** (profile `{profile}`, generated from the run directories when the book "
+            f"was built): {done} of {len(rows)} models have finished runs. A run that stopped at the *budget end* "
+            "(constant learning rate, epoch budget used up) is not shown to be converged; *early stopping* and "
+            "*schedule end* (annealed learning rate) are.")
+    return head + "\n\n" + "\n".join(out) + "\n"
 
 
 def config_rows(pr: PageRuns) -> list[dict]:

@@ -84,14 +84,15 @@ def find(request: RunRequest, root: Path) -> tuple[list, bool]:
     return [r for r in runs if r.predictions], other_data
 
 
-def progress_text(request: RunRequest, root: Path) -> str:
-    """Where the runs of a request stand on disk: 'seed 0: running, epoch 12 of 30; seed 1: not started'."""
+def progress_text(request: RunRequest, root: Path, seeds: Sequence[int] | None = None) -> str:
+    """Where the runs of a request stand on disk: 'seed 0: running, epoch 12 of 30; seed 1: not started'
+    (all of the request's seeds, or only ``seeds``)."""
     import json
 
     from ..artifacts import STATUS_RUNNING
 
     parts = []
-    for s in request.seeds:
+    for s in (request.seeds if seeds is None else seeds):
         d = request.config(s, root).run_dir(runs_path(root, request.runs_dir))
         try:
             st = json.loads((d / "status.json").read_text())
