@@ -288,7 +288,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.workers == 1 and args.executor == "local":
         tune.work(**common, verbose=not args.quiet)
     else:
-        import submitit
+        submitit = sweep.submitit_module()
 
         folder = Path(args.runs_dir) / "tune" / f"{study_name}.jobs" / "%j"
         if args.executor == "slurm":

@@ -33,7 +33,9 @@ import itertools
 import json
 import os
 import shutil
+import logging
 import signal
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -45,6 +47,43 @@ GRID_KEYS = ("data", "epochs", "seeds", "runs_dir", "overrides", "run")
 ENTRY_KEYS = ("model", "models", "seeds", "epochs", "vary")
 #: Status names shown by ``cmlib sweep --status``, in column order.
 STATES = ("done", "diverged", "running", "interrupted", "failed", "pending")
+
+
+class _LiveStreamHandler(logging.StreamHandler):
+    """A log handler that writes to whatever ``sys.stdout``/``sys.stderr`` is *now*.
+
+    submitit configures its logger at import with handlers bound to the ``sys.stderr`` of that
+    moment; if that stream is later closed (a replaced stream in an embedding program, pytest's
+    capture), a late log line from submitit (a job cancelled at garbage collection) raises in
+    the handler and can take the interpreter's stderr with it.
+    """
+
+    def __init__(self, which: str, level: int) -> None:
+        self._which = which
+        super().__init__()
+        self.setLevel(level)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return getattr(sys, self._which)
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the live stream wins
+        pass
+
+
+def submitit_module():
+    """``import submitit``, with its log handlers writing to the current standard streams."""
+    import submitit
+
+    log = logging.getLogger("submitit")
+    for h in list(log.handlers):
+        if type(h) is logging.StreamHandler:        # submitit's own: bound to the streams of import time
+            live = _LiveStreamHandler("stdout" if h.level < logging.WARNING else "stderr", h.level)
+            live.setFormatter(h.formatter)
+            log.removeHandler(h)
+            log.addHandler(live)
+    return submitit
 
 
 # ---------------------------------------------------------------- the grid
@@ -217,7 +256,7 @@ class TrainJob:
         return {"status": r.status, "reused": r.reused, "path": str(r.path), "seconds": time.time() - t0}
 
     def checkpoint(self, *args: Any, **kwargs: Any):
-        import submitit
+        submitit = submitit_module()
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
@@ -266,7 +305,7 @@ def local_workers(requested: int | None = None) -> tuple[int, int, int]:
 
 
 def _slurm_executor(folder: Path, opts: SlurmOptions):
-    import submitit
+    submitit = submitit_module()
 
     if not shutil.which("sbatch"):
         raise CmlibError("--executor slurm needs Slurm's sbatch on PATH (run on a cluster login node, or use "
@@ -360,7 +399,7 @@ def run_sweep(grid: Grid, *, executor: str = "local", workers: int | None = None
 
     Finished runs are skipped without a job. Returns one :class:`Outcome` per job.
     """
-    import submitit
+    submitit = submitit_module()
 
     from .train import is_locked
 

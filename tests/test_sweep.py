@@ -211,3 +211,29 @@ def test_example_grids_are_valid(tmp_path, data):
     assert len(thesis.jobs) == 11 * 10 + 1 + 1 + 3 * 10       # models; overfit, lr, tvt, nll, 10-band experiments
     assert {j.config["epochs"] for j in thesis.jobs if j.config["model"] == "krippendorf2023"} == {500}
     assert len(sweep.load_grid(examples / "basic_seeds.toml", data=data, runs_dir=tmp_path).jobs) == 8
+
+
+def test_submitit_logs_go_to_the_current_streams_not_a_closed_one(capsys):
+    """submitit binds its log handlers to the streams of import time; a late log line after that stream was
+    closed (pytest's capture, an embedding program) must not fail - CI once lost sys.stderr that way."""
+    import io
+    import logging
+
+    log = logging.getLogger("submitit")
+    saved = list(log.handlers)
+    dead = io.StringIO()
+    stale = logging.StreamHandler(dead)
+    stale.setLevel(logging.WARNING)
+    log.addHandler(stale)
+    dead.close()
+    try:
+        sweep.submitit_module()
+        assert stale not in log.handlers
+        log.warning("job 12 cancelled at deletion")
+        err = capsys.readouterr().err
+        assert "job 12 cancelled at deletion" in err and "Logging error" not in err
+    finally:
+        for h in list(log.handlers):
+            log.removeHandler(h)
+        for h in saved:
+            log.addHandler(h)
