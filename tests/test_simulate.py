@@ -387,3 +387,20 @@ def test_efeds_comparison_and_calibration_tables(population, tmp_path):
     summ = V.calibration_summary(res)
     assert summ["n_seeds"] == 1 and summ["in_target"]
     assert V.ablation_rows(res)[0]["basic CNN std(x) [dex]"] == "0.200"
+
+
+def test_expected_clusters_per_field_is_read_from_a_simulated_file(tmp_path):
+    """The data-catalogue page's 'clusters per 140 deg²' row reads the simulator's record (it once showed nan)."""
+    from cmlib import data as D
+    from cmlib.simulate import validation as V
+
+    f = S.simulate_to_file(tmp_path / "a.h5", 6, seed=1, progress=False, workers=0)
+    info = D.describe(f)
+    n = V.expected_per_field(info)
+    assert n is not None and 300 < n < 600          # eFEDS-like: ~441 per 140 deg² (facts: selection)
+    rows = V.efeds_comparison(np.zeros(6) + 14.1, np.linspace(0.1, 0.8, 6), {}, expected_per_field=n)
+    assert rows[-1]["quantity"].startswith("clusters per 140") and rows[-1]["mock"] == n and rows[-1]["within"]
+    # a file that carries no record (an imported one) has no row, not a nan
+    assert V.expected_per_field({"provenance": {"other": {}}}) is None
+    other = {"provenance": {"other": {"expected_selected_in_survey": 100.0, "survey_area_deg2": 70.0}}}
+    assert V.expected_per_field(other) == 200.0

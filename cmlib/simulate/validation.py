@@ -32,6 +32,20 @@ def _q_err(q: float, spread: float, n: int = N_FIELD) -> float:
     return spread * math.sqrt(q * (1 - q) / n) / norm.pdf(x)
 
 
+def expected_per_field(info: dict) -> float | None:
+    """Expected clusters per 140 deg² (one eFEDS-sized field) recorded by the simulator in a data file.
+
+    ``info`` is :func:`cmlib.data.describe` of the file.  The simulator stores the expected number
+    of selected clusters in its survey area; scaled here to 140 deg².  None for files that do
+    not carry it (an imported LMU file).
+    """
+    other = (info.get("provenance") or {}).get("other") or {}
+    n, area = other.get("expected_selected_in_survey"), other.get("survey_area_deg2", 140.0)
+    if n is None or not area:
+        return None
+    return float(n) * 140.0 / float(area)
+
+
 def efeds_comparison(log_m500, z, catalog: dict, expected_per_field: float | None = None) -> list[dict]:
     """Rows (quantity, eFEDS, mock, tolerance, within) comparing a mock catalogue with eFEDS."""
     e = EFEDS_CHIU2022
