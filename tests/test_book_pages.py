@@ -383,3 +383,81 @@ def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
     assert pages.stop_kind(A.Run.load(d)) == "early stopping"
     md = pages.run_inventory_markdown("smoke", book_root, data="data/tiny.h5")
     assert md.count("\n| ") == len(rows) + 1 and "not shown to be converged" in md
+
+
+def test_pages_execute_two_at_a_time_and_a_failure_stops_the_rest(tmp_path, monkeypatch):
+    """execute_notebooks runs pages in parallel (CMLIB_BOOK_WORKERS), keeps the profile's order in what it
+    returns, and on a failing page starts no new page, keeps the failed notebook and raises its error."""
+    import threading
+    import time as _time
+
+    import nbformat
+    import papermill as pm
+
+    from cmlib.errors import CmlibError
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Page")])
+    nbformat.write(nb, tmp_path / "notebooks" / "page.ipynb")
+    jobs = [build.NotebookJob(f"p{i}", "page.ipynb", {"i": i}) for i in range(6)]
+    monkeypatch.setattr(build, "notebook_jobs", lambda prof: jobs)
+    monkeypatch.setattr(build, "pending_runs_page", lambda *a: None)
+    running, peak, started, lock = [0], [0], [], threading.Lock()
+
+    def fake_execute(src, dst, parameters=None, **kw):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            started.append(parameters["i"])
+        _time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        nbformat.write(nb, dst)
+        if parameters["i"] == fail_at[0]:
+            raise pm.PapermillExecutionError(0, 3, "x = 1", "ValueError", "boom", [])
+
+    monkeypatch.setattr(pm, "execute_notebook", fake_execute)
+    prof = profiles.get_profile("smoke")
+    fail_at = [None]
+    monkeypatch.setenv("CMLIB_BOOK_WORKERS", "2")
+    assert build.execute_notebooks(prof, tmp_path, force=True) == [f"p{i}" for i in range(6)]
+    assert peak[0] == 2
+    fail_at[0], started[:] = 1, []
+    with pytest.raises(CmlibError, match="notebook 'p1'.*boom"):
+        build.execute_notebooks(prof, tmp_path, force=True)
+    assert (tmp_path / "book" / "generated" / "p1.FAILED.ipynb").exists()
+    assert len(started) < 6                 # the pages after the failure were not started
+    monkeypatch.setenv("CMLIB_BOOK_WORKERS", "zero")
+    with pytest.raises(InputError, match="CMLIB_BOOK_WORKERS"):
+        build.execute_notebooks(prof, tmp_path, force=True)
+
+
+def test_a_page_whose_kernel_hangs_is_executed_once_more_then_fails(tmp_path, monkeypatch):
+    import nbformat
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
+
+    from cmlib.errors import CmlibError
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Page")])
+    nbformat.write(nb, tmp_path / "notebooks" / "page.ipynb")
+    monkeypatch.setattr(build, "notebook_jobs", lambda prof: [build.NotebookJob("p", "page.ipynb", {})])
+    monkeypatch.setattr(build, "pending_runs_page", lambda *a: None)
+    calls = []
+
+    def flaky(src, dst, **kw):
+        calls.append(1)
+        if len(calls) <= hangs[0]:
+            raise CellTimeoutError("A cell timed out while it was being executed, after 600 seconds.")
+        nbformat.write(nb, dst)
+
+    monkeypatch.setattr(pm, "execute_notebook", flaky)
+    prof = profiles.get_profile("smoke")
+    hangs = [1]
+    assert build.execute_notebooks(prof, tmp_path, force=True, workers=1) == ["p"] and len(calls) == 2
+    calls.clear()
+    hangs[0] = 2
+    with pytest.raises(CmlibError, match="did not finish twice"):
+        build.execute_notebooks(prof, tmp_path, force=True, workers=1)
+    assert len(calls) == 2 and not list((tmp_path / "book" / "generated").glob(".*.tmp.ipynb"))

@@ -367,8 +367,9 @@ def _inputs_key(job: NotebookJob, root: Path, code_hash: str, runs_hash: str) ->
 
 
 #: A cell that runs longer than this has hung (the slowest, building every deep model, takes ~2 min on
-#: two busy cores): the build stops with an error instead of waiting for ever.
-CELL_TIMEOUT_S = 1200
+#: two busy cores; pages never train): the page is executed once more in a fresh kernel, then the build
+#: stops with an error instead of waiting for ever.
+CELL_TIMEOUT_S = 600
 
 
 def _code_hash() -> str:
@@ -377,11 +378,38 @@ def _code_hash() -> str:
     return _tree_hash([Path(cmlib.__file__).resolve().parent], ["*.py"])
 
 
+def notebook_workers() -> int:
+    """How many notebooks execute at once: ``CMLIB_BOOK_WORKERS``, else 2 where there are >= 2 cores.
+
+    A page's kernel spends much of its time starting up, importing and waiting on single-threaded
+    Python, so two at a time use two cores better than one; more rarely pays on a laptop.
+    """
+    env = os.environ.get("CMLIB_BOOK_WORKERS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise InputError(f"CMLIB_BOOK_WORKERS={env!r} is not a whole number; set it to e.g. 1 or 2") from None
+        if n < 1:
+            raise InputError(f"CMLIB_BOOK_WORKERS={n} must be at least 1")
+        return n
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | None = None,
-                      force: bool = False, kernel: str = "python3") -> list[str]:
-    """Execute the profile's pages with papermill; returns the names that were (re)executed."""
+                      force: bool = False, kernel: str = "python3", workers: int | None = None) -> list[str]:
+    """Execute the profile's pages with papermill (``workers`` at a time, default
+    :func:`notebook_workers`); returns the names that were (re)executed, in the profile's order.
+
+    Pages are independent (each reads runs and writes only its own output; shared caches are
+    written atomically), so they may run in any order.  If a page fails, the pages not yet
+    started are not started, the running ones finish, and the first failure is raised.
+    """
+    import concurrent.futures as cf
+
     import nbformat
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     # kernels inherit our environment: make sure figures go inline even if the caller set
     # MPLBACKEND (e.g. Agg in scripts and tests), or plt.show() would draw nothing
@@ -391,10 +419,8 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
                             root / "benchmarks" / "results", root / "results" / "tune",
                             root / GENERATED / "hand-ins"], ["status.json", "metrics.json", "*.json"])
     launch = launch_links(root)
-    done = []
-    for job in notebook_jobs(profile):
-        if only and job.name not in only and job.name.split("/")[-1] not in only:
-            continue
+
+    def run_job(job: NotebookJob) -> str | None:
         out = root / GENERATED / f"{job.name}.ipynb"
         key = _inputs_key(job, root, code_hash, stable_hash([runs_hash, launch], 12))
         if out.exists() and not force:
@@ -404,7 +430,7 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
                 meta = {}
             if meta.get("inputs_key") == key:
                 _log(f"notebooks: {job.name} up to date")
-                continue
+                return None
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.stem}.tmp.ipynb")
         t = time.time()
@@ -414,14 +440,26 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
                                          "params": job.params, "pending": True}
             nbformat.write(pending, tmp)
             os.replace(tmp, out)
-            done.append(job.name)
             _log(f"notebooks: {job.name}: runs pending (page says so)")
-            continue
+            return job.name
         try:
-            pm.execute_notebook(str(root / "notebooks" / job.template), str(tmp), parameters=job.params,
-                                kernel_name=kernel, cwd=str(root), progress_bar=False, log_output=False,
-                                request_save_on_cell_execute=False, execution_timeout=CELL_TIMEOUT_S,
-                                start_timeout=120)
+            for attempt in (1, 2):
+                try:
+                    pm.execute_notebook(str(root / "notebooks" / job.template), str(tmp), parameters=job.params,
+                                        kernel_name=kernel, cwd=str(root), progress_bar=False, log_output=False,
+                                        request_save_on_cell_execute=False, execution_timeout=CELL_TIMEOUT_S,
+                                        start_timeout=120)
+                    break
+                except (CellTimeoutError, DeadKernelError) as exc:
+                    # a kernel that died, or a cell that never answered: seen on loaded machines when a
+                    # kernel message is lost (both sides idle; nteract/papermill#711, jupyter_client#922);
+                    # the page is executed once more in a fresh kernel, then the error stands
+                    tmp.unlink(missing_ok=True)
+                    if attempt == 2:
+                        raise CmlibError(f"notebook '{job.name}' ({job.template}) did not finish twice: "
+                                         f"{type(exc).__name__}: {exc}") from None
+                    _log(f"notebooks: {job.name}: {type(exc).__name__} ({str(exc).splitlines()[0][:120]}); "
+                         "executing it once more in a fresh kernel")
         except pm.PapermillExecutionError as exc:
             failed = root / GENERATED / f"{job.name}.FAILED.ipynb"
             if tmp.exists():
@@ -439,9 +477,34 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
         nbformat.write(nb, tmp)
         os.replace(tmp, out)
         (root / GENERATED / f"{job.name}.FAILED.ipynb").unlink(missing_ok=True)
-        done.append(job.name)
         _log(f"notebooks: {job.name} executed in {time.time() - t:.0f} s")
-    return done
+        return job.name
+
+    jobs = [j for j in notebook_jobs(profile) if not only or j.name in only or j.name.split("/")[-1] in only]
+    n = max(1, min(workers or notebook_workers(), len(jobs) or 1))
+    if n == 1:
+        return [name for name in (run_job(j) for j in jobs) if name]
+    with cf.ThreadPoolExecutor(max_workers=n, thread_name_prefix="cmlib-page") as pool:
+        futures = [pool.submit(run_job, j) for j in jobs]
+        try:
+            for f in cf.as_completed(futures):
+                if f.exception() is not None:
+                    for other in futures:
+                        other.cancel()      # pages not started yet are not started
+                    break
+        except BaseException:
+            for other in futures:
+                other.cancel()
+            raise
+    names = []
+    for f in futures:          # the first failure, in the profile's order, is raised
+        if f.cancelled():
+            continue
+        if f.exception() is not None:
+            raise f.exception()
+        if f.result():
+            names.append(f.result())
+    return names
 
 
 def pending_runs_page(job: NotebookJob, profile: Profile, root: Path):
