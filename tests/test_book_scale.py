@@ -1,18 +1,13 @@
 """The book at scale: `cmlib book --runs DIR`, training through `cmlib sweep`, the thesis grid = the thesis profile."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from cmlib import sweep
-from cmlib.book import build, pages
-from cmlib.book import runs as R
+from cmlib.book import build
 from cmlib.book.profiles import get_profile
-from cmlib.errors import InputError
 
 from conftest import write_tiny_file
 
@@ -32,35 +27,58 @@ def test_thesis_grid_is_the_thesis_profile(tmp_path):
     assert len(from_profile.jobs) == sum(len(p.seeds) for p in build._train_plans(prof))
 
 
-def test_book_trains_through_a_sweep_and_reads_runs_only_in_dir(tmp_path, monkeypatch, capsys):
-    """The smoke profile's basic CNN trained as local sweep jobs into DIR; a page finds it only with DIR."""
-    prof = get_profile("smoke")
-    root = build.prepare_root(tmp_path / "root", REPO)
-    build.ensure_data(prof, root)
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    monkeypatch.setenv(R.RUNS_ENV, str(shared))
-    ok = build.train_plans(prof, root, plans=[prof.models["basic"]], sweep={"executor": "local", "workers": 2})
-    assert ok
-    assert not (root / "runs").exists()
-    assert len(list(shared.glob("basic/*/seed-*/status.json"))) == len(prof.models["basic"].seeds)
-    pr = pages.find_page_runs("basic", "smoke", root=root)
-    assert pr.how == "trained" and len(pr.finished) == len(prof.models["basic"].seeds)
-    # again: nothing to train, the finished runs are reused
-    capsys.readouterr()
-    assert build.train_plans(prof, root, plans=[prof.models["basic"]], sweep={"executor": "local"})
-    assert "2 finished or running, 0 to run" in capsys.readouterr().out
-    # without DIR the page finds nothing: the runs exist only there
-    monkeypatch.delenv(R.RUNS_ENV)
-    assert pages.find_page_runs("basic", "smoke", root=root).how == "missing"
+_SWEEP_BOOK = r"""
+import json, os, sys
+from pathlib import Path
+from cmlib.book import build
+from cmlib.book import runs as R
+from cmlib.book.profiles import get_profile
+from cmlib.errors import InputError
 
-    # the whole build step with --runs DIR: the page's kernel inherits DIR and finds the runs
-    assert build.build_book("smoke", root, only=["basic"], skip_html=True, train=False, runs=shared) == 0
-    nb = json.loads((root / "book" / "generated" / "models" / "basic.ipynb").read_text())
-    assert not nb["metadata"]["cmlib"].get("pending")
-    assert R.RUNS_ENV not in __import__("os").environ          # restored after the build
-    with pytest.raises(InputError, match="is not a folder"):
-        build.build_book("smoke", root, only=["basic"], skip_html=True, train=False, runs=tmp_path / "nope")
+REPO, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+prof = get_profile("smoke")
+root = build.prepare_root(tmp / "root", REPO)
+build.ensure_data(prof, root)
+shared = tmp / "shared"
+shared.mkdir()
+os.environ[R.RUNS_ENV] = str(shared)
+assert build.train_plans(prof, root, plans=[prof.models["basic"]], sweep={"executor": "local", "workers": 2})
+assert not (root / "runs").exists()
+assert len(list(shared.glob("basic/*/seed-*/status.json"))) == len(prof.models["basic"].seeds)
+pr = pages.find_page_runs("basic", "smoke", root=root)
+assert pr.how == "trained" and len(pr.finished) == len(prof.models["basic"].seeds)
+print("SECOND SWEEP", flush=True)
+# again: nothing to train, the finished runs are reused
+assert build.train_plans(prof, root, plans=[prof.models["basic"]], sweep={"executor": "local"})
+# without DIR the page finds nothing: the runs exist only there
+del os.environ[R.RUNS_ENV]
+assert pages.find_page_runs("basic", "smoke", root=root).how == "missing"
+# the whole build step with --runs DIR: the page's kernel inherits DIR and finds the runs
+assert build.build_book("smoke", root, only=["basic"], skip_html=True, train=False, runs=shared) == 0
+nb = json.loads((root / "book" / "generated" / "models" / "basic.ipynb").read_text())
+assert not nb["metadata"]["cmlib"].get("pending")
+assert R.RUNS_ENV not in os.environ          # restored after the build
+try:
+    build.build_book("smoke", root, only=["basic"], skip_html=True, train=False, runs=tmp / "nope")
+except InputError as exc:
+    assert "is not a folder" in str(exc)
+else:
+    raise AssertionError("a missing --runs folder was accepted")
+print("SWEEP BOOK OK", flush=True)
+"""
+
+
+def test_book_trains_through_a_sweep_and_reads_runs_only_in_dir(tmp_path):
+    """The smoke profile's basic CNN trained as local sweep jobs into DIR; a page finds it only with DIR.
+
+    Runs in a child process: submitit's local jobs and the page kernels inherit the standard streams, and
+    under pytest's fd capture something in that stack closed pytest's capture file (CI lost sys.stderr).
+    """
+    r = subprocess.run([sys.executable, "-c", _SWEEP_BOOK, str(REPO), str(tmp_path)], capture_output=True,
+                       text=True, timeout=1200)
+    assert r.returncode == 0 and "SWEEP BOOK OK" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    second = r.stdout.split("SECOND SWEEP", 1)[1]
+    assert "2 finished or running, 0 to run" in second      # the finished runs were reused, no job
 
 
 def test_no_wait_needs_slurm_and_profile_excludes_a_grid(tmp_path):
