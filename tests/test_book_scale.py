@@ -89,3 +89,11 @@ def test_no_wait_needs_slurm_and_profile_excludes_a_grid(tmp_path):
     r = subprocess.run(cli + ["sweep", str(REPO / "examples" / "basic_seeds.toml"), "--profile", "thesis"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode != 0 and "not both" in r.stderr
+
+
+def test_sweep_profile_status_names_the_missing_data_file(tmp_path):
+    """`cmlib sweep --profile P --status` reads the profile's grid (it once died on a NameError)."""
+    r = subprocess.run([sys.executable, "-m", "cmlib.cli", "sweep", "--profile", "smoke", "--status"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "smoke.h5" in r.stderr and "does not exist" in r.stderr
