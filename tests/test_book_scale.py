@@ -30,7 +30,7 @@ def test_thesis_grid_is_the_thesis_profile(tmp_path):
 _SWEEP_BOOK = r"""
 import json, os, sys
 from pathlib import Path
-from cmlib.book import build
+from cmlib.book import build, pages
 from cmlib.book import runs as R
 from cmlib.book.profiles import get_profile
 from cmlib.errors import InputError
