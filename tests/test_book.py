@@ -70,6 +70,14 @@ def test_executed_notebooks_are_clean(smoke_book):
             assert nb.cells[0].source.startswith(f"# {job.title}")
 
 
+def test_data_catalogue_shows_calibration_ablation_and_the_efeds_table(smoke_book):
+    """The mock-v2 evidence is on the page: calibration, ablation (from results/mock) and a complete eFEDS table."""
+    text = (smoke_book / "_build" / "html" / "book" / "generated" / "data_catalogue.html").read_text()
+    assert "Basic CNN on mock v2: thesis" in text and "not stored yet" not in text
+    assert "switched off" in text and "no_extent" in text          # the ablation table
+    assert "clusters per 140 deg" in text and "nan" not in re.sub(r"<[^>]+>", "", text).split("clusters per 140")[1][:80]
+
+
 def test_architecture_pages_show_figures_and_provenance(smoke_book):
     html = smoke_book / "_build" / "html" / "book" / "generated" / "models"
     for m in PAGE_MODELS:

@@ -40,7 +40,7 @@ from .profiles import Profile, RunPlan, deep_models, display_name, get_profile
 #: What a book root holds (copied into a scratch root by :func:`prepare_root`): the book's own files,
 #: the committed run artifacts and the measured benchmark numbers the pages quote.
 SOURCES = ("_config.yml", "_toc.yml", "_static", "_assets", "book", "notebooks", "references.bib",
-           "results/runs", "results/tune", "benchmarks/results")
+           "results/runs", "results/tune", "results/mock", "benchmarks/results")
 GENERATED = Path("book") / "generated"
 #: The files that make a folder a book root.
 ROOT_MARKERS = ("_config.yml", "notebooks")
