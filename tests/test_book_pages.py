@@ -338,6 +338,15 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "did-not-learn"
     assert "±" not in next(r for r in rows if r["model"] == "ResNet50V2")["std(x) test, per seed"]   # one seed
     assert "no comparison is possible yet" in pages.fair_answer(pages.fair_comparison({"vgg16": flat}))
+    # runs made on another version of the data are never compared (other clusters): pending, saying why
+    import dataclasses
+    other = pages.fair_comparison({"basic": dataclasses.replace(basic, data_mismatch=True), "resnet50v2": good},
+                                  n_boot=100)
+    assert other["rows"] == [] and "another version of the data file" in " ".join(other["pending"])
+    mixed = pages.fair_comparison({"basic": basic, "resnet50v2": dataclasses.replace(good, data_mismatch=True)},
+                                  n_boot=100)
+    assert "ResNet50V2" not in {r["model"] for r in mixed["rows"]}
+    assert mixed["pending"] == ["ResNet50V2 (its stored runs were made on another version of the data file)"]
 
 
 def test_training_benchmark_rows_read_the_benchmark(tmp_path):

@@ -990,8 +990,11 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     """
     from .. import compare
 
-    have = {m: pr for m, pr in members.items() if pr.finished}
-    pending = [display_name(m) for m, pr in members.items() if not pr.finished]
+    # runs made on another version of the data file are never compared: their test clusters are other clusters
+    have = {m: pr for m, pr in members.items() if pr.finished and not pr.data_mismatch}
+    pending = [display_name(m) + (" (its stored runs were made on another version of the data file)"
+                                  if pr.finished and pr.data_mismatch else "")
+               for m, pr in members.items() if m not in have]
     if "basic" not in have:
         return {"rows": [], "pending": pending, "n_test": 0}
     preds = {display_name(m): [r.predictions["test"] for r in pr.finished] for m, pr in have.items()}
