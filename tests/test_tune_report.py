@@ -42,12 +42,12 @@ def test_report_has_every_trial_the_best_and_importances(tmp_path):
     assert one["importances"] == {} and "at least 2 complete" in one["importances_note"]
 
 
-def _stored(split: str) -> Run:
+def _stored(split: str, data_sha256: str | None = None) -> Run:
     for d in sorted(STORED.glob("*/seed-00")):
         r = Run.load(d)
-        if r.config["split"] == split:
+        if r.finished and r.config["split"] == split and data_sha256 in (None, r.config["data_sha256"]):
             return r
-    pytest.skip(f"no stored basic run with split {split}")
+    pytest.skip(f"no stored basic run with split {split}" + (f" on data {data_sha256[:12]}" if data_sha256 else ""))
 
 
 def test_test_comparison_is_paired_and_refuses_different_splits():
@@ -55,7 +55,7 @@ def test_test_comparison_is_paired_and_refuses_different_splits():
     d = tune.test_comparison(tvt, tvt, n_boot=200)
     assert d.diff == 0 and d.ci95 == (0.0, 0.0) and d.n_clusters == len(tvt.predictions["test"].x)
     with pytest.raises(InputError, match="differ in split"):
-        tune.test_comparison(tvt, _stored("thesis"))
+        tune.test_comparison(tvt, _stored("thesis", tvt.config["data_sha256"]))    # same data, other split
 
 
 def test_store_trial_run_copies_small_artifacts_only(tmp_path):

@@ -619,6 +619,27 @@ def stop_kind(run) -> str:
     return "schedule end" if run.config.get("lr_schedule", "constant") != "constant" else "budget end"
 
 
+def _missing_seeds_text(pr: PageRuns, root: Path, seeds: Sequence[int]) -> str:
+    """'seeds 1, 2 not started; seed 0 in progress (epoch 12 of 30)': where the missing seeds stand on disk."""
+    import json
+
+    from ..artifacts import STATUS_RUNNING
+
+    waiting, other = [], []
+    for s in seeds:
+        d = pr.request.config(s, root).run_dir(R.runs_path(root, pr.request.runs_dir))
+        try:
+            st = json.loads((d / "status.json").read_text())
+        except (OSError, ValueError):
+            waiting.append(s)
+            continue
+        state = "in progress" if st.get("status") == STATUS_RUNNING else st.get("status", "unknown")
+        other.append(f"seed {s} {state} (epoch {st.get('epochs_completed', 0)} of {pr.request.epochs})")
+    parts = ([f"seed{'s' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} not started"]
+             if waiting else []) + other
+    return "; ".join(parts)
+
+
 def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:
     """What was actually run for each model page of a profile: source, protocol, seeds done of planned,
     epochs, why the runs stopped, test std(x), and where unfinished seeds stand (read-only)."""
@@ -641,8 +662,8 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
             "stopped by": ", ".join(kinds) if kinds else "\u2013",
             "test std(x) [dex]": ("\u2013" if not stds else f"{np.mean(stds):.3f}" if len(stds) == 1
                                   else f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"),
-            "still missing": "" if len(fin) == len(pr.request.seeds) else R.progress_text(
-                pr.request, Path(root), seeds=[s for s in pr.request.seeds if s not in {r.seed for r in fin}]),
+            "still missing": _missing_seeds_text(pr, Path(root), [s for s in pr.request.seeds
+                                                                 if s not in {r.seed for r in fin}]),
         })
     return rows
 
