@@ -156,6 +156,28 @@ def amortised_overhead(steady_overhead: float, full_step_only_s: float, checkpoi
     return steady_overhead * (1.0 + checkpoint_s / interval)
 
 
+def _write(args, rows, models, clusters, pad, load_before, complete: bool) -> dict:
+    by = {(r["model"], r["precision"]): r for r in rows}
+    ratios = {m: by[(m, "float32")]["epoch_step_only_s"] / by[(m, "bfloat16")]["epoch_step_only_s"]
+              for m in models if (m, "float32") in by and (m, "bfloat16") in by}
+    out = {
+        "benchmark": "training (step-only vs whole epoch, float32 vs bfloat16)",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "cmlib_version": __version__, "input": args.input, "quick": bool(args.quick),
+        "settings": {"clusters": clusters, "epochs": args.epochs, "timed_epochs": args.epochs - 1},
+        "machine": {**hardware.describe(), "platform": platform.platform(), "python": platform.python_version(),
+                    "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+                    "gpus": [g["name"] for g in hardware.gpus()], "loadavg_before": load_before,
+                    "loadavg_after": _load()},
+        "rows": rows, "complete": complete,
+        "bf16_speedup": ratios,
+        "overhead_target": TARGET_OVERHEAD,
+        "overhead_within_target": {r["model"] + "/" + r["precision"]: r["overhead"] <= TARGET_OVERHEAD for r in rows},
+    }
+    atomic_write_json(args.out, out)
+    return ratios
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
@@ -207,24 +229,8 @@ def main() -> int:
                   f"overhead x{row['overhead']:.2f} (steady x{row['overhead_steady']:.2f}, subset "
                   f"x{row['overhead_subset']:.2f}, checkpoint {row['checkpoint_s']:.2f} s)  load {row['load'][0]}",
                   flush=True)
-    by = {(r["model"], r["precision"]): r for r in rows}
-    ratios = {m: by[(m, "float32")]["epoch_step_only_s"] / by[(m, "bfloat16")]["epoch_step_only_s"]
-              for m in models if (m, "float32") in by and (m, "bfloat16") in by}
-    out = {
-        "benchmark": "training (step-only vs whole epoch, float32 vs bfloat16)",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cmlib_version": __version__, "input": args.input, "quick": bool(args.quick),
-        "settings": {"clusters": clusters, "epochs": args.epochs, "timed_epochs": args.epochs - 1},
-        "machine": {**hardware.describe(), "platform": platform.platform(), "python": platform.python_version(),
-                    "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-                    "gpus": [g["name"] for g in hardware.gpus()], "loadavg_before": load_before,
-                    "loadavg_after": _load()},
-        "rows": rows,
-        "bf16_speedup": ratios,
-        "overhead_target": TARGET_OVERHEAD,
-        "overhead_within_target": {r["model"] + "/" + r["precision"]: r["overhead"] <= TARGET_OVERHEAD for r in rows},
-    }
-    atomic_write_json(args.out, out)
+            _write(args, rows, models, clusters, pad, load_before, complete=False)   # nothing measured is lost
+    ratios = _write(args, rows, models, clusters, pad, load_before, complete=True)
     print(json.dumps({"bf16_speedup": {k: round(v, 2) for k, v in ratios.items()}}))
     print(f"wrote {args.out}")
     return 0
