@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="data/efeds_mock.h5")
     ap.add_argument("--runs-dir", default="runs", help="where the trials' run directories go (default runs/)")
     ap.add_argument("--space", default="examples/space_basic.toml")
-    ap.add_argument("--study", default="basic-tvt")
+    ap.add_argument("--study", default="basic-tvt-2")   # basic-tvt: the zero output start only
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
