@@ -324,3 +324,20 @@ class ArrayHasher:
 def stable_hash(obj: Any, length: int = 12) -> str:
     """Short hex digest of a JSON-serialisable object (key order does not matter)."""
     return hashlib.sha256(to_json(obj).encode()).hexdigest()[:length]
+
+
+def read_toml(path: str | os.PathLike, *, missing: str, invalid: str) -> tuple[Path, dict]:
+    """A TOML file as ``(path, dict)``, or :class:`InputError` naming the problem and the fix.
+
+    ``missing`` and ``invalid`` are the messages for a file that does not exist and one that is not
+    TOML; they may use ``{path}`` and (``invalid``) ``{error}``.
+    """
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(missing.format(path=p))
+    try:
+        return p, tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(invalid.format(path=p, error=exc)) from None

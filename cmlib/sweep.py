@@ -37,10 +37,10 @@ import logging
 import signal
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ._io import read_toml
 from .errors import CmlibError, InputError
 
 GRID_KEYS = ("data", "epochs", "seeds", "runs_dir", "overrides", "run")
@@ -137,13 +137,9 @@ def load_grid(path: str | os.PathLike, *, runs_dir: str | os.PathLike | None = N
     from .config import overridable, parse_seeds, resolve_config
     from .models.registry import available_models
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"grid file '{p}' does not exist; write one (see `cmlib sweep --help` or examples/)")
-    try:
-        doc = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p} is not valid TOML ({exc}); see `cmlib sweep --help` for the format") from None
+    p, doc = read_toml(path, missing="grid file '{path}' does not exist; write one (see `cmlib sweep --help` or "
+                                     "examples/)",
+                       invalid="{path} is not valid TOML ({error}); see `cmlib sweep --help` for the format")
     unknown = sorted(set(doc) - set(GRID_KEYS))
     if unknown:
         raise InputError(f"{p}: unknown top-level key(s) {', '.join(unknown)}; valid: {', '.join(GRID_KEYS)} "

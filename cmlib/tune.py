@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import os
 import time
-import tomllib
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from ._io import read_toml
 from .errors import CmlibError, InputError
 
 SPACE_PARAM_KEYS = ("low", "high", "log", "step", "choices")
@@ -53,13 +53,9 @@ def load_space(path: str | os.PathLike, model: str) -> tuple[dict[str, dict], di
     """
     from .config import overridable, resolve_config
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"space file '{p}' does not exist; write one (see `cmlib tune --help` or examples/)")
-    try:
-        doc = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p} is not valid TOML ({exc}); see `cmlib tune --help` for the format") from None
+    p, doc = read_toml(path, missing="space file '{path}' does not exist; write one (see `cmlib tune --help` or "
+                                     "examples/)",
+                       invalid="{path} is not valid TOML ({error}); see `cmlib tune --help` for the format")
     options = set(overridable())
     fixed = doc.pop("fixed", {}) or {}
     if not isinstance(fixed, dict):
@@ -326,13 +322,9 @@ def read_recipe_file(path: str | os.PathLike, model: str) -> dict[str, Any]:
     """The options of a recipe file written by :func:`promote` (validated against ``model``)."""
     from .config import overridable
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"recipe file '{p}' does not exist; write one with `cmlib tune ... --promote NAME`")
-    try:
-        doc = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p} is not a valid recipe file ({exc})") from None
+    p, doc = read_toml(path, missing="recipe file '{path}' does not exist; write one with `cmlib tune ... "
+                                     "--promote NAME`",
+                       invalid="{path} is not a valid recipe file ({error})")
     if doc.get("model") != model:
         raise InputError(f"{p} is a recipe for model '{doc.get('model')}', not '{model}'; pass --model "
                          f"{doc.get('model')} or another recipe file")
