@@ -621,20 +621,10 @@ def stop_kind(run) -> str:
 
 def _missing_seeds_text(pr: PageRuns, root: Path, seeds: Sequence[int]) -> str:
     """'seeds 1, 2 not started; seed 0 in progress (epoch 12 of 30)': where the missing seeds stand on disk."""
-    import json
-
-    from ..artifacts import STATUS_RUNNING
-
-    waiting, other = [], []
-    for s in seeds:
-        d = pr.request.config(s, root).run_dir(R.runs_path(root, pr.request.runs_dir))
-        try:
-            st = json.loads((d / "status.json").read_text())
-        except (OSError, ValueError):
-            waiting.append(s)
-            continue
-        state = "in progress" if st.get("status") == STATUS_RUNNING else st.get("status", "unknown")
-        other.append(f"seed {s} {state} (epoch {st.get('epochs_completed', 0)} of {pr.request.epochs})")
+    states = R.seed_states(pr.request, root, seeds)
+    waiting = [s for s, st in states.items() if st is None]
+    other = [f"seed {s} {st['state']} (epoch {st['epoch']} of {pr.request.epochs})"
+             for s, st in states.items() if st is not None]
     parts = ([f"seed{'s' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} not started"]
              if waiting else []) + other
     return "; ".join(parts)

@@ -84,24 +84,31 @@ def find(request: RunRequest, root: Path) -> tuple[list, bool]:
     return [r for r in runs if r.predictions], other_data
 
 
-def progress_text(request: RunRequest, root: Path, seeds: Sequence[int] | None = None) -> str:
-    """Where the runs of a request stand on disk: 'seed 0: running, epoch 12 of 30; seed 1: not started'
-    (all of the request's seeds, or only ``seeds``)."""
+def seed_states(request: RunRequest, root: Path, seeds: Sequence[int] | None = None) -> dict[int, dict | None]:
+    """Each seed's run state on disk (of all the request's seeds, or only ``seeds``): ``None`` when not
+    started, else ``{"state": "in progress" | "complete" | ..., "epoch": epochs completed}``."""
     import json
 
     from ..artifacts import STATUS_RUNNING
 
-    parts = []
+    out: dict[int, dict | None] = {}
     for s in (request.seeds if seeds is None else seeds):
         d = request.config(s, root).run_dir(runs_path(root, request.runs_dir))
         try:
             st = json.loads((d / "status.json").read_text())
         except (OSError, ValueError):
-            parts.append(f"seed {s}: not started")
+            out[s] = None
             continue
         state = st.get("status", "unknown")
-        state = "in progress" if state == STATUS_RUNNING else state
-        parts.append(f"seed {s}: {state}, epoch {st.get('epochs_completed', 0)} of {request.epochs}")
+        out[s] = {"state": "in progress" if state == STATUS_RUNNING else state,
+                  "epoch": st.get("epochs_completed", 0)}
+    return out
+
+
+def progress_text(request: RunRequest, root: Path) -> str:
+    """Where the runs of a request stand on disk: 'seed 0: running, epoch 12 of 30; seed 1: not started'."""
+    parts = [f"seed {s}: not started" if st is None else f"seed {s}: {st['state']}, epoch {st['epoch']} of "
+             f"{request.epochs}" for s, st in seed_states(request, root).items()]
     return "Now: " + "; ".join(parts) + "."
 
 
