@@ -445,6 +445,28 @@ def history(report: Mapping[str, Any]) -> list[dict]:
     return rows
 
 
+COMPARABLE_KEYS = ("data_sha256", "split", "split_seed")   # what two runs must share for a paired test comparison
+
+
+def comparable(tuned, candidates) -> tuple[list, str]:
+    """The ``candidates`` trained on the same data and split as ``tuned``, and why the others are not.
+
+    The second element is empty when every candidate matches; otherwise it names the first
+    difference found (e.g. the data file's hash), so a page can say why it shows no comparison.
+    """
+    same, why = [], ""
+    for r in candidates:
+        diff = [k for k in COMPARABLE_KEYS if r.config.get(k) != tuned.config.get(k)]
+        if not diff:
+            same.append(r)
+        elif not why:
+            k = diff[0]
+            a, b = tuned.config.get(k), r.config.get(k)
+            short = (lambda v: str(v)[:12]) if k == "data_sha256" else repr
+            why = f"{k} {short(a)} (tuned, {tuned.config.get('data')}) vs {short(b)} ({r.config.get('data')})"
+    return same, why
+
+
 def test_comparison(tuned, reference, *, measure: str = "std", n_boot: int = 2000):
     """Paired comparison of two runs on their test set (:func:`cmlib.compare.paired_difference`, tuned - reference).
 

@@ -67,3 +67,50 @@ def test_store_trial_run_copies_small_artifacts_only(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["predictions.csv", "status.json"]
     with pytest.raises(Exception, match="did not finish"):
         tune.store_trial_run(tmp_path / "runs", "basic/missing/seed-00", tmp_path / "stored")
+
+
+def test_comparable_keeps_same_data_runs_and_names_the_difference():
+    import copy
+
+    tvt = _stored("train-val-test")
+    other = copy.copy(tvt)
+    other.config = {**tvt.config, "data_sha256": "f" * 64, "data": "data/smoke.h5"}
+    same, why = tune.comparable(tvt, [other, tvt])
+    assert same == [tvt] and why.startswith("data_sha256 " + tvt.config["data_sha256"][:12]) and "smoke.h5" in why
+    assert tune.comparable(tvt, [tvt]) == ([tvt], "")
+    assert tune.comparable(tvt, [other])[0] == []
+
+
+def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, monkeypatch):
+    """The smoke profile's reference run is on other data than the study: the page says so instead of failing
+    (the CI build of the smoke book stopped here once); on the same data it gives the paired verdict."""
+    import copy
+    import shutil
+    from types import SimpleNamespace
+
+    from cmlib.book import pages
+
+    report = tune.read_report(REPO / "results" / "tune" / "basic.json")
+    if not report or not report.get("best"):
+        pytest.skip("no committed study report with a best trial")
+    best = report["best"]
+    shutil.copytree(REPO / best["stored_in"] / best["run"], tmp_path / best["stored_in"] / best["run"])
+    tuned = Run.load(tmp_path / best["stored_in"] / best["run"])
+    other = copy.copy(tuned)
+    other.config = {**tuned.config, "data_sha256": "f" * 64, "data": "data/smoke.h5"}
+
+    def fake_page_runs(finished):
+        return lambda *a, **k: SimpleNamespace(finished=finished, data="data/smoke.h5",
+                                               request=SimpleNamespace(command=lambda: "cmlib train basic ..."))
+
+    monkeypatch.setattr(pages, "find_page_runs", fake_page_runs([other]))
+    text = pages.tuning_comparison_markdown(report, "smoke", root=tmp_path)
+    assert "No test comparison under the `smoke` profile" in text and "data_sha256" in text
+    assert "--data data/smoke.h5" in text and "On the test set" not in text
+    monkeypatch.setattr(pages, "find_page_runs", fake_page_runs([other, tuned]))
+    text = pages.tuning_comparison_markdown(report, "laptop", root=tmp_path)
+    assert "**On the test set the tuned basic CNN is not distinguishable from the thesis recipe**" in text
+    monkeypatch.setattr(pages, "find_page_runs", fake_page_runs([]))
+    assert "is not on disk: `cmlib train basic ...`" in pages.tuning_comparison_markdown(report, "laptop",
+                                                                                          root=tmp_path)
+    assert "no complete trial" in pages.tuning_comparison_markdown(None, "laptop", root=tmp_path)

@@ -26,7 +26,8 @@ __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "req
            "html_table", "provenance_markdown", "run_yourself_markdown", "seed_rows", "summary_rows",
            "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
            "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
-           "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections"]
+           "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections",
+           "tuning_comparison_markdown"]
 
 
 class MissingRunsError(CmlibError):
@@ -1166,3 +1167,42 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
             "a full run (one write per max(epoch, min(600 s, cost / 5 %))); the overhead is whole / steps only "
             f"(target ≤ {b.get('overhead_target', 1.15)}).")
     return rows, text
+
+
+# ---------------------------------------------------------------- the tuning page
+
+def tuning_comparison_markdown(report: Mapping | None, profile: str, *, root: str | Path = ".",
+                               reference_seed: int = 0, measure: str = "std") -> str:
+    """The tuning page's verdict: the study's best trial against the thesis recipe on the same test set.
+
+    The reference is the profile's train/validation/test run of the basic CNN with the thesis's
+    recipe (``experiment="basic_tvt"``, seed ``reference_seed``).  A paired comparison needs both
+    runs on the same data and split (:func:`cmlib.tune.comparable`); when the study ran on other
+    data than the profile (e.g. the smoke profile's tiny file), the text says so and shows none.
+    """
+    from .. import tune
+    from ..artifacts import Run
+
+    best = report.get("best") if report else None
+    if best is None:
+        return "The study has no complete trial yet, so there is no tuned CNN to compare."
+    ref_pr = find_page_runs("basic", profile, root=root, experiment="basic_tvt")
+    ref = [r for r in ref_pr.finished if int(r.config["seed"]) == reference_seed]
+    if not ref:
+        return f"The thesis-recipe run (seed {reference_seed}) is not on disk: `{ref_pr.request.command()}`."
+    tuned = Run.load(Path(root) / best["stored_in"] / best["run"])
+    same, why = tune.comparable(tuned, ref)
+    head = (f"Best trial: {best['number']} (validation loss {best['value']:.5f}), options "
+            f"{', '.join(f'`{k}={v}`' for k, v in best['options'].items())}.\n\n")
+    if not same:
+        return head + (f"No test comparison under the `{profile}` profile: its thesis-recipe run was trained on other "
+                       f"data or another split than the study ({why}). A paired comparison needs the same test "
+                       "clusters; read this page under the profile whose data the study used, or rerun the study on "
+                       f"this profile's data (`benchmarks/tune_study.py --data {ref_pr.data}`).")
+    d = tune.test_comparison(tuned, same[0], measure=measure)
+    verdict = ("beats" if d.ci95[1] < 0 else "is worse than" if d.ci95[0] > 0 else "is not distinguishable from")
+    return head + (
+        f"Test {measure} of log M over {d.n_clusters} clusters: tuned {d.a:.4f}, thesis recipe {d.b:.4f}; difference "
+        f"{d.diff:+.4f} (68 %: {d.ci68[0]:+.4f} to {d.ci68[1]:+.4f}; 95 %: {d.ci95[0]:+.4f} to {d.ci95[1]:+.4f}); "
+        f"the tuned CNN has the smaller error in {100 * d.p_a_better:.0f} % of the bootstrap resamples.\n\n"
+        f"**On the test set the tuned basic CNN {verdict} the thesis recipe** (95 % interval).")
