@@ -102,15 +102,23 @@ def _wait_for_temp(d: Path, proc, timeout=300.0) -> None:
     raise AssertionError("no temporary file appeared")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_kill_cleans_up_now_or_on_the_next_run(tmp_path, sig):
+@pytest.mark.parametrize("sig,group", [(signal.SIGTERM, False), (signal.SIGTERM, True), (signal.SIGKILL, False)],
+                         ids=["SIGTERM", "SIGTERM-to-group", "SIGKILL"])
+def test_kill_cleans_up_now_or_on_the_next_run(tmp_path, sig, group):
+    """Also SIGTERM to the whole process group (Slurm's scancel, a terminal): the render workers ignore it
+    and the parent stops them; a worker killed while sending its chunk once left the pool's shutdown
+    waiting forever."""
     out = tmp_path / "k.h5"
-    cmd = CMLIB + ["simulate", "--n", "3000", "--out", str(out), "--chunk-size", "256"]
+    # 6000 clusters: the run must still be rendering when the signal comes (3000 took 5 s on an idle machine)
+    cmd = CMLIB + ["simulate", "--n", "6000", "--out", str(out), "--chunk-size", "256"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for_temp(tmp_path, proc)
     time.sleep(1.0)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     rc = proc.wait(timeout=120)
     # render workers die with their parent (no orphan blocking forever)
     t0 = time.time()

@@ -201,11 +201,17 @@ def _render_task(pop_slice: dict, seed: int, params: SimulationParams) -> tuple[
 
 
 def _worker_init(parent: int) -> None:
-    """Render workers die with their parent (Linux PR_SET_PDEATHSIG) and leave Ctrl-C to it."""
+    """Render workers die with their parent (Linux PR_SET_PDEATHSIG) and leave Ctrl-C and SIGTERM to it.
+
+    A worker must not die while it sends a result: the pool's manager thread would wait forever
+    for the rest of the message and the parent could not shut the pool down (seen when a worker
+    was killed on SIGTERM).  So workers ignore both signals (also when Slurm or a terminal signals
+    the whole process group); the parent stops them after their current chunk.
+    """
     import os
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)     # a forked worker inherits the parent's handler
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)     # a forked worker inherits the parent's handler
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -254,8 +260,8 @@ def _iter_rendered(pop: dict, n: int, seed: int, p: SimulationParams, chunk_size
     """Yield (start, stop, images, extras) in order; with a process ``pool`` rendering runs ahead.
 
     With a pool the next chunks are rendered while the caller writes the
-    current one (HDF5 compression holds the GIL, so threads would not
-    overlap).  Results are identical either way (per-cluster random streams).
+    current one (rendering is numpy-bound and holds the GIL for long
+    stretches, so threads would overlap little).  Results are identical either way (per-cluster random streams).
     If the pool breaks (e.g. a script without ``if __name__ == "__main__"``
     under the spawn method), rendering falls back to this process.
     """
@@ -380,8 +386,8 @@ def _simulate_locked(path, n, seed, p, overwrite, chunk_size, progress, workers,
         ok = True
     finally:
         if pool is not None:
-            if not ok:                       # interrupted or failed: do not wait for running chunks
-                for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                    proc.kill()
-            pool.shutdown(wait=True, cancel_futures=True)
+            # interrupted or failed: queued chunks are cancelled and the running ones (at most
+            # workers + 1, about a second each) finish; killing a worker could leave a partial
+            # result message in the pipe, on which ProcessPoolExecutor.shutdown blocks forever
+            pool.shutdown(wait=True, cancel_futures=not ok)
     return Path(path)
