@@ -114,3 +114,17 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
     assert "is not on disk: `cmlib train basic ...`" in pages.tuning_comparison_markdown(report, "laptop",
                                                                                           root=tmp_path)
     assert "no complete trial" in pages.tuning_comparison_markdown(None, "laptop", root=tmp_path)
+
+
+def test_trial_rows_are_formatted_for_reading():
+    from cmlib.book import pages
+
+    rep = tune.study_report(_study([0.0568412, None, 0.221424]), settings={"trials": 3})
+    rep["trials"].append({**rep["trials"][0], "number": 3, "state": "running", "value": None,
+                          "params": {"lr": 0.00056, "augment": "flip"}})
+    rows = pages.tuning_trial_rows(rep)
+    assert [r["best val. loss"] for r in rows] == ["0.0568", "\u2013", "0.2214", "\u2013"]
+    assert rows[0]["lr"] == "1.0e-04" and rows[3]["lr"] == "5.6e-04" and rows[3]["state"] == "running"
+    assert rows[0]["augment"] == "flip" and list(rows[0])[:4] == ["trial", "state", "best val. loss", "epochs"]
+    html = pages.html_table(rows)
+    assert html.count("<tr>") == 5 and "nan" not in html          # header + 4 trials

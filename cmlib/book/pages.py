@@ -27,7 +27,7 @@ __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "req
            "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
            "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
            "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections",
-           "tuning_comparison_markdown"]
+           "tuning_comparison_markdown", "tuning_trial_rows"]
 
 
 class MissingRunsError(CmlibError):
@@ -1206,3 +1206,21 @@ def tuning_comparison_markdown(report: Mapping | None, profile: str, *, root: st
         f"{d.diff:+.4f} (68 %: {d.ci68[0]:+.4f} to {d.ci68[1]:+.4f}; 95 %: {d.ci95[0]:+.4f} to {d.ci95[1]:+.4f}); "
         f"the tuned CNN has the smaller error in {100 * d.p_a_better:.0f} % of the bootstrap resamples.\n\n"
         f"**On the test set the tuned basic CNN {verdict} the thesis recipe** (95 % interval).")
+
+
+def tuning_trial_rows(report: Mapping) -> list[dict]:
+    """One row per trial of a study report, formatted for reading: best validation loss to 4 digits
+    (a dash while a trial runs or after it failed), learning rates in e-notation, fractions to 2 digits."""
+    def cell(k: str, v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.1e}" if k == "lr" or abs(v) < 0.01 else f"{v:.2f}"
+        return str(v)
+
+    rows = []
+    for t in sorted(report["trials"], key=lambda t: t["number"]):
+        v = t.get("value")
+        rows.append({"trial": str(t["number"]), "state": t["state"],
+                     "best val. loss": "\u2013" if v is None or not math.isfinite(v) else f"{v:.4f}",
+                     "epochs": str(t["epochs_reported"]),
+                     **{k.replace("_", " "): cell(k, v) for k, v in t["params"].items()}})
+    return rows
