@@ -114,6 +114,8 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
     assert "is not on disk: `cmlib train basic ...`" in pages.tuning_comparison_markdown(report, "laptop",
                                                                                           root=tmp_path)
     assert "no complete trial" in pages.tuning_comparison_markdown(None, "laptop", root=tmp_path)
+    # a profile without the reference experiment (classroom: its build stopped here with a KeyError)
+    assert "trains no train-val-test run" in pages.tuning_comparison_markdown(report, "classroom", root=tmp_path)
 
 
 def test_trial_rows_are_formatted_for_reading():

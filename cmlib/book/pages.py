@@ -1186,6 +1186,10 @@ def tuning_comparison_markdown(report: Mapping | None, profile: str, *, root: st
     best = report.get("best") if report else None
     if best is None:
         return "The study has no complete trial yet, so there is no tuned CNN to compare."
+    if "basic_tvt" not in get_profile(profile).experiments:
+        return (f"The `{profile}` profile trains no train-val-test run of the thesis recipe (its experiment "
+                "`basic_tvt`), so this build has no reference for a test comparison; the laptop profile's book "
+                "shows it (`make book`).")
     ref_pr = find_page_runs("basic", profile, root=root, experiment="basic_tvt")
     ref = [r for r in ref_pr.finished if int(r.config["seed"]) == reference_seed]
     if not ref:
