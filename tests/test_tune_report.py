@@ -128,5 +128,6 @@ def test_trial_rows_are_formatted_for_reading():
     assert [r["best val. loss"] for r in rows] == ["0.0568", "\u2013", "0.2214", "\u2013"]
     assert rows[0]["lr"] == "1.0e-04" and rows[3]["lr"] == "5.6e-04" and rows[3]["state"] == "running"
     assert rows[0]["augment"] == "flip" and list(rows[0])[:4] == ["trial", "state", "best val. loss", "epochs"]
-    html = pages.html_table(rows)
-    assert html.count("<tr>") == 5 and "nan" not in html          # header + 4 trials
+    html = pages.html_table(rows, nowrap=True)
+    assert html.startswith('<table class="cmlib-table nowrap">') and "nan" not in html
+    assert html.count("<tr>") == 5                                   # header + 4 trials

@@ -147,13 +147,13 @@ def _fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
 
 
 def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
-               headers: Mapping[str, str] | None = None, row_class: str = "_class") -> str:
-    """A simple HTML table; a row's ``_class`` key becomes its CSS class."""
+               headers: Mapping[str, str] | None = None, row_class: str = "_class", nowrap: bool = False) -> str:
+    """A simple HTML table; a row's ``_class`` key becomes its CSS class; ``nowrap`` keeps cells on one line."""
     if not rows:
         return "<p><em>(no rows)</em></p>"
     columns = list(columns or [k for k in rows[0] if not k.startswith("_")])
     headers = headers or {}
-    out = ['<table class="cmlib-table"><thead><tr>']
+    out = [f'<table class="cmlib-table{" nowrap" if nowrap else ""}"><thead><tr>']
     out += [f"<th>{html.escape(headers.get(c, c))}</th>" for c in columns]
     out.append("</tr></thead><tbody>")
     for r in rows:
