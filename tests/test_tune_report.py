@@ -110,6 +110,7 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
     monkeypatch.setattr(pages, "find_page_runs", fake_page_runs([other, tuned]))
     text = pages.tuning_comparison_markdown(report, "laptop", root=tmp_path)
     assert "**On the test set the tuned basic CNN is not distinguishable from the thesis recipe**" in text
+    assert f"`lr={best['options']['lr']:.3g}`" in text and "`split=train-val-test`" in text   # floats to 3 digits
     monkeypatch.setattr(pages, "find_page_runs", fake_page_runs([]))
     assert "is not on disk: `cmlib train basic ...`" in pages.tuning_comparison_markdown(report, "laptop",
                                                                                           root=tmp_path)

@@ -1197,7 +1197,8 @@ def tuning_comparison_markdown(report: Mapping | None, profile: str, *, root: st
     tuned = Run.load(Path(root) / best["stored_in"] / best["run"])
     same, why = tune.comparable(tuned, ref)
     head = (f"Best trial: {best['number']} (validation loss {best['value']:.5f}), options "
-            f"{', '.join(f'`{k}={v}`' for k, v in best['options'].items())}.\n\n")
+            f"{', '.join(f'`{k}={v:.3g}`' if isinstance(v, float) else f'`{k}={v}`' for k, v in best['options'].items())}"
+            ".\n\n")
     if not same:
         return head + (f"No test comparison under the `{profile}` profile: its thesis-recipe run was trained on other "
                        f"data or another split than the study ({why}). A paired comparison needs the same test "
