@@ -362,7 +362,15 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
     rows, text = pages.training_benchmark_rows(f)
     assert [r["precision"] for r in rows] == ["float32", "bfloat16"] and rows[1]["bf16 speed-up"] == "×2.10"
     assert rows[1]["_class"] == "over-target" and rows[0]["_class"] == ""
-    assert "avx512_bf16" in text and "2 CPU cores" in text
+    assert "avx512_bf16" in text and "2 CPU cores" in text and "71×71" not in text
+    # the thesis's padded input beside it (bench_training.py --input thesis)
+    (tmp_path / "training_thesis_input.json").write_text(json.dumps({
+        "created": "2026-11-27T11:00:00+00:00", "machine": {"loadavg_before": [1.5], "loadavg_after": [1.9]},
+        "rows": [{"model": "resnet50v2", "precision": "float32", "input_shape": [71, 71, 3],
+                  "epoch_step_only_s": 190.0, "epoch_whole_s": 200.0, "overhead": 1.05}]}))
+    rows, text = pages.training_benchmark_rows(f)
+    assert [r["input"] for r in rows] == ["50×50×3", "50×50×3", "71×71×3"]
+    assert "×2.00 faster for ResNet50V2" in text and "load average 1.5–1.9" in text
 
 
 def test_recipe_comparison_needs_both_runs(book_root):

@@ -1138,16 +1138,24 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
     return {"panels": panels, "notes": notes, "rows": rows}
 
 
-def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json") -> tuple[list[dict], str]:
-    """The training benchmark (``benchmarks/bench_training.py``) as table rows and a provenance sentence."""
+def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json",
+                            thesis_input: str | Path | None = None) -> tuple[list[dict], str]:
+    """The training benchmark (``benchmarks/bench_training.py``) as table rows and a provenance sentence.
+
+    ``thesis_input`` (default: ``training_thesis_input.json`` beside ``path``, when it exists) is a run of
+    the benchmark with ``--input thesis`` (the padded 71 x 71 input); its rows join the table and the text
+    gives each model's speed-up of the fair recipe's input and precision over the thesis's float32 71 x 71.
+    """
     import json
 
     f = Path(path)
     if not f.exists():
         return [], f"No training benchmark yet: run `python benchmarks/bench_training.py` (writes {path})."
     b = json.loads(f.read_text())
+    t_path = Path(thesis_input) if thesis_input is not None else f.with_name("training_thesis_input.json")
+    t = json.loads(t_path.read_text()) if t_path.exists() else None
     rows = []
-    for r in b["rows"]:
+    for r in b["rows"] + (t["rows"] if t else []):
         rows.append({"model": display_name(r["model"]), "precision": r["precision"],
                      "input": "×".join(map(str, r["input_shape"])),
                      "epoch, steps only [s]": f"{r['epoch_step_only_s']:.1f}",
@@ -1166,6 +1174,16 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
             "on the subset, and checkpoints, whose measured cost is spread as the adaptive policy spreads them over "
             "a full run (one write per max(epoch, min(600 s, cost / 5 %))); the overhead is whole / steps only "
             f"(target ≤ {b.get('overhead_target', 1.15)}).")
+    if t:
+        fair = {r["model"]: r for r in b["rows"] if r["precision"] == "bfloat16"}
+        pairs = [(r["model"], r["epoch_step_only_s"] / fair[r["model"]]["epoch_step_only_s"])
+                 for r in t["rows"] if r["precision"] == "float32" and r["model"] in fair]
+        if pairs:
+            tm = t["machine"]
+            text += (" The 71×71 rows are the thesis's padded input in float32, measured by `bench_training.py "
+                     f"--input thesis` on {t['created'][:10]} (load average {tm['loadavg_before'][0]}–"
+                     f"{tm['loadavg_after'][0]}): the 50×50 bf16 epoch of the fair recipe is "
+                     + ", ".join(f"×{x:.2f} faster for {display_name(m)}" for m, x in pairs) + ".")
     return rows, text
 
 
