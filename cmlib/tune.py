@@ -475,7 +475,7 @@ def test_comparison(tuned, reference, *, measure: str = "std", n_boot: int = 200
     """
     from .compare import paired_difference
 
-    for key in ("data_sha256", "split", "split_seed"):
+    for key in COMPARABLE_KEYS:
         a, b = tuned.config.get(key), reference.config.get(key)
         if a != b:
             raise InputError(f"the runs differ in {key} ({a!r} vs {b!r}): a test comparison needs the same data and "

@@ -261,7 +261,8 @@ def _iter_rendered(pop: dict, n: int, seed: int, p: SimulationParams, chunk_size
 
     With a pool the next chunks are rendered while the caller writes the
     current one (rendering is numpy-bound and holds the GIL for long
-    stretches, so threads would overlap little).  Results are identical either way (per-cluster random streams).
+    stretches, so threads would overlap little).  Results are identical
+    either way (per-cluster random streams).
     If the pool breaks (e.g. a script without ``if __name__ == "__main__"``
     under the spawn method), rendering falls back to this process.
     """
