@@ -277,8 +277,6 @@ def _disk_error(path, exc: OSError, writer=None):
     """
     import errno
 
-    from .errors import CmlibError
-
     text = str(exc)
     full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text \
         or "disk quota" in text.lower() or "errno = 28" in text

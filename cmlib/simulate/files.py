@@ -317,7 +317,6 @@ def simulate_to_file(path, n: int, seed: int = 0, params: SimulationParams | Non
     ``workers`` or an unwritable path, and :class:`cmlib.errors.OutputExistsError`
     if ``path`` exists and ``overwrite`` is false - both before any work is done.
     """
-    import os
     import threading
 
     from .._io import output_lock, prepare_output, remove_stale_temporaries
