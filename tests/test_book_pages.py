@@ -477,3 +477,19 @@ def test_a_page_whose_kernel_hangs_is_executed_once_more_then_fails(tmp_path, mo
     with pytest.raises(CmlibError, match="did not finish twice"):
         build.execute_notebooks(prof, tmp_path, force=True, workers=1)
     assert len(calls) == 2 and not list((tmp_path / "book" / "generated").glob(".*.tmp.ipynb"))
+
+
+def test_precision_rows_read_the_check(tmp_path):
+    f = tmp_path / "precision.json"
+    rows, text = pages.precision_rows(f)
+    assert rows == [] and "precision_check.py --train" in text
+    side = {"seeds": [0, 1, 2], "values": [0.23, 0.235, 0.227], "mean": 0.2307, "std": 0.004}
+    f.write_text(json.dumps({"date": "2026-11-27T15:52:32+00:00", "missing": ["resnet50v2"], "rows": [
+        {"model": "basic", "measure": "std", "float32": side, "bfloat16": {**side, "mean": 0.228, "std": 0.0065},
+         "diff": -0.0027, "seed_spread": 0.0065, "agree": True},
+        {"model": "vgg16", "measure": "std", "float32": {**side, "seeds": [0], "std": None},
+         "bfloat16": {**side, "seeds": [0], "std": None}, "diff": 0.05, "seed_spread": None, "agree": None}]}))
+    rows, text = pages.precision_rows(f)
+    assert rows[0]["float32 test std(x) [dex]"] == "0.231 ± 0.004 (3 seeds)" and rows[0]["difference"] == "-0.003"
+    assert rows[0]["same within the spread"] == "yes" and rows[1]["same within the spread"] == "– (one seed)"
+    assert rows[1]["bfloat16 test std(x) [dex]"] == "0.231 (1 seed)" and "ResNet50V2" in text

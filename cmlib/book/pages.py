@@ -27,7 +27,7 @@ __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "req
            "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
            "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
            "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections",
-           "tuning_comparison_markdown", "tuning_trial_rows"]
+           "tuning_comparison_markdown", "tuning_trial_rows", "precision_rows"]
 
 
 class MissingRunsError(CmlibError):
@@ -1247,3 +1247,30 @@ def tuning_trial_rows(report: Mapping) -> list[dict]:
                      "epochs": str(t["epochs_reported"]),
                      **{k.replace("_", " "): cell(k, v) for k, v in t["params"].items()}})
     return rows
+
+
+def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tuple[list[dict], str]:
+    """The bf16-vs-fp32 accuracy check (``benchmarks/precision_check.py``) as table rows and a sentence."""
+    import json
+
+    f = Path(path)
+    if not f.exists():
+        return [], ("No bf16-vs-fp32 accuracy check yet: `python benchmarks/precision_check.py --train --models basic` "
+                    f"trains both precisions of the same seeds and writes {path}.")
+    b = json.loads(f.read_text())
+
+    def cell(d: Mapping) -> str:
+        sd = "" if d["std"] is None or not math.isfinite(d["std"]) else f" ± {d['std']:.3f}"
+        return f"{d['mean']:.3f}{sd} ({len(d['seeds'])} seed{'s' if len(d['seeds']) != 1 else ''})"
+
+    rows = [{"model": display_name(r["model"]), f"float32 test {r['measure']}(x) [dex]": cell(r["float32"]),
+             f"bfloat16 test {r['measure']}(x) [dex]": cell(r["bfloat16"]),
+             "difference": f"{r['diff']:+.3f}", "seed spread": _fmt(r["seed_spread"]),
+             "same within the spread": {True: "yes", False: "NO", None: "– (one seed)"}[r["agree"]],
+             "_class": "" if r["agree"] is not False else "over-target"} for r in b["rows"]]
+    missing = [display_name(m) for m in b.get("missing", [])]
+    text = (f"Measured by `benchmarks/precision_check.py` on {b['date'][:10]}: finished runs of one recipe that differ "
+            "only in precision, their test error per seed; bf16 changes a run by round-off only if the difference of "
+            "the means is within the seed-to-seed standard deviation."
+            + (f" Not yet run in both precisions: {', '.join(missing)}." if missing else ""))
+    return rows, text
