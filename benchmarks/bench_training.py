@@ -156,7 +156,7 @@ def amortised_overhead(steady_overhead: float, full_step_only_s: float, checkpoi
     return steady_overhead * (1.0 + checkpoint_s / interval)
 
 
-def _write(args, rows, models, clusters, pad, load_before, complete: bool) -> dict:
+def _write(args, rows, models, clusters, load_before, complete: bool) -> dict:
     by = {(r["model"], r["precision"]): r for r in rows}
     ratios = {m: by[(m, "float32")]["epoch_step_only_s"] / by[(m, "bfloat16")]["epoch_step_only_s"]
               for m in models if (m, "float32") in by and (m, "bfloat16") in by}
@@ -229,8 +229,8 @@ def main() -> int:
                   f"overhead x{row['overhead']:.2f} (steady x{row['overhead_steady']:.2f}, subset "
                   f"x{row['overhead_subset']:.2f}, checkpoint {row['checkpoint_s']:.2f} s)  load {row['load'][0]}",
                   flush=True)
-            _write(args, rows, models, clusters, pad, load_before, complete=False)   # nothing measured is lost
-    ratios = _write(args, rows, models, clusters, pad, load_before, complete=True)
+            _write(args, rows, models, clusters, load_before, complete=False)   # nothing measured is lost
+    ratios = _write(args, rows, models, clusters, load_before, complete=True)
     print(json.dumps({"bf16_speedup": {k: round(v, 2) for k, v in ratios.items()}}))
     print(f"wrote {args.out}")
     return 0
