@@ -40,6 +40,10 @@ from ._io import atomic_write_json, atomic_write_text, read_json
 from .errors import CmlibError
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "lr", "epoch_time_s", "elapsed_s")
+#: Optional columns after those: the per-epoch diagnostics of :mod:`cmlib.train.diagnostics` (written when any
+#: row has them; an epoch recorded without them, e.g. before a resume with older code, is left empty).
+DIAGNOSTIC_COLUMNS = ("mse_train_eval", "mse_train_batchstats", "pred_std_train", "label_std_train", "grad_norm",
+                      "grad_norm_first", "grad_norm_last", "dead_relu")
 PREDICTION_COLUMNS = ("subset", "cluster_id", "z", "log_m500_true", "log_m500_pred", "sigma_pred")
 SUBSETS = ("train", "val", "test")
 STATUS_COMPLETE = "complete"
@@ -101,9 +105,11 @@ def format_duration(seconds: float) -> str:
 def history_to_csv(rows: Sequence[dict]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HISTORY_COLUMNS)
+    diag = [c for c in DIAGNOSTIC_COLUMNS if any(c in r for r in rows)]
+    w.writerow(HISTORY_COLUMNS + tuple(diag))
     for r in rows:
-        w.writerow([int(r["epoch"])] + [repr(float(r.get(c, float("nan")))) for c in HISTORY_COLUMNS[1:]])
+        w.writerow([int(r["epoch"])] + [repr(float(r.get(c, float("nan")))) for c in HISTORY_COLUMNS[1:]]
+                   + [repr(float(r[c])) if c in r else "" for c in diag])
     return buf.getvalue()
 
 
@@ -120,6 +126,9 @@ def read_history(path: Path) -> dict[str, np.ndarray]:
     for c in HISTORY_COLUMNS:
         vals = [r.get(c, "nan") for r in rows]
         out[c] = np.asarray(vals, dtype=np.int64 if c == "epoch" else np.float64)
+    for c in DIAGNOSTIC_COLUMNS:                 # only where recorded (see DIAGNOSTIC_COLUMNS)
+        if c in (reader.fieldnames or ()):
+            out[c] = np.asarray([r.get(c) or "nan" for r in rows], dtype=np.float64)
     return out
 
 

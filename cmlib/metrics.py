@@ -342,3 +342,52 @@ def sma_full(values, k: int = 100) -> np.ndarray:
     out = sma(values, k)
     out[: max(0, int(k) - 1)] = np.nan
     return out
+
+
+# ---------------------------------------------------------------- why a run did not learn
+
+#: Thresholds of :func:`training_findings` (each a ratio of two numbers of the same run).
+BN_GAP_FACTOR = 2.0          # inference-mode probe MSE > 2 x training-mode probe MSE: BatchNorm gap
+COLLAPSE_RATIO = 0.3         # prediction spread < 30 % of the label spread: collapse to the mean
+VANISHING_RATIO = 1e-3       # first-layer gradient < 1e-3 x output-layer gradient: vanishing gradients
+DEAD_RELU_FRACTION = 0.5     # more than half the ReLU channels never fire on the probe
+
+
+def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> list[dict]:
+    """Read a run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) for the usual failures.
+
+    Medians over the ``last`` epochs: the BatchNorm train/inference gap, a collapse of the predictions to the
+    mean, vanishing gradients and dead ReLUs.  Returns one dict per check (``check``, ``value``, ``threshold``,
+    ``found``: bool, ``text``); an empty list when the run recorded no diagnostics.
+    """
+    if "mse_train_eval" not in history or np.asarray(history["mse_train_eval"]).size == 0:
+        return []
+
+    def tail(key):
+        a = np.asarray(history.get(key, []), dtype=np.float64)[-last:]
+        a = a[np.isfinite(a)]
+        return float(np.median(a)) if a.size else float("nan")
+
+    out = []
+    ev, bs = tail("mse_train_eval"), tail("mse_train_batchstats")
+    if np.isfinite(ev) and np.isfinite(bs) and bs > 0:
+        r = ev / bs
+        out.append(dict(check="BatchNorm train/inference gap", value=r, threshold=BN_GAP_FACTOR,
+                        found=r > BN_GAP_FACTOR,
+                        text=f"on the same training clusters the inference-mode error is {r:.2g} x the training-mode "
+                             "error (BatchNorm's moving statistics against the batch's own)"))
+    ps, ls = tail("pred_std_train"), tail("label_std_train")
+    if np.isfinite(ps) and np.isfinite(ls) and ls > 0:
+        r = ps / ls
+        out.append(dict(check="collapse to the mean", value=r, threshold=COLLAPSE_RATIO, found=r < COLLAPSE_RATIO,
+                        text=f"the predictions spread {ps:.3f} dex against the labels' {ls:.3f} dex ({r:.0%})"))
+    gf, gl = tail("grad_norm_first"), tail("grad_norm_last")
+    if np.isfinite(gf) and np.isfinite(gl) and gl > 0:
+        r = gf / gl
+        out.append(dict(check="vanishing gradients", value=r, threshold=VANISHING_RATIO, found=r < VANISHING_RATIO,
+                        text=f"the first layer's gradient is {r:.2g} x the output layer's"))
+    d = tail("dead_relu")
+    if np.isfinite(d):
+        out.append(dict(check="dead ReLUs", value=d, threshold=DEAD_RELU_FRACTION, found=d > DEAD_RELU_FRACTION,
+                        text=f"{d:.0%} of the ReLU channels never fire on the probe clusters"))
+    return out

@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from . import metrics as M  # noqa: E402
 from .artifacts import Run  # noqa: E402
+from .errors import InputError  # noqa: E402
 from .metrics import Predictions  # noqa: E402
 
 #: Colours of the reference estimators (not models of the registry).
@@ -693,5 +694,48 @@ def plot_scaling(values_by_mode: Mapping[str, np.ndarray]) -> Figure:
         ax.set_title(SCALING_TITLES.get(mode, mode), fontsize=9)
         ax.set_xlabel("pixel value")
     axes[0][0].set_ylabel("pixels")
+    fig.tight_layout()
+    return fig
+
+
+def plot_diagnostics(run: Run) -> Figure:
+    """A run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) in four panels: the training error as
+    fit reports it and on the probe in inference and training mode (the BatchNorm gap); prediction and
+    label spread (a collapse to the mean); gradient norms (vanishing gradients); dead ReLU channels."""
+    h = run.history
+    if "mse_train_eval" not in h:
+        raise InputError(f"{run.path.name}: the run recorded no diagnostics (runs made before cmlib recorded "
+                         "them have none); train it again to get them")
+    ep = h["epoch"]
+    fig, axes = _new(1, 4, figsize=(17.0, 3.9), squeeze=False)
+    a = axes[0]
+    mk = _marker(len(ep))
+    if run.config.get("loss", "mse") == "mse":
+        a[0].plot(ep, h["loss"], color=TRAIN_COLOR, lw=1.2, marker=mk, ms=3, label="training loss (fit, augmented)")
+    a[0].plot(ep, h["mse_train_eval"], color="k", lw=1.4, marker=mk, ms=3, label="probe, inference mode")
+    a[0].plot(ep, h["mse_train_batchstats"], color=VAL_COLOR, lw=1.2, ls="--", marker=mk, ms=3,
+              label="probe, training mode")
+    a[0].set_yscale("log")
+    a[0].set_ylabel("MSE [dex²]")
+    a[0].set_title("BatchNorm: inference vs training mode")
+    a[1].plot(ep, h["pred_std_train"], color="k", lw=1.4, marker=mk, ms=3, label="predictions")
+    a[1].plot(ep, h["label_std_train"], color="0.5", lw=1.0, ls=":", label="labels")
+    a[1].set_ylim(bottom=0)
+    a[1].set_ylabel("spread on the probe [dex]")
+    a[1].set_title("collapse to the mean?")
+    for key, col, lab in (("grad_norm", "k", "all weights"), ("grad_norm_first", TRAIN_COLOR, "first layer"),
+                          ("grad_norm_last", VAL_COLOR, "output layer")):
+        a[2].plot(ep, h[key], color=col, lw=1.2, marker=mk, ms=3, label=lab)
+    a[2].set_yscale("log")
+    a[2].set_ylabel("gradient L2 norm")
+    a[2].set_title("vanishing gradients?")
+    a[3].plot(ep, 100 * h["dead_relu"], color="k", lw=1.4, marker=mk, ms=3)
+    a[3].set_ylim(0, 100)
+    a[3].set_ylabel("dead ReLU channels [%]")
+    a[3].set_title("dead units?")
+    for ax in a:
+        ax.set_xlabel("epoch")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -45,6 +45,13 @@ SCRIPT = textwrap.dedent("""
                      "loss": loss, "params": models.count_params(m),
                      "same_init": all(np.array_equal(a, b) for a, b in zip(initial, again)),
                      "updated": not all(np.array_equal(a, b) for a, b in zip(initial, m.get_weights()))}
+    # the per-epoch diagnostics on this backend: no gradient norms (TensorFlow only), nothing changed
+    from cmlib.train.diagnostics import diagnose, relu_probe
+    before = [np.array(v) for v in m.non_trainable_variables]
+    diag = diagnose(m, {"image": x[0], "redshift": x[1]}, y, relu_probe(m))
+    out["diag"] = {"mse_finite": bool(np.isfinite(diag["mse_train_eval"])),
+                   "grad_nan": bool(np.isnan(diag["grad_norm"])), "dead_relu": diag["dead_relu"],
+                   "unchanged": all(np.array_equal(a, np.array(v)) for a, v in zip(before, m.non_trainable_variables))}
     nll = keras.ops.convert_to_numpy(models.gaussian_nll(np.array([14.0]), np.array([[14.0, 0.0]])))
     out["nll_at_mean"] = float(nll[0])
     print("RESULT " + json.dumps(out))
@@ -68,3 +75,6 @@ def test_models_build_and_train_on_jax():
         assert res[name]["finite"] and res[name]["same_init"] and res[name]["updated"]
         assert math.isfinite(res[name]["loss"])
     assert res["nll_at_mean"] == pytest.approx(0.0)
+    # diagnostics of the last model (ResNet50V2: BatchNorm and ReLUs in a nested backbone) on JAX
+    assert res["diag"]["mse_finite"] and res["diag"]["grad_nan"] and res["diag"]["unchanged"]
+    assert 0.0 <= res["diag"]["dead_relu"] <= 1.0

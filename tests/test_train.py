@@ -26,8 +26,9 @@ def data(tmp_path_factory):
 
 
 def _history(run_dir):
+    """Every recorded number of the history but the timings (losses, rate, the per-epoch diagnostics)."""
     with open(Path(run_dir) / "history.csv") as fh:
-        return [(r["loss"], r["val_loss"]) for r in csv.DictReader(fh)]
+        return [tuple(v for k, v in r.items() if k not in ("epoch_time_s", "elapsed_s")) for r in csv.DictReader(fh)]
 
 
 def test_basic_run_writes_every_artifact(data, tmp_path):
@@ -485,3 +486,60 @@ def test_a_full_disk_is_a_clear_error_and_the_run_resumes_with_space(data, tmp_p
         assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_diagnostics_are_recorded_every_epoch_and_change_nothing(data, tmp_path, monkeypatch):
+    """The per-epoch diagnostics land in history.csv, and a run with them trains exactly as one without."""
+    from cmlib.train import diagnostics as G
+
+    (r,) = train.train_seeds("basic", data, epochs=3, seeds=[0], runs_dir=tmp_path / "with", verbose=False,
+                             early_stopping=0)
+    h = A.Run.load(r.path).history
+    for c in A.DIAGNOSTIC_COLUMNS:
+        assert c in h and h[c].size == 3, c
+    assert np.all(np.isfinite(h["mse_train_eval"])) and np.all(h["pred_std_train"] >= 0)
+    assert np.all(h["grad_norm"] > 0) and np.all(h["grad_norm"] >= h["grad_norm_last"])
+    assert np.all((h["dead_relu"] >= 0) & (h["dead_relu"] <= 1))
+    monkeypatch.setattr(G.TrainingDiagnostics, "on_epoch_end", lambda self, epoch, logs=None: None)
+    (r2,) = train.train_seeds("basic", data, epochs=3, seeds=[0], runs_dir=tmp_path / "without", verbose=False,
+                              early_stopping=0)
+    h2 = A.Run.load(r2.path).history
+    assert "grad_norm" not in h2
+    np.testing.assert_array_equal(h["loss"], h2["loss"])
+    np.testing.assert_array_equal(h["val_loss"], h2["val_loss"])
+
+
+def test_diagnose_restores_batchnorm_and_finds_dead_units():
+    """BatchNorm's moving statistics survive the training-mode pass; the train/inference gap and dead ReLUs
+    of a nested backbone (as keras.applications nests it) are measured."""
+    from cmlib._env import import_keras
+    from cmlib.train import diagnostics as G
+
+    keras = import_keras()
+    inner_in = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inner_in)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Activation("relu", name="r1")(x)
+    dead = keras.layers.Conv2D(3, 1, activation="relu", name="dead", kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant(-1.0))(x)
+    backbone = keras.Model(inner_in, keras.layers.Concatenate()([x, dead]), name="backbone")
+    image, z = keras.Input((8, 8, 2), name="image"), keras.Input((1,), name="redshift")
+    f = keras.layers.Concatenate()([keras.layers.Flatten()(backbone(image)), z])
+    model = keras.Model([image, z], keras.layers.Dense(1, name="log_m500")(f))
+    model.compile(optimizer="adam", loss=keras.losses.MeanSquaredError())
+    rng = np.random.default_rng(0)
+    inputs = {"image": (5.0 + 3.0 * rng.normal(size=(16, 8, 8, 2))).astype("float32"),
+              "redshift": rng.uniform(0, 1, (16, 1)).astype("float32")}
+    y = rng.normal(14, 0.3, 16)
+    before = [np.array(v) for v in model.non_trainable_variables]
+    probe = G.relu_probe(model)
+    assert probe is not None and probe[1] == "image"
+    out = G.diagnose(model, inputs, y, probe)
+    for v, b in zip(model.non_trainable_variables, before):
+        np.testing.assert_array_equal(np.array(v), b)            # moving mean/variance untouched
+    assert set(out) == set(A.DIAGNOSTIC_COLUMNS)
+    # fresh moving statistics (mean 0, variance 1) against batch statistics of inputs around 5: a gap
+    assert out["mse_train_eval"] != pytest.approx(out["mse_train_batchstats"], rel=1e-3)
+    # 'dead': 3 channels always <= 0; 'r1': some of its 4 channels may be dead after BatchNorm, never all
+    assert 3 / 7 <= out["dead_relu"] < 1.0
+    assert out["grad_norm_first"] > 0 and out["grad_norm"] > 0

@@ -207,6 +207,8 @@ class RunRecorder(keras.callbacks.Callback):
         loss = float(logs.get("loss", math.nan))
         val = float(logs.get("val_loss", math.nan))
         row = dict(epoch=epoch + 1, loss=loss, val_loss=val, lr=self._lr, epoch_time_s=dt, elapsed_s=self.elapsed_s)
+        # the per-epoch diagnostics (cmlib.train.diagnostics.TrainingDiagnostics, an earlier callback)
+        row.update({k[len("diag_"):]: float(v) for k, v in logs.items() if k.startswith("diag_")})
         self.history.append(row)
         improved = self.early.improved
         if improved:

@@ -373,6 +373,7 @@ def _train(cfg: RunConfig, run_dir: Path, data_path: Path, *, verbose: bool, kee
     from .._env import import_keras
     from .. import data as D
     from .callbacks import CheckpointPolicy, RunEarlyStopping, RunRecorder, lr_callback
+    from .diagnostics import TrainingDiagnostics
     from .env import environment
 
     keras = import_keras()
@@ -445,10 +446,12 @@ def _train(cfg: RunConfig, run_dir: Path, data_path: Path, *, verbose: bool, kee
             train_input, steps = D.make_run_input(prep, seed=cfg.seed, start_epoch=start, epochs=cfg.epochs,
                                                   batch_size=cfg.batch_size, augment=cfg.augment)
             val_input = D.make_eval_input(prep, "val", batch_size=cfg.batch_size)
+            diag = TrainingDiagnostics(prep.train)
             try:
                 model.fit(train_input, epochs=cfg.epochs, initial_epoch=start, steps_per_epoch=steps,
                           validation_data=val_input, shuffle=False, verbose=0,
-                          callbacks=[sched, keras.callbacks.TerminateOnNaN(), early, recorder, *extra_callbacks])
+                          callbacks=[sched, keras.callbacks.TerminateOnNaN(), early, diag, recorder,
+                                     *extra_callbacks])
             except KeyboardInterrupt:
                 with contextlib.suppress(Exception):
                     _status(run_dir, A.STATUS_INTERRUPTED, snapshot())
