@@ -56,6 +56,8 @@ from cmlib import __version__, hardware  # noqa: E402
 from cmlib._io import atomic_write_json  # noqa: E402
 
 MODELS = ("basic", "krippendorf2023", "resnet50v2", "resnet152v2", "vgg16", "efficientnetb7")
+#: Models whose epochs take seconds: measured in several interleaved rounds of more epochs (``--small-*``).
+SMALL = ("basic", "krippendorf2023")
 TRAIN_IMAGES = 7151          # thesis Table 2
 TARGET_OVERHEAD = 1.15       # whole epoch <= 1.15 x step-only (issue: fast training engine)
 
@@ -156,15 +158,30 @@ def amortised_overhead(steady_overhead: float, full_step_only_s: float, checkpoi
     return steady_overhead * (1.0 + checkpoint_s / interval)
 
 
+def _kept_rows(args, models) -> list[dict]:
+    """With ``--merge``: the rows of the existing results file for the models not measured now (each keeps
+    the time it was measured; rows of older files get the file's ``created``)."""
+    out = Path(args.out)
+    if not args.merge or not out.exists():
+        return []
+    old = json.loads(out.read_text())
+    if old.get("input") != args.input:
+        raise SystemExit(f"--merge: {out} holds input '{old.get('input')}', not '{args.input}'; "
+                         "choose another --out")
+    return [{**r, "measured": r.get("measured", old.get("created"))} for r in old.get("rows", [])
+            if r["model"] not in models]
+
+
 def _write(args, rows, models, clusters, load_before, complete: bool) -> dict:
     by = {(r["model"], r["precision"]): r for r in rows}
     ratios = {m: by[(m, "float32")]["epoch_step_only_s"] / by[(m, "bfloat16")]["epoch_step_only_s"]
-              for m in models if (m, "float32") in by and (m, "bfloat16") in by}
+              for m in dict.fromkeys(r["model"] for r in rows) if (m, "float32") in by and (m, "bfloat16") in by}
     out = {
         "benchmark": "training (step-only vs whole epoch, float32 vs bfloat16)",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "cmlib_version": __version__, "input": args.input, "quick": bool(args.quick),
-        "settings": {"clusters": clusters, "epochs": args.epochs, "timed_epochs": args.epochs - 1},
+        "settings": {"clusters": clusters, "epochs": args.epochs, "timed_epochs": args.epochs - 1,
+                     "small_cnns": {"models": list(SMALL), "epochs": args.small_epochs, "rounds": args.small_rounds}},
         "machine": {**hardware.describe(), "platform": platform.platform(), "python": platform.python_version(),
                     "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
                     "gpus": [g["name"] for g in hardware.gpus()], "loadavg_before": load_before,
@@ -188,11 +205,19 @@ def main() -> int:
     ap.add_argument("--clusters", type=int, default=None,
                     help="clusters of the deep models' runs (default 640; the small CNNs use the whole file)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs of the whole-epoch runs (the first is not timed)")
+    ap.add_argument("--small-epochs", type=int, default=8,
+                    help="epochs of each measurement of the small CNNs (their epochs take seconds: a window of "
+                         "2 epochs is at the mercy of a shared machine's noise)")
+    ap.add_argument("--small-rounds", type=int, default=3,
+                    help="interleaved rounds (float32, bfloat16, bfloat16, float32, ...) of the small CNNs; medians")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace only the measured models' rows of an existing --out (the others are kept)")
     ap.add_argument("--quick", action="store_true", help="320 clusters, 3 epochs (2 timed)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training.json"))
     args = ap.parse_args()
     if args.quick:
         args.clusters = args.clusters or 320
+        args.small_epochs, args.small_rounds = min(args.small_epochs, 3), 1
     clusters = args.clusters or 640
     models = [m for m in args.models.split(",") if m]
     precisions = [p for p in args.precisions.split(",") if p]
@@ -204,24 +229,42 @@ def main() -> int:
 
         data = simulate.simulate_to_file(work / "bench.h5", n=7946, seed=0, progress=False)
     rows, load_before = [], _load()
+    kept = _kept_rows(args, models)
     for i, model in enumerate(models):
         order = precisions if i % 2 == 0 else precisions[::-1]     # alternate which precision goes first
+        small = model in SMALL
+        rounds, epochs = (args.small_rounds, args.small_epochs) if small else (1, args.epochs)
+        meas: dict[str, list] = {p: [] for p in order}
+        for k in range(rounds):             # small CNNs: rounds of both precisions, interleaved (drift hits both)
+            for precision in (order if k % 2 == 0 else order[::-1]):
+                cfg = _cfg(model, data, precision, pad, clusters, epochs)
+                s = step_time(cfg, data, epochs)
+                w = whole_epoch(cfg, data, work / f"runs-{model}-{precision}-{k}")   # a fresh run, never a reused one
+                meas[precision].append((s, w))
         for precision in order:
-            cfg = _cfg(model, data, precision, pad, clusters, args.epochs)
-            s = step_time(cfg, data, args.epochs)
+            ss, ws = [m[0] for m in meas[precision]], [m[1] for m in meas[precision]]
+            s = ss[0]
             steps_subset = s["steps_per_epoch"]
-            w = whole_epoch(cfg, data, work / "runs")
-            step_only_subset = steps_subset * s["step_s"]
+            step_s = float(np.median([x["step_s"] for x in ss]))
+            step_only_subset = steps_subset * step_s
+            epoch_s = float(np.median([x["epoch_s"] for x in ws]))
+            steady_s = float(np.median([x["steady_epoch_s"] for x in ws]))
+            ck = float(np.median([x["checkpoint_s"] for x in ws]))
             row = {"model": model, "precision": precision, "input_shape": s["input_shape"],
-                   "batch_size": s["batch_size"], "step_s": s["step_s"], "images_per_s": s["images_per_s"],
-                   "epoch_step_only_s": TRAIN_IMAGES / s["images_per_s"],
+                   "batch_size": s["batch_size"], "step_s": step_s, "images_per_s": s["batch_size"] / step_s,
+                   "epoch_step_only_s": TRAIN_IMAGES * step_s / s["batch_size"],
                    "subset_train_images": s["train_images_subset"], "subset_step_only_s": step_only_subset,
-                   "subset_whole_epoch_s": w["epoch_s"], "overhead_subset": w["epoch_s"] / step_only_subset,
-                   "subset_steady_epoch_s": w["steady_epoch_s"], "checkpoint_s": w["checkpoint_s"],
-                   "checkpoint_writes_subset": w["checkpoint_writes"],
-                   "overhead_steady": w["steady_epoch_s"] / step_only_subset,
+                   "subset_whole_epoch_s": epoch_s, "overhead_subset": epoch_s / step_only_subset,
+                   "subset_steady_epoch_s": steady_s, "checkpoint_s": ck,
+                   "checkpoint_writes_subset": ws[0]["checkpoint_writes"],
+                   "overhead_steady": steady_s / step_only_subset,
+                   "timed_epochs": epochs - 1, "rounds": rounds,
+                   "measured": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    "load": _load()}
-            row["overhead"] = amortised_overhead(row["overhead_steady"], row["epoch_step_only_s"], w["checkpoint_s"])
+            if rounds > 1:
+                row["step_only_rounds_s"] = [steps_subset * x["step_s"] for x in ss]
+                row["whole_epoch_rounds_s"] = [x["epoch_s"] for x in ws]
+            row["overhead"] = amortised_overhead(row["overhead_steady"], row["epoch_step_only_s"], ck)
             row["epoch_whole_s"] = row["epoch_step_only_s"] * row["overhead"]
             rows.append(row)
             print(f"{model:<16} {precision:<9} {'x'.join(map(str, row['input_shape'])):<9} "
@@ -229,8 +272,8 @@ def main() -> int:
                   f"overhead x{row['overhead']:.2f} (steady x{row['overhead_steady']:.2f}, subset "
                   f"x{row['overhead_subset']:.2f}, checkpoint {row['checkpoint_s']:.2f} s)  load {row['load'][0]}",
                   flush=True)
-            _write(args, rows, models, clusters, load_before, complete=False)   # nothing measured is lost
-    ratios = _write(args, rows, models, clusters, load_before, complete=True)
+            _write(args, kept + rows, models, clusters, load_before, complete=False)   # nothing measured is lost
+    ratios = _write(args, kept + rows, models, clusters, load_before, complete=True)
     print(json.dumps({"bf16_speedup": {k: round(v, 2) for k, v in ratios.items()}}))
     print(f"wrote {args.out}")
     return 0
