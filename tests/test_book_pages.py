@@ -363,13 +363,31 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
     assert [r["precision"] for r in rows] == ["float32", "bfloat16"] and rows[1]["bf16 speed-up"] == "×2.10"
     assert rows[1]["_class"] == "over-target" and rows[0]["_class"] == ""
     assert "avx512_bf16" in text and "2 CPU cores" in text and "71×71" not in text
+    assert "interleaved rounds" not in text and rows[0]["load"] == ""
+    # small CNNs remeasured in rounds (bench_training.py --merge): said, with when
+    b = json.loads(f.read_text())
+    b["rows"].append({"model": "krippendorf2023", "precision": "float32", "input_shape": [50, 50, 10],
+                      "epoch_step_only_s": 2.2, "epoch_whole_s": 2.4, "overhead": 1.09, "rounds": 3,
+                      "timed_epochs": 7, "measured": "2026-11-27T17:00:05+00:00", "load": [0.8, 1.0, 1.2]})
+    f.write_text(json.dumps(b))
+    rows, text = pages.training_benchmark_rows(f)
+    assert rows[-1]["load"] == "0.8" and "part by part" not in text
+    # the parts of a small CNN's epoch (benchmarks/epoch_parts.py), when measured
+    part = {"median": 0.1, "min": 0.1, "max": 0.1}
+    (tmp_path / "epoch_parts.json").write_text(json.dumps({"created": "2026-11-27T17:10:00+00:00", "rows": [
+        {"model": "basic", "precision": "float32", "repeats": 4, "fit_epoch_spread": 0.79,
+         "fit_epoch_s": {"median": 2.0, "min": 1.43, "max": 2.56}, "evaluate_val_s": part, "diagnostics_s": part,
+         "checkpoint_s": part, "input_only_s": part, "fixed_overhead": 0.10}]}))
+    rows, text = pages.training_benchmark_rows(f)
+    assert "varied by up to 79%" in text and "×1.10–1.10" in text and "epoch 1.43–2.56 s" in text
+    assert "Krippendorf et al. (2023) 3 rounds of 7 timed epochs (2026-11-27 17:00 UTC)" in text
     # the thesis's padded input beside it (bench_training.py --input thesis)
     (tmp_path / "training_thesis_input.json").write_text(json.dumps({
         "created": "2026-11-27T11:00:00+00:00", "machine": {"loadavg_before": [1.5], "loadavg_after": [1.9]},
         "rows": [{"model": "resnet50v2", "precision": "float32", "input_shape": [71, 71, 3],
                   "epoch_step_only_s": 190.0, "epoch_whole_s": 200.0, "overhead": 1.05}]}))
     rows, text = pages.training_benchmark_rows(f)
-    assert [r["input"] for r in rows] == ["50×50×3", "50×50×3", "71×71×3"]
+    assert [r["input"] for r in rows] == ["50×50×3", "50×50×3", "50×50×10", "71×71×3"]
     assert "×2.00 faster for ResNet50V2" in text and "load average 1.5–1.9" in text
 
 
@@ -399,6 +417,15 @@ def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
     assert pages.stop_kind(A.Run.load(d)) == "early stopping"
     md = pages.run_inventory_markdown("smoke", book_root, data="data/tiny.h5")
     assert md.count("\n| ") == len(rows) + 1 and "not shown to be converged" in md
+    assert basic["wall time"] == "3 s" and basic["hardware"] == "test machine"
+    # the laptop profile's stored experiments (the compute plan) follow the models, named by their label
+    lap = pages.run_inventory_rows("laptop", book_root, data="data/tiny.h5")
+    n_pages = len(profiles.get_profile("laptop").pages())
+    names = [r["model"] for r in lap[n_pages:]]
+    assert "ResNet50V2 — thesis protocol (71x71, test set as validation set)" in names
+    assert all(r["source"] == "not run yet" and r["wall time"] == "–" for r in lap[n_pages:])
+    assert "of the %d stored experiments" % len(names) in pages.run_inventory_markdown("laptop", book_root,
+                                                                                      data="data/tiny.h5")
 
 
 def test_pages_execute_two_at_a_time_and_a_failure_stops_the_rest(tmp_path, monkeypatch):
@@ -493,3 +520,80 @@ def test_precision_rows_read_the_check(tmp_path):
     assert rows[0]["float32 test std(x) [dex]"] == "0.231 ± 0.004 (3 seeds)" and rows[0]["difference"] == "-0.003"
     assert rows[0]["same within the spread"] == "yes" and rows[1]["same within the spread"] == "– (one seed)"
     assert rows[1]["bfloat16 test std(x) [dex]"] == "0.231 (1 seed)" and "ResNet50V2" in text
+
+
+def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(book_root):
+    """Table 5 the thesis's way: the best seed (picked on test) beside the thesis's sigma and the fair protocol;
+    the optimism column is fair minus thesis-protocol std(x); a verdict that flips between protocols is named."""
+    def pr_for(model, noise, seeds=(0,), **over):
+        _, req = pages.request_for(model, "smoke", data="data/tiny.h5", epochs=3, seeds=list(seeds), **over)
+        for s in seeds:
+            _write_run(book_root, req, s, pred_fn=lambda t, rng, s=s: t + rng.normal(0, noise[s], t.size), n=800)
+        return pages.find_page_runs(model, "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=list(seeds),
+                                    **over)
+
+    proto = {"basic": pr_for("basic", {0: 0.14, 1: 0.10}, seeds=(0, 1)),
+             "resnet50v2": pr_for("resnet50v2", {0: 0.06}, early_stopping=10),
+             "vgg16": pr_for("vgg16", {0: 0.20}, early_stopping=10),
+             "resnet152v2": pages.find_page_runs("resnet152v2", "smoke", root=book_root, data="data/tiny.h5",
+                                                 epochs=3, seeds=[0], early_stopping=10)}
+    fair_members = {"basic": pr_for("basic", {0: 0.15}, split="train-val-test"),
+                    "resnet50v2": pr_for("resnet50v2", {0: 0.30}, split="train-val-test")}
+    fair = pages.fair_comparison(fair_members, n_boot=100)
+    res = pages.thesis_protocol_comparison(proto, fair, fair_basic=fair_members["basic"], root=book_root)
+    by = {r["model"]: r for r in res["rows"]}
+    assert by["basic"]["seeds"] == 2 and by["basic"]["std"] == pytest.approx(0.10, abs=0.02)   # the best seed
+    assert by["basic"]["sigma_thesis"] == pytest.approx(0.13)
+    fair_std = {r["model"]: r["mean_seeds"] for r in fair["rows"]}
+    assert by["basic"]["optimism"] == pytest.approx(fair_std["Basic CNN"] - by["basic"]["std"])
+    assert by["resnet50v2"]["optimism"] == pytest.approx(fair_std["ResNet50V2"] - by["resnet50v2"]["std"])
+    assert by["vgg16"]["fair_std"] is None and by["vgg16"]["optimism"] is None
+    assert res["n_train"] == {"thesis": 800, "fair": 800}
+    assert len(res["pending"]) == 1 and res["pending"][0].startswith("ResNet152V2 (seed 0: not started")
+    rows = pages.thesis_protocol_rows(res)
+    assert rows[0]["reported run"].startswith("best of 2 seeds") and rows[0]["σ test, thesis"] == "0.130"
+    assert next(r for r in rows if r["model"] == "VGG16")["std(x) test, fair protocol"].startswith("\u2013")
+    text = pages.thesis_protocol_markdown(res)
+    assert "Better than the basic CNN's best run" in text and "ResNet50V2" in text.split("Better than")[1]
+    assert "not better: VGG16" in text
+    assert "The verdict changes between the two protocols for ResNet50V2" in text
+    assert "Not run yet under the thesis's protocol: ResNet152V2" in text
+    assert pages.thesis_protocol_markdown({"rows": [], "pending": []}).startswith("No runs")
+
+
+def test_diagnosis_reads_the_runs_diagnostics(book_root):
+    """A run whose probe error in inference mode is far above training mode and whose predictions collapse is
+    diagnosed as such, with remedies; a run without diagnostics says so; the page section follows."""
+    from cmlib import plots
+
+    _, req = pages.request_for("vgg16", "smoke", data="data/tiny.h5", epochs=6, seeds=[0])
+    d = _write_run(book_root, req, 0, pred_fn=_flat, epochs=6)
+    pr = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0])
+    assert pages.page_sections(pr, "smoke")["diagnostics"] is False
+    assert "recorded no per-epoch diagnostics" in pages.diagnosis_markdown(pr)
+    with pytest.raises(InputError, match="no diagnostics"):
+        plots.plot_diagnostics(pr.best)
+    rows = [dict(epoch=e, loss=0.01, val_loss=0.2, lr=1e-3, epoch_time_s=1.0, elapsed_s=float(e),
+                 mse_train_eval=0.12, mse_train_batchstats=0.01, pred_std_train=0.02, label_std_train=0.3,
+                 grad_norm=2.0, grad_norm_first=0.5, grad_norm_last=1.5, dead_relu=0.1) for e in range(1, 7)]
+    rows[0] = {k: v for k, v in rows[0].items() if k in A.HISTORY_COLUMNS}     # an epoch recorded without them
+    A.write_history(d / "history.csv", rows)
+    pr = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0])
+    h = pr.best.history
+    assert np.isnan(h["grad_norm"][0]) and h["grad_norm"][1] == 2.0
+    found = {f["check"]: f for f in M.training_findings(h)}
+    assert found["BatchNorm train/inference gap"]["found"] and found["BatchNorm train/inference gap"]["value"] == 12
+    assert found["collapse to the mean"]["found"]
+    assert not found["vanishing gradients"]["found"] and not found["dead ReLUs"]["found"]
+    text = pages.diagnosis_markdown(pr)
+    assert "Signs of: BatchNorm train/inference gap, collapse to the mean" in text
+    assert pages.REMEDIES["collapse to the mean"] in text
+    assert pages.page_sections(pr, "smoke")["diagnostics"] is True
+    fig = plots.plot_diagnostics(pr.best)
+    assert len(fig.axes) == 4
+    # healthy numbers: nothing found, and the text says whether the model learned anyway
+    for r in rows[1:]:
+        r.update(mse_train_batchstats=0.11, pred_std_train=0.25)
+    A.write_history(d / "history.csv", rows)
+    pr = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0])
+    assert "None of these failures shows, yet the model did not learn" in pages.diagnosis_markdown(pr)

@@ -27,7 +27,8 @@ __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "req
            "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
            "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
            "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections",
-           "tuning_comparison_markdown", "tuning_trial_rows", "precision_rows"]
+           "tuning_comparison_markdown", "tuning_trial_rows", "precision_rows", "diagnosis_markdown",
+           "thesis_protocol_members", "thesis_protocol_comparison", "thesis_protocol_rows", "thesis_protocol_markdown"]
 
 
 class MissingRunsError(CmlibError):
@@ -632,18 +633,25 @@ def _missing_seeds_text(pr: PageRuns, root: Path, seeds: Sequence[int]) -> str:
 
 
 def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:
-    """What was actually run for each model page of a profile: source, protocol, seeds done of planned,
-    epochs, why the runs stopped, test std(x), and where unfinished seeds stand (read-only)."""
+    """What was actually run for each model page of a profile and each of its stored experiments (the compute
+    plan): source, protocol, seeds done of planned, epochs, why the runs stopped, test std(x), wall time and
+    hardware of the finished runs, and where unfinished seeds stand (read-only)."""
+    from ..artifacts import format_duration
+
     prof = get_profile(profile)
     rows = []
-    for m in prof.pages():
-        pr = find_page_runs(m, profile, root=root, data=data)
+    items = [(m, None) for m in prof.pages()] + [(plan.model, key) for key, plan in prof.experiments.items()
+                                                 if plan.source == "stored"]
+    for m, key in items:
+        pr = find_page_runs(m, profile, root=root, data=data, experiment=key)
         fin = pr.finished
+        wall = sum(float(r.status_info.get("wall_time_s") or 0.0) for r in fin)
+        hw = sorted({str(r.env.get("machine", {}).get("summary", "unknown")) for r in fin})
         eps = sorted({r.status_info.get("epochs_completed", 0) for r in fin})
         stds = [r.metrics.get("test", {}).get("std", math.nan) for r in fin]
         kinds = sorted({stop_kind(r) for r in fin})
         rows.append({
-            "model": display_name(m),
+            "model": display_name(m) + (f" — {pr.plan.label}" if key else ""),
             "protocol": "fair (train/val/test)" if pr.request.overrides.get("split") == "train-val-test"
             else "thesis (test set as validation set)",
             "source": {"stored": "stored runs", "trained": "trained by the build", "missing": "not run yet"}[pr.how],
@@ -653,6 +661,8 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
             "stopped by": ", ".join(kinds) if kinds else "\u2013",
             "test std(x) [dex]": ("\u2013" if not stds else f"{np.mean(stds):.3f}" if len(stds) == 1
                                   else f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"),
+            "wall time": format_duration(wall) if fin else "–",
+            "hardware": "; ".join(hw) if fin else "–",
             "still missing": _missing_seeds_text(pr, Path(root), [s for s in pr.request.seeds
                                                                  if s not in {r.seed for r in fin}]),
         })
@@ -666,9 +676,14 @@ def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | Non
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         out.append("| " + " | ".join(str(r[c]).replace("|", "/") or "\u2013" for c in cols) + " |")
-    done = sum(1 for r in rows if r["source"] != "not run yet")
+    pages_ = get_profile(profile).pages()
+    done = sum(1 for r in rows[:len(pages_)] if r["source"] != "not run yet")
+    extra = rows[len(pages_):]
     head = (f"**What this build shows** (profile `{profile}`, generated from the run directories when the book "
-            f"was built): {done} of {len(rows)} models have finished runs. A run that stopped at the *budget end* "
+            f"was built): {done} of {len(pages_)} models have finished runs"
+            + (f"; {sum(1 for r in extra if r['source'] != 'not run yet')} of the {len(extra)} stored experiments "
+               "(below the models) have finished runs" if extra else "")
+            + ". Wall time is the sum over the finished seeds. A run that stopped at the *budget end* "
             "(constant learning rate, epoch budget used up) is not shown to be converged; *early stopping* and "
             "*schedule end* (annealed learning rate) are.")
     return head + "\n\n" + "\n".join(out) + "\n"
@@ -739,7 +754,42 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
         "experiments": any(p.model == pr.model and k in ("basic_overfit", "basic_lr5e-4")
                            for k, p in prof.experiments.items()),
         "seed_spread": len(pr.finished) > 1,
+        "diagnostics": bool(pr.finished) and "mse_train_eval" in pr.best.history,
     }
+
+
+#: Known remedies of the failures :func:`cmlib.metrics.training_findings` looks for (established practice,
+#: not tried in this book's runs).
+REMEDIES = {
+    "BatchNorm train/inference gap": "re-estimate the BatchNorm statistics on training batches in inference mode "
+                                     "after training, or lower the BatchNorm momentum",
+    "collapse to the mean": "standardised labels with the output started at the label prior (the fair recipe "
+                            "does both) and a smaller learning rate",
+    "vanishing gradients": "residual connections and normalisation (the ResNets have both), a learning-rate warm-up",
+    "dead ReLUs": "a smaller learning rate or a warm-up, He initialisation, or a leaky ReLU",
+}
+
+
+def diagnosis_markdown(pr: PageRuns) -> str:
+    """What the best run's per-epoch diagnostics say: each check's number, the failures found, known remedies,
+    and whether that agrees with the learning verdict (generated from the run)."""
+    best = pr.best
+    found = M.training_findings(best.history)
+    if not found:
+        return ("The best run recorded no per-epoch diagnostics (runs made before cmlib recorded them have none; "
+                "train it again to get them).")
+    learned = verdict(pr)["learned"]
+    text = (f"Median of the last epochs of the best run (seed {best.seed}), on a fixed probe of training clusters: "
+            + "; ".join(f["text"] for f in found) + ".")
+    bad = [f for f in found if f["found"]]
+    if bad:
+        text += (" **Signs of: " + ", ".join(f["check"] for f in bad) + ".** Known remedies (not tried here): "
+                 + "; ".join(f"{f['check']}: {REMEDIES[f['check']]}" for f in bad) + ".")
+    else:
+        text += (" None of these failures shows" + (", and the model learned." if learned else
+                 ", yet the model did not learn more than the mean mass: the cause lies elsewhere (the number of "
+                 "epochs, the learning rate, the recipe)."))
+    return text
 
 
 def declare_sections(flags: Mapping[str, bool]) -> None:
@@ -1164,6 +1214,7 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
                      "checkpoint [s]": f"{r['checkpoint_s']:.2f}" if "checkpoint_s" in r else "",
                      "bf16 speed-up": f"×{b['bf16_speedup'][r['model']]:.2f}" if r["precision"] == "bfloat16"
                      and r["model"] in b.get("bf16_speedup", {}) else "",
+                     "load": f"{r['load'][0]:.1f}" if r.get("load") else "",
                      "_class": "" if r["overhead"] <= b.get("overhead_target", 1.15) else "over-target"})
     mach = b["machine"]
     text = (f"Measured by `benchmarks/bench_training.py` on {mach.get('cpu_cores')} CPU cores ({mach.get('cpu_model')}, "
@@ -1173,7 +1224,18 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
             "(extrapolated from the timed steps); the whole epoch adds validation, history and status files, measured "
             "on the subset, and checkpoints, whose measured cost is spread as the adaptive policy spreads them over "
             "a full run (one write per max(epoch, min(600 s, cost / 5 %))); the overhead is whole / steps only "
-            f"(target ≤ {b.get('overhead_target', 1.15)}).")
+            f"(target ≤ {b.get('overhead_target', 1.15)}); the load column is the load average when the row was "
+            "measured.")
+    rounds = sorted({(r["model"], r.get("rounds", 1), r.get("timed_epochs"), str(r.get("measured", ""))[:16])
+                     for r in b["rows"] if r.get("rounds", 1) > 1})
+    if rounds:
+        text += (" Epochs of the small CNNs take seconds, so a few of them are at the mercy of a shared machine: their "
+                 "rows are medians of interleaved rounds (float32, bf16, bf16, float32, …): "
+                 + "; ".join(f"{display_name(m)} {n} rounds of {e} timed epochs ({when.replace('T', ' ')} UTC)"
+                             for m, n, e, when in rounds) + ".")
+    parts_path = f.with_name("epoch_parts.json")
+    if parts_path.exists():
+        text += " " + epoch_parts_text(json.loads(parts_path.read_text()))
     if t:
         fair = {r["model"]: r for r in b["rows"] if r["precision"] == "bfloat16"}
         pairs = [(r["model"], r["epoch_step_only_s"] / fair[r["model"]]["epoch_step_only_s"])
@@ -1185,6 +1247,25 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
                      f"{tm['loadavg_after'][0]}): the 50×50 bf16 epoch of the fair recipe is "
                      + ", ".join(f"×{x:.2f} faster for {display_name(m)}" for m, x in pairs) + ".")
     return rows, text
+
+
+def epoch_parts_text(parts: Mapping) -> str:
+    """What ``benchmarks/epoch_parts.py`` found about the small CNNs' epochs, in two sentences."""
+    rows = parts.get("rows", [])
+    if not rows:
+        return ""
+    spread = max(r["fit_epoch_spread"] for r in rows)
+    per = "; ".join(
+        f"{display_name(r['model'])} ({r['precision']}): epoch {r['fit_epoch_s']['min']:.2f}–{r['fit_epoch_s']['max']:.2f} s, "
+        f"validation {r['evaluate_val_s']['median']:.2f} s, diagnostics {r['diagnostics_s']['median']:.2f} s, "
+        f"checkpoint {r['checkpoint_s']['median']:.2f} s, input pipeline alone {r['input_only_s']['median']:.2f} s"
+        for r in rows)
+    fixed = [1 + r["fixed_overhead"] for r in rows]
+    return (f"For the small CNNs, whose epochs take seconds, the same epoch's training steps alone varied by up to "
+            f"{spread:.0%} from one repetition to the next ({parts['created'][:10]}, `benchmarks/epoch_parts.py`, "
+            f"{rows[0]['repeats']} interleaved repetitions): a ratio of two such epochs is that noisy, so their rows "
+            "above can fall below 1 or far above the target. Measured part by part, what an epoch adds to its steps "
+            f"is ×{min(fixed):.2f}–{max(fixed):.2f}: {per}.")
 
 
 # ---------------------------------------------------------------- the tuning page
@@ -1274,3 +1355,118 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
             "the means is within the seed-to-seed standard deviation."
             + (f" Not yet run in both precisions: {', '.join(missing)}." if missing else ""))
     return rows, text
+
+
+# ---------------------------------------------------------------- the thesis's own protocol (results page)
+
+def thesis_protocol_members(profile: str, root: str | Path = ".", data: str | None = None) -> dict[str, PageRuns]:
+    """The runs made under the thesis's own protocol (experiments ``<model>_thesis_protocol``), by model,
+    with the basic CNN's main runs (its plan is the thesis protocol in every profile) first."""
+    from .profiles import THESIS_PROTOCOL_SUFFIX
+
+    prof = get_profile(profile)
+    out = {"basic": find_page_runs("basic", profile, root=root, data=data)}
+    for key, plan in prof.experiments.items():
+        if key.endswith(THESIS_PROTOCOL_SUFFIX):
+            out[plan.model] = find_page_runs(plan.model, profile, root=root, experiment=key, data=data)
+    return out
+
+
+def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | None = None, *,
+                               fair_basic: PageRuns | None = None, root: str | Path = ".") -> dict:
+    """Thesis Table 5 reproduced under the thesis's protocol, beside the thesis's numbers and the fair protocol.
+
+    For each model: the run the thesis would report (the lowest test sigma of its seeds, the epoch chosen on
+    the test set, because under the thesis split the validation set *is* the test set), its test sigma
+    (eq. 4.0.1) beside thesis Table 5, its test std(x), and the same model's std(x) under the fair protocol
+    (mean over seeds, from :func:`fair_comparison`).  ``optimism`` is the fair std(x) minus the
+    thesis-protocol one: how much better the thesis's way of reporting makes a model look (it also contains
+    the larger training set of the thesis split and, for the deep models, the different recipe and input).
+
+    ``fair_basic`` (the basic CNN's fair-protocol runs) gives the fair split's training-set size.
+    Returns ``{"rows": [...], "pending": [text, ...], "n_train": {"thesis": n, "fair": n}}``.
+    """
+    fair_by = {r["model"]: r for r in (fair or {}).get("rows", []) if r.get("kind") == "model"}
+    rows, pending, n_train = [], [], {}
+    for m, pr in members.items():
+        name = display_name(m)
+        if not pr.finished or pr.data_mismatch:
+            why = ("its runs were made on another version of the data file" if pr.data_mismatch
+                   else R.progress_text(pr.request, Path(root)).removeprefix("Now: ").rstrip("."))
+            pending.append(f"{name} ({why})")
+            continue
+        best = pr.best
+        met = best.metrics["test"]
+        n_train.setdefault("thesis", int(best.predictions["train"].true.size))
+        f = fair_by.get(name)
+        row = {"model": m, "name": name, "seeds": len(pr.finished),
+               "epochs": best.status_info.get("epochs_completed"), "best_epoch": best.status_info.get("best_epoch"),
+               "stopped": stop_kind(best), "sigma": met.get("sigma"), "mu": met.get("mu"), "std": met.get("std"),
+               "sigma_thesis": TABLE5.get(m, {}).get("sigma_test"),
+               "fair_std": None if f is None else f["mean_seeds"],
+               "fair_std_sd": None if f is None or f["seeds"] < 2 else f["std_seeds"],
+               "fair_seeds": 0 if f is None else f["seeds"]}
+        row["optimism"] = None if row["fair_std"] is None else row["fair_std"] - row["std"]
+        rows.append(row)
+    if fair_basic is not None and fair_basic.finished:
+        n_train["fair"] = int(fair_basic.finished[0].predictions["train"].true.size)
+    return {"rows": rows, "pending": pending, "n_train": n_train}
+
+
+def thesis_protocol_rows(result: Mapping) -> list[dict]:
+    """:func:`thesis_protocol_comparison` as table rows."""
+    out = []
+    for r in result["rows"]:
+        fair = "\u2013 (no fair run yet)"
+        if r["fair_std"] is not None:
+            fair = (f"{r['fair_std']:.3f} ± {r['fair_std_sd']:.3f}" if r["fair_std_sd"] is not None
+                    else f"{r['fair_std']:.3f}") + f" ({r['fair_seeds']} seed{'s' if r['fair_seeds'] > 1 else ''})"
+        out.append({"model": r["name"],
+                    "reported run": (f"best of {r['seeds']} seeds" if r["seeds"] > 1 else "1 seed")
+                    + f", epoch {r['best_epoch']} of {r['epochs']} ({r['stopped']})",
+                    "σ test, thesis": _fmt(r["sigma_thesis"]) if r["sigma_thesis"] is not None else "\u2013",
+                    "σ test, ours": _fmt(r["sigma"]), "μ test, ours": _fmt(r["mu"], signed=True),
+                    "std(x) test, ours": _fmt(r["std"]),
+                    "std(x) test, fair protocol": fair,
+                    "fair − thesis protocol": _fmt(r["optimism"], signed=True) if r["optimism"] is not None
+                    else "\u2013"})
+    return out
+
+
+def thesis_protocol_markdown(result: Mapping) -> str:
+    """What the thesis-protocol table says, generated from it: the basic CNN against the thesis's number, how much
+    the thesis's reporting flatters it against the fair protocol, which deep models beat it under each protocol,
+    and what is still missing."""
+    rows = {r["model"]: r for r in result["rows"]}
+    parts = []
+    b = rows.get("basic")
+    nt = result.get("n_train", {})
+    if b is not None:
+        txt = (f"Under the thesis's protocol the basic CNN reaches σ = {b['sigma']:.3f} "
+               + (f"({'the best of ' + str(b['seeds']) + ' seeds' if b['seeds'] > 1 else 'one seed'}, chosen on the "
+                  "test set as the thesis chose the best of ten)")
+               + (f" against the thesis's {b['sigma_thesis']:.2f} on the real simulations." if b["sigma_thesis"] else "."))
+        if b["optimism"] is not None:
+            size = (f": {nt['thesis']} training clusters against {nt['fair']}" if "thesis" in nt and "fair" in nt
+                    else "")
+            txt += (f" With the same recipe, the fair protocol's test std(x) is {b['fair_std']:.3f} on average over "
+                    f"seeds against {b['std']:.3f} here: the thesis's way of reporting (the epoch and the seed chosen "
+                    f"on the clusters it reports, and a larger training set{size}) makes the basic CNN look "
+                    f"{b['optimism']:+.3f} dex better than a fair evaluation does.")
+        parts.append(txt)
+    deep = [r for m, r in rows.items() if m != "basic"]
+    if deep and b is not None:
+        beat = [r["name"] for r in deep if r["std"] < b["std"]]
+        lose = [r["name"] for r in deep if r["std"] >= b["std"]]
+        parts.append("Under the thesis's protocol: " + "; ".join(
+            f"{r['name']} std(x) {r['std']:.3f} (σ {r['sigma']:.3f}; thesis σ {_fmt(r['sigma_thesis'])})" for r in deep)
+            + f". Better than the basic CNN's best run ({b['std']:.3f}): " + (", ".join(beat) or "none")
+            + (f"; not better: {', '.join(lose)}" if lose else "") + ".")
+        flipped = [r["name"] for r in deep if r["optimism"] is not None and b["optimism"] is not None
+                   and (r["std"] < b["std"]) != (r["std"] + r["optimism"] < b["std"] + b["optimism"])]
+        if flipped:
+            parts.append("The verdict changes between the two protocols for " + ", ".join(flipped)
+                         + ": a ranking made the thesis's way would not survive a fair evaluation.")
+    if result["pending"]:
+        parts.append("Not run yet under the thesis's protocol: " + "; ".join(result["pending"]) + ".")
+    return " ".join(parts) if parts else "No runs under the thesis's protocol in this profile."
