@@ -395,6 +395,16 @@ def test_recipe_comparison_needs_both_runs(book_root):
     rc = pages.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
     assert rc["panels"] == {} and len(rc["notes"]) == 2          # ResNet50V2 and VGG16: nothing on disk yet
     assert all("not started" in n for n in rc["notes"])
+    # both ResNet50V2 runs on disk: a panel, two rows and a verdict with the paired test-set difference
+    _, chosen = pages.request_for("resnet50v2", "laptop", data="data/tiny.h5")
+    _, thesis_opt = pages.request_for("resnet50v2", "laptop", experiment="resnet50v2_thesis_opt", data="data/tiny.h5")
+    _write_run(book_root, chosen, 0, pred_fn=_good, n=800)
+    _write_run(book_root, thesis_opt, 0, pred_fn=lambda t, rng: t + rng.normal(0, 0.3, t.size), n=800)
+    rc = pages.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
+    assert list(rc["panels"]) == ["ResNet50V2"] and len(rc["rows"]) == 2 and len(rc["notes"]) == 1
+    (v,) = rc["verdicts"]
+    assert v.startswith("**ResNet50V2**") and "the chosen recipe is better at this budget" in v
+    assert "over the 200 test clusters" in v
 
 
 def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):

@@ -1161,11 +1161,15 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
     """The evidence behind the deep models' recipe: for each model with a ``<model>_thesis_opt`` experiment,
     its runs under the thesis's optimisation and under the chosen recipe (same split, input and budget).
 
-    Returns ``{"panels": {model: {label: run}}, "notes": [...], "rows": [...]}``; a model whose runs
-    are not both on disk appears in ``notes`` with where its runs stand.
+    Returns ``{"panels": {model: {label: run}}, "notes": [...], "rows": [...], "verdicts": [...]}``; a model
+    whose runs are not both on disk appears in ``notes`` with where its runs stand; ``verdicts`` says, per
+    model, which recipe reached the lower validation loss and whether their test std(x) differ beyond the
+    noise of the test set (paired bootstrap over the test clusters, :func:`cmlib.compare.paired_difference`).
     """
+    from .. import compare
+
     prof = get_profile(profile)
-    panels, notes, rows = {}, [], []
+    panels, notes, rows, verdicts = {}, [], [], []
     for key, plan in prof.experiments.items():
         if not key.endswith("_thesis_opt"):
             continue
@@ -1185,7 +1189,19 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
                          "best epoch": s.get("best_epoch"), "stopped": s.get("stopped_reason", ""),
                          "val loss (best)": _fmt(met.get("loss", {}).get("val_best"), 4),
                          "std(x) test": _fmt(met.get("test", {}).get("std"))})
-    return {"panels": panels, "notes": notes, "rows": rows}
+        va, vb = (r.metrics.get("loss", {}).get("val_best") for r in (a, b))
+        d = compare.paired_difference(b.predictions["test"], a.predictions["test"], n_boot=2000)
+        lo, hi = d.ci95
+        same = lo <= 0.0 <= hi
+        lower = "the chosen recipe" if vb < va else "the thesis's optimisation"
+        verdicts.append(
+            f"**{display_name(m)}**: {lower} reached the lower validation loss ({vb:.4f} chosen, epoch "
+            f"{b.status_info.get('best_epoch')}, {stop_kind(b)}; {va:.4f} thesis, epoch {a.status_info.get('best_epoch')}, "
+            f"{stop_kind(a)}). Test std(x) {d.a:.3f} (chosen) against {d.b:.3f} (thesis): a difference of "
+            f"{d.diff:+.3f} dex, 95 % interval [{lo:+.3f}, {hi:+.3f}] over the {d.n_clusters} test clusters: "
+            + ("the two recipes cannot be told apart at this budget." if same else
+               f"{'the chosen recipe' if d.diff < 0 else 'the thesis optimisation'} is better at this budget."))
+    return {"panels": panels, "notes": notes, "rows": rows, "verdicts": verdicts}
 
 
 def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json",
