@@ -632,6 +632,16 @@ def _missing_seeds_text(pr: PageRuns, root: Path, seeds: Sequence[int]) -> str:
     return "; ".join(parts)
 
 
+def _hardware_short(env: Mapping) -> str:
+    """'2 CPU cores' or the GPU's name, from a run's env.json (what a compute plan needs to say)."""
+    mach = env.get("machine", {}) if env else {}
+    if mach.get("gpu_names"):
+        return ", ".join(mach["gpu_names"])
+    if mach.get("cpu_cores"):
+        return f"{mach['cpu_cores']} CPU cores"
+    return str(mach.get("summary", "unknown hardware"))
+
+
 def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:
     """What was actually run for each model page of a profile and each of its stored experiments (the compute
     plan): source, protocol, seeds done of planned, epochs, why the runs stopped, test std(x), wall time and
@@ -646,23 +656,21 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
         pr = find_page_runs(m, profile, root=root, data=data, experiment=key)
         fin = pr.finished
         wall = sum(float(r.status_info.get("wall_time_s") or 0.0) for r in fin)
-        hw = sorted({str(r.env.get("machine", {}).get("summary", "unknown")) for r in fin})
+        hw = sorted({_hardware_short(r.env) for r in fin})
         eps = sorted({r.status_info.get("epochs_completed", 0) for r in fin})
         stds = [r.metrics.get("test", {}).get("std", math.nan) for r in fin]
         kinds = sorted({stop_kind(r) for r in fin})
         rows.append({
             "model": display_name(m) + (f" — {pr.plan.label}" if key else ""),
-            "protocol": "fair (train/val/test)" if pr.request.overrides.get("split") == "train-val-test"
-            else "thesis (test set as validation set)",
-            "source": {"stored": "stored runs", "trained": "trained by the build", "missing": "not run yet"}[pr.how],
+            "protocol": "fair" if pr.request.overrides.get("split") == "train-val-test" else "thesis",
+            "source": {"stored": "stored", "trained": "build", "missing": "not run yet"}[pr.how],
             "seeds": f"{len(fin)} of {len(pr.request.seeds)}",
             "epochs": "\u2013" if not eps else (f"{eps[0]}" if len(eps) == 1 else f"{eps[0]}\u2013{eps[-1]}")
             + f" of {pr.request.epochs}",
             "stopped by": ", ".join(kinds) if kinds else "\u2013",
             "test std(x) [dex]": ("\u2013" if not stds else f"{np.mean(stds):.3f}" if len(stds) == 1
                                   else f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"),
-            "wall time": format_duration(wall) if fin else "–",
-            "hardware": "; ".join(hw) if fin else "–",
+            "compute": f"{format_duration(wall)} on {' / '.join(hw)}" if fin else "\u2013",
             "still missing": _missing_seeds_text(pr, Path(root), [s for s in pr.request.seeds
                                                                  if s not in {r.seed for r in fin}]),
         })
@@ -683,7 +691,9 @@ def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | Non
             f"was built): {done} of {len(pages_)} models have finished runs"
             + (f"; {sum(1 for r in extra if r['source'] != 'not run yet')} of the {len(extra)} stored experiments "
                "(below the models) have finished runs" if extra else "")
-            + ". Wall time is the sum over the finished seeds. A run that stopped at the *budget end* "
+            + ". Protocol *fair*: train/validation/test split, the test set used once; *thesis*: the test set "
+            "doubles as the validation set. Source *build*: trained by `make book`; *stored*: committed runs. "
+            "Compute: wall time summed over the finished seeds, and the hardware. A run that stopped at the *budget end* "
             "(constant learning rate, epoch budget used up) is not shown to be converged; *early stopping* and "
             "*schedule end* (annealed learning rate) are.")
     return head + "\n\n" + "\n".join(out) + "\n"
@@ -1178,7 +1188,9 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
         thesis_opt = find_page_runs(m, profile, root=root, experiment=key, data=data)
         if not (chosen.finished and thesis_opt.finished):
             missing = [pr for pr in (thesis_opt, chosen) if not pr.finished]
-            notes.append(f"{display_name(m)}: " + " ".join(R.progress_text(pr.request, Path(root)) for pr in missing))
+            notes.append(f"{display_name(m)}: " + "; ".join(
+                f"{'the chosen recipe' if pr is chosen else plan.label} "
+                f"({R.progress_text(pr.request, Path(root)).removeprefix('Now: ').rstrip('.')})" for pr in missing) + ".")
             continue
         a, b = thesis_opt.finished[0], chosen.finished[0]
         panels[display_name(m)] = {f"thesis: Adam {a.config['lr']:g}, constant": a,
@@ -1230,7 +1242,6 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
                      "checkpoint [s]": f"{r['checkpoint_s']:.2f}" if "checkpoint_s" in r else "",
                      "bf16 speed-up": f"×{b['bf16_speedup'][r['model']]:.2f}" if r["precision"] == "bfloat16"
                      and r["model"] in b.get("bf16_speedup", {}) else "",
-                     "load": f"{r['load'][0]:.1f}" if r.get("load") else "",
                      "_class": "" if r["overhead"] <= b.get("overhead_target", 1.15) else "over-target"})
     mach = b["machine"]
     text = (f"Measured by `benchmarks/bench_training.py` on {mach.get('cpu_cores')} CPU cores ({mach.get('cpu_model')}, "
@@ -1240,15 +1251,14 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
             "(extrapolated from the timed steps); the whole epoch adds validation, history and status files, measured "
             "on the subset, and checkpoints, whose measured cost is spread as the adaptive policy spreads them over "
             "a full run (one write per max(epoch, min(600 s, cost / 5 %))); the overhead is whole / steps only "
-            f"(target ≤ {b.get('overhead_target', 1.15)}); the load column is the load average when the row was "
-            "measured.")
-    rounds = sorted({(r["model"], r.get("rounds", 1), r.get("timed_epochs"), str(r.get("measured", ""))[:16])
-                     for r in b["rows"] if r.get("rounds", 1) > 1})
+            f"(target ≤ {b.get('overhead_target', 1.15)}).")
+    rounds = sorted({(r["model"], r.get("rounds", 1), r.get("timed_epochs"), str(r.get("measured", ""))[:16],
+                      (r.get("load") or ["?"])[0]) for r in b["rows"] if r.get("rounds", 1) > 1})
     if rounds:
         text += (" Epochs of the small CNNs take seconds, so a few of them are at the mercy of a shared machine: their "
                  "rows are medians of interleaved rounds (float32, bf16, bf16, float32, …): "
-                 + "; ".join(f"{display_name(m)} {n} rounds of {e} timed epochs ({when.replace('T', ' ')} UTC)"
-                             for m, n, e, when in rounds) + ".")
+                 + "; ".join(f"{display_name(m)} {n} rounds of {e} timed epochs ({when.replace('T', ' ')} UTC, "
+                             f"load average {load})" for m, n, e, when, load in rounds) + ".")
     parts_path = f.with_name("epoch_parts.json")
     if parts_path.exists():
         text += " " + epoch_parts_text(json.loads(parts_path.read_text()))
@@ -1279,8 +1289,9 @@ def epoch_parts_text(parts: Mapping) -> str:
     fixed = [1 + r["fixed_overhead"] for r in rows]
     return (f"For the small CNNs, whose epochs take seconds, the same epoch's training steps alone varied by up to "
             f"{spread:.0%} from one repetition to the next ({parts['created'][:10]}, `benchmarks/epoch_parts.py`, "
-            f"{rows[0]['repeats']} interleaved repetitions): a ratio of two such epochs is that noisy, so their rows "
-            "above can fall below 1 or far above the target. Measured part by part, what an epoch adds to its steps "
+            f"{rows[0]['repeats']} interleaved repetitions): a ratio of two such short measurements is that noisy, so "
+            "rows above can fall below ×1 (impossible for the work itself: an overhead below 1 is noise) or far above "
+            "the target; the deep models' rows, measured on subsets of 10–50 s per epoch, share the problem. Measured part by part, what an epoch adds to its steps "
             f"is ×{min(fixed):.2f}–{max(fixed):.2f}: {per}.")
 
 
