@@ -739,3 +739,28 @@ def plot_diagnostics(run: Run) -> Figure:
             ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_cost_accuracy(points: Sequence[Mapping], *, mean_predictor: float | None = None) -> Figure:
+    """Test std(x) (mean ± standard deviation over seeds) against the cost of a model: GFLOPs per image (left)
+    and training wall time per seed (right), log scales; the basic CNN's level dashed, predicting the mean
+    mass dotted. ``points``: :func:`cmlib.book.pages.cost_accuracy_points`."""
+    fig, axes = _new(1, 2, figsize=(12.0, 4.4), squeeze=False)
+    ref = next((p for p in points if p["name"] == "basic"), None)
+    for ax, key, label in ((axes[0][0], "gflops", "GFLOPs per image (forward pass)"),
+                           (axes[0][1], "wall_h", "training wall time per seed [h]")):
+        for p in points:
+            ax.errorbar(p[key], p["std_mean"], yerr=p["std_sd"] or None, fmt="o", ms=6, capsize=3,
+                        color="k" if p is ref else TRAIN_COLOR)
+            ax.annotate(p["model"], (p[key], p["std_mean"]), xytext=(6, 4), textcoords="offset points", fontsize=8)
+        if ref is not None:
+            ax.axhline(ref["std_mean"], color="k", ls="--", lw=0.8, label="basic CNN")
+        if mean_predictor is not None:
+            ax.axhline(mean_predictor, color="0.5", ls=":", lw=1.0, label="predict the mean mass")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test std(x) [dex]")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

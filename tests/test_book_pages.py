@@ -347,6 +347,19 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
                                   n_boot=100)
     assert "ResNet50V2" not in {r["model"] for r in mixed["rows"]}
     assert mixed["pending"] == ["ResNet50V2 (its stored runs were made on another version of the data file)"]
+    # cost against accuracy: GFLOPs at the runs' input, wall time per seed, std(x) of the fair comparison
+    members = {"basic": basic, "resnet50v2": good, "vgg16": flat}
+    pts = pages.cost_accuracy_points(members, res, cache_folder=book_root / "cache")
+    by = {p["name"]: p for p in pts}
+    assert set(by) == {"basic", "resnet50v2", "vgg16"}
+    assert by["resnet50v2"]["gflops"] > 10 * by["basic"]["gflops"] > 0
+    assert by["basic"]["wall_h"] == pytest.approx(3.0 / 3600) and by["basic"]["hardware"] == "test machine"
+    assert by["resnet50v2"]["std_mean"] == next(r["mean_seeds"] for r in res["rows"] if r["model"] == "ResNet50V2")
+    assert list((book_root / "cache").glob("gflops-resnet50v2-*.json"))
+    text = pages.cost_accuracy_markdown(pts, res)
+    assert "ResNet50V2: " in text and "the basic CNN's operations" in text
+    from cmlib import plots
+    assert len(plots.plot_cost_accuracy(pts, mean_predictor=0.3).axes) == 2
 
 
 def test_training_benchmark_rows_read_the_benchmark(tmp_path):

@@ -1497,3 +1497,53 @@ def thesis_protocol_markdown(result: Mapping) -> str:
     if result["pending"]:
         parts.append("Not run yet under the thesis's protocol: " + "; ".join(result["pending"]) + ".")
     return " ".join(parts) if parts else "No runs under the thesis's protocol in this profile."
+
+
+# ---------------------------------------------------------------- cost against accuracy (results page)
+
+def _gflops(model: str, shape: Sequence[int], folder: str | Path = "book/generated/cache") -> float:
+    """GFLOPs of one forward pass per image of ``model`` at ``shape`` (:func:`cmlib.models.count_flops`), cached."""
+    def compute():
+        from .. import models
+
+        return {"gflops": models.count_flops(models.build(model, tuple(shape)), tuple(shape)) / 1e9}
+    return float(cached(f"gflops-{model}-{'x'.join(map(str, shape))}", compute, folder=folder)["gflops"])
+
+
+def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
+                         cache_folder: str | Path = "book/generated/cache") -> list[dict]:
+    """For every model of the fair comparison: the cost of one forward pass (GFLOPs per image at the runs'
+    input), the training wall time per seed (mean, with the hardware), the epochs, and the test std(x)
+    (mean and standard deviation over seeds), read from the runs."""
+    by_name = {display_name(m): pr for m, pr in members.items()}
+    out = []
+    for r in fair.get("rows", []):
+        pr = by_name.get(r["model"])
+        if r.get("kind") != "model" or pr is None or not pr.finished:
+            continue
+        fin = pr.finished
+        walls = [float(x.status_info.get("wall_time_s") or math.nan) for x in fin]
+        out.append({"model": r["model"], "name": pr.model,
+                    "gflops": _gflops(pr.model, run_input_shape(fin[0].config), cache_folder),
+                    "wall_h": float(np.nanmean(walls)) / 3600.0,
+                    "hardware": " / ".join(sorted({_hardware_short(x.env) for x in fin})),
+                    "epochs": float(np.mean([x.status_info.get("epochs_completed", 0) for x in fin])),
+                    "std_mean": r["mean_seeds"], "std_sd": r["std_seeds"] if r["seeds"] > 1 else 0.0,
+                    "seeds": r["seeds"]})
+    return out
+
+
+def cost_accuracy_markdown(points: Sequence[Mapping], fair: Mapping) -> str:
+    """The cost-accuracy figure in words: what each model cost and what it bought, against the basic CNN."""
+    if not points:
+        return "No finished fair-protocol runs to compare."
+    ref = next((p for p in points if p["name"] == "basic"), None)
+    parts = []
+    for p in sorted(points, key=lambda q: q["gflops"]):
+        s = (f"{p['model']}: {p['gflops']:.3g} GFLOPs per image, {p['wall_h']:.2g} h per seed on {p['hardware']} "
+             f"({p['epochs']:.0f} epochs), test std(x) {p['std_mean']:.3f}")
+        if ref is not None and p is not ref:
+            s += (f" ({p['gflops'] / ref['gflops']:.0f}× the basic CNN's operations, {p['wall_h'] / ref['wall_h']:.0f}× "
+                  f"its training time, {p['std_mean'] - ref['std_mean']:+.3f} dex)")
+        parts.append(s)
+    return "Cost and accuracy, from the runs: " + "; ".join(parts) + "."
