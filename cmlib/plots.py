@@ -113,6 +113,16 @@ def _marker(n_epochs: int) -> str | None:
     return "o" if n_epochs < FEW_EPOCHS else None
 
 
+def _positive(*arrays) -> bool:
+    """True if every finite value is positive: a log loss axis would drop the others (a Gaussian negative
+    log-likelihood goes below zero)."""
+    for a in arrays:
+        a = np.asarray(a, dtype=float)
+        if np.any(a[np.isfinite(a)] <= 0):
+            return False
+    return True
+
+
 def _epoch_axes(ax, log: bool) -> None:
     """The x axis of a training history (integer epochs) and, optionally, a log loss axis."""
     if log:
@@ -150,7 +160,7 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
             ax.axvline(ep[b], color="k", ls=":", lw=1)
             ax.annotate(f"min val. loss {val[b]:.3g}\nepoch {ep[b]}", (ep[b], val[b]),
                         xytext=(8, 14), textcoords="offset points", fontsize=8)
-    _epoch_axes(ax, log)
+    _epoch_axes(ax, log and _positive(h["loss"], h["val_loss"]))
     ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})")
     reason = run.status_info.get("stopped_reason", "")
     ax.set_title(title or f"{_display(run.model)}, seed {run.seed}" + (f" ({reason})" if reason else ""))
@@ -181,7 +191,7 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
                             marker=_marker(n), ms=7 if n < 3 else 4,
                             label=f"{label} ({n} ep." + (f", SMA k={k})" if smooth is not None else ")"))
             handles.setdefault(label, line)
-        _epoch_axes(ax, log)
+        _epoch_axes(ax, log and _positive(*(run.history[key] for run in runs.values())))
         ax.set_ylabel(LOSS_LABELS.get(key, key))
     fig.legend(list(handles.values()), [h.get_label() for h in handles.values()], loc="lower center",
                ncol=min(4, max(1, len(handles))), fontsize=9.5, frameon=False)
@@ -205,7 +215,7 @@ def plot_seed_histories(runs: Sequence[Run], *, sma_k: int | None = None, key: s
         smooth = _smooth(y, sma_k)
         ax.plot(h["epoch"], smooth if smooth is not None else y, lw=1.2, label=f"seed {run.seed}",
                 marker=_marker(len(y)), ms=3)
-    _epoch_axes(ax, log)
+    _epoch_axes(ax, log and _positive(*(run.history[key] for run in runs)))
     ax.set_ylabel(LOSS_LABELS.get(key, key) + (f" (SMA k={sma_k})" if sma_k and sma_k > 1 else ""))
     ax.legend(ncol=2, fontsize=9)
     fig.tight_layout()
@@ -699,7 +709,7 @@ def plot_scaling(values_by_mode: Mapping[str, np.ndarray]) -> Figure:
 
 
 def plot_diagnostics(run: Run) -> Figure:
-    """A run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) in four panels: the training error as
+    """A run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) in four panels (2 x 2): the training error as
     fit reports it and on the probe in inference and training mode (the BatchNorm gap); prediction and
     label spread (a collapse to the mean); gradient norms (vanishing gradients); dead ReLU channels."""
     h = run.history
@@ -707,8 +717,8 @@ def plot_diagnostics(run: Run) -> Figure:
         raise InputError(f"{run.path.name}: the run recorded no diagnostics (runs made before cmlib recorded "
                          "them have none); train it again to get them")
     ep = h["epoch"]
-    fig, axes = _new(1, 4, figsize=(17.0, 3.9), squeeze=False)
-    a = axes[0]
+    fig, axes = _new(2, 2, figsize=(11.0, 7.6), squeeze=False)
+    a = axes.ravel()
     mk = _marker(len(ep))
     if run.config.get("loss", "mse") == "mse":
         a[0].plot(ep, h["loss"], color=TRAIN_COLOR, lw=1.2, marker=mk, ms=3, label="training loss (fit, augmented)")
@@ -758,6 +768,7 @@ def plot_cost_accuracy(points: Sequence[Mapping], *, mean_predictor: float | Non
         if mean_predictor is not None:
             ax.axhline(mean_predictor, color="0.5", ls=":", lw=1.0, label="predict the mean mass")
         ax.set_xscale("log")
+        ax.margins(x=0.3)                       # room for the names of the outermost points
         ax.set_xlabel(label)
         ax.set_ylabel("test std(x) [dex]")
         if ax.get_legend_handles_labels()[0]:

@@ -1543,7 +1543,8 @@ def cost_accuracy_markdown(points: Sequence[Mapping], fair: Mapping) -> str:
         s = (f"{p['model']}: {p['gflops']:.3g} GFLOPs per image, {p['wall_h']:.2g} h per seed on {p['hardware']} "
              f"({p['epochs']:.0f} epochs), test std(x) {p['std_mean']:.3f}")
         if ref is not None and p is not ref:
-            s += (f" ({p['gflops'] / ref['gflops']:.0f}× the basic CNN's operations, {p['wall_h'] / ref['wall_h']:.0f}× "
+            fo, ft = p["gflops"] / ref["gflops"], p["wall_h"] / ref["wall_h"]
+            s += (f" ({fo:.{1 if fo < 10 else 0}f}× the basic CNN's operations, {ft:.{1 if ft < 10 else 0}f}× "
                   f"its training time, {p['std_mean'] - ref['std_mean']:+.3f} dex)")
         parts.append(s)
     return "Cost and accuracy, from the runs: " + "; ".join(parts) + "."
