@@ -372,10 +372,12 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     ev, bs = tail("mse_train_eval"), tail("mse_train_batchstats")
     if np.isfinite(ev) and np.isfinite(bs) and bs > 0:
         r = ev / bs
+        same = abs(r - 1.0) < 1e-6
         out.append(dict(check="BatchNorm train/inference gap", value=r, threshold=BN_GAP_FACTOR,
                         found=r > BN_GAP_FACTOR,
-                        text=f"on the same training clusters the inference-mode error is {r:.2g} x the training-mode "
-                             "error (BatchNorm's moving statistics against the batch's own)"))
+                        text="inference and training mode give the same error (no BatchNorm or dropout)" if same else
+                        f"on the same training clusters the inference-mode error is {r:.2g} x the training-mode "
+                        "error (BatchNorm's moving statistics against the batch's own)"))
     ps, ls = tail("pred_std_train"), tail("label_std_train")
     if np.isfinite(ps) and np.isfinite(ls) and ls > 0:
         r = ps / ls

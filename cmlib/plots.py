@@ -123,10 +123,14 @@ def _positive(*arrays) -> bool:
     return True
 
 
-def _epoch_axes(ax, log: bool) -> None:
-    """The x axis of a training history (integer epochs) and, optionally, a log loss axis."""
-    if log:
+def _epoch_axes(ax, log: bool, positive: bool = True) -> None:
+    """The x axis of a training history (integer epochs) and, optionally, a log loss axis; for losses that go
+    below zero (Gaussian NLL) a symmetric log axis, linear within ±1, so that the first epochs' large losses
+    do not flatten the rest."""
+    if log and positive:
         ax.set_yscale("log")
+    elif log:
+        ax.set_yscale("symlog", linthresh=1.0)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
@@ -160,7 +164,7 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
             ax.axvline(ep[b], color="k", ls=":", lw=1)
             ax.annotate(f"min val. loss {val[b]:.3g}\nepoch {ep[b]}", (ep[b], val[b]),
                         xytext=(8, 14), textcoords="offset points", fontsize=8)
-    _epoch_axes(ax, log and _positive(h["loss"], h["val_loss"]))
+    _epoch_axes(ax, log, _positive(h["loss"], h["val_loss"]))
     ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})")
     reason = run.status_info.get("stopped_reason", "")
     ax.set_title(title or f"{_display(run.model)}, seed {run.seed}" + (f" ({reason})" if reason else ""))
@@ -191,7 +195,7 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
                             marker=_marker(n), ms=7 if n < 3 else 4,
                             label=f"{label} ({n} ep." + (f", SMA k={k})" if smooth is not None else ")"))
             handles.setdefault(label, line)
-        _epoch_axes(ax, log and _positive(*(run.history[key] for run in runs.values())))
+        _epoch_axes(ax, log, _positive(*(run.history[key] for run in runs.values())))
         ax.set_ylabel(LOSS_LABELS.get(key, key))
     fig.legend(list(handles.values()), [h.get_label() for h in handles.values()], loc="lower center",
                ncol=min(4, max(1, len(handles))), fontsize=9.5, frameon=False)
@@ -215,7 +219,7 @@ def plot_seed_histories(runs: Sequence[Run], *, sma_k: int | None = None, key: s
         smooth = _smooth(y, sma_k)
         ax.plot(h["epoch"], smooth if smooth is not None else y, lw=1.2, label=f"seed {run.seed}",
                 marker=_marker(len(y)), ms=3)
-    _epoch_axes(ax, log and _positive(*(run.history[key] for run in runs)))
+    _epoch_axes(ax, log, _positive(*(run.history[key] for run in runs)))
     ax.set_ylabel(LOSS_LABELS.get(key, key) + (f" (SMA k={sma_k})" if sma_k and sma_k > 1 else ""))
     ax.legend(ncol=2, fontsize=9)
     fig.tight_layout()

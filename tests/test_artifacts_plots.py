@@ -88,15 +88,15 @@ def test_every_plot_function(tmp_path):
 
 
 def test_loss_axes_are_logarithmic_only_for_positive_losses(tmp_path):
-    """A Gaussian NLL goes below zero: its history must not be drawn on a log axis (the curve would vanish)."""
+    """A Gaussian NLL goes below zero: its history is drawn on a symmetric log axis (on a log axis it would vanish)."""
     pos = A.Run.load(make_run(tmp_path, seed=0))
     neg_dir = make_run(tmp_path, model="krippendorf2023", seed=1)
     A.write_history(neg_dir / "history.csv", [dict(epoch=e, loss=1.0 - 0.1 * e, val_loss=0.9 - 0.1 * e, lr=1e-4,
                                                   epoch_time_s=1.0, elapsed_s=float(e)) for e in range(1, 21)])
     neg = A.Run.load(neg_dir)
     assert P.plot_history(pos).axes[0].get_yscale() == "log"
-    assert P.plot_history(neg).axes[0].get_yscale() == "linear"
-    assert P.plot_seed_histories([neg]).axes[0].get_yscale() == "linear"
+    assert P.plot_history(neg).axes[0].get_yscale() == "symlog"
+    assert P.plot_seed_histories([neg]).axes[0].get_yscale() == "symlog"
     assert P.plot_seed_histories([pos]).axes[0].get_yscale() == "log"
-    assert all(ax.get_yscale() == "linear"
+    assert all(ax.get_yscale() == "symlog"
                for ax in P.plot_history_comparison({"a": pos, "b": neg}, sma_k=3).axes)

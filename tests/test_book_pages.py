@@ -624,3 +624,5 @@ def test_diagnosis_reads_the_runs_diagnostics(book_root):
     A.write_history(d / "history.csv", rows)
     pr = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0])
     assert "None of these failures shows, yet the model did not learn" in pages.diagnosis_markdown(pr)
+    h = dict(pr.best.history, mse_train_batchstats=pr.best.history["mse_train_eval"])   # no BatchNorm
+    assert "give the same error" in M.training_findings(h)[0]["text"]
