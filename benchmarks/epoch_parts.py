@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
-import os
 import sys
 import tempfile
 import time
@@ -36,9 +34,7 @@ sys.path.insert(0, str(ROOT))
 from cmlib import __version__, hardware  # noqa: E402
 from cmlib._io import atomic_write_json  # noqa: E402
 
-
-def _load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
+from bench_training import _load  # noqa: E402  (this script's folder is on sys.path when run as a script)
 
 
 def _setup(model: str, data: Path, precision: str, work: Path):

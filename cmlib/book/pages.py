@@ -642,6 +642,11 @@ def _hardware_short(env: Mapping) -> str:
     return str(mach.get("summary", "unknown hardware"))
 
 
+def _hardware_of(runs: Sequence) -> str:
+    """The hardware of some runs, each kind once: '2 CPU cores', or '2 CPU cores / NVIDIA H100'."""
+    return " / ".join(sorted({_hardware_short(r.env) for r in runs}))
+
+
 def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:
     """What was actually run for each model page of a profile and each of its stored experiments (the compute
     plan): source, protocol, seeds done of planned, epochs, why the runs stopped, test std(x), wall time and
@@ -656,7 +661,7 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
         pr = find_page_runs(m, profile, root=root, data=data, experiment=key)
         fin = pr.finished
         wall = sum(float(r.status_info.get("wall_time_s") or 0.0) for r in fin)
-        hw = sorted({_hardware_short(r.env) for r in fin})
+
         eps = sorted({r.status_info.get("epochs_completed", 0) for r in fin})
         stds = [r.metrics.get("test", {}).get("std", math.nan) for r in fin]
         kinds = sorted({stop_kind(r) for r in fin})
@@ -670,7 +675,7 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
             "stopped by": ", ".join(kinds) if kinds else "\u2013",
             "test std(x) [dex]": ("\u2013" if not stds else f"{np.mean(stds):.3f}" if len(stds) == 1
                                   else f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"),
-            "compute": f"{format_duration(wall)} on {' / '.join(hw)}" if fin else "\u2013",
+            "compute": f"{format_duration(wall)} on {_hardware_of(fin)}" if fin else "\u2013",
             "still missing": _missing_seeds_text(pr, Path(root), [s for s in pr.request.seeds
                                                                  if s not in {r.seed for r in fin}]),
         })
@@ -1190,7 +1195,7 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
             missing = [pr for pr in (thesis_opt, chosen) if not pr.finished]
             notes.append(f"{display_name(m)}: " + "; ".join(
                 f"{'the chosen recipe' if pr is chosen else plan.label} "
-                f"({R.progress_text(pr.request, Path(root)).removeprefix('Now: ').rstrip('.')})" for pr in missing) + ".")
+                f"({R.seed_progress(pr.request, Path(root))})" for pr in missing) + ".")
             continue
         a, b = thesis_opt.finished[0], chosen.finished[0]
         panels[display_name(m)] = {f"thesis: Adam {a.config['lr']:g}, constant": a,
@@ -1419,7 +1424,7 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
         name = display_name(m)
         if not pr.finished or pr.data_mismatch:
             why = ("its runs were made on another version of the data file" if pr.data_mismatch
-                   else R.progress_text(pr.request, Path(root)).removeprefix("Now: ").rstrip("."))
+                   else R.seed_progress(pr.request, Path(root)))
             pending.append(f"{name} ({why})")
             continue
         best = pr.best
@@ -1489,8 +1494,8 @@ def thesis_protocol_markdown(result: Mapping) -> str:
             f"{r['name']} std(x) {r['std']:.3f} (σ {r['sigma']:.3f}; thesis σ {_fmt(r['sigma_thesis'])})" for r in deep)
             + f". Better than the basic CNN's best run ({b['std']:.3f}): " + (", ".join(beat) or "none")
             + (f"; not better: {', '.join(lose)}" if lose else "") + ".")
-        flipped = [r["name"] for r in deep if r["optimism"] is not None and b["optimism"] is not None
-                   and (r["std"] < b["std"]) != (r["std"] + r["optimism"] < b["std"] + b["optimism"])]
+        flipped = [r["name"] for r in deep if r["fair_std"] is not None and b["fair_std"] is not None
+                   and (r["std"] < b["std"]) != (r["fair_std"] < b["fair_std"])]
         if flipped:
             parts.append("The verdict changes between the two protocols for " + ", ".join(flipped)
                          + ": a ranking made the thesis's way would not survive a fair evaluation.")
@@ -1526,7 +1531,7 @@ def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
         out.append({"model": r["model"], "name": pr.model,
                     "gflops": _gflops(pr.model, run_input_shape(fin[0].config), cache_folder),
                     "wall_h": float(np.nanmean(walls)) / 3600.0,
-                    "hardware": " / ".join(sorted({_hardware_short(x.env) for x in fin})),
+                    "hardware": _hardware_of(fin),
                     "epochs": float(np.mean([x.status_info.get("epochs_completed", 0) for x in fin])),
                     "std_mean": r["mean_seeds"], "std_sd": r["std_seeds"] if r["seeds"] > 1 else 0.0,
                     "seeds": r["seeds"]})

@@ -105,11 +105,15 @@ def seed_states(request: RunRequest, root: Path, seeds: Sequence[int] | None = N
     return out
 
 
-def progress_text(request: RunRequest, root: Path) -> str:
+def seed_progress(request: RunRequest, root: Path) -> str:
     """Where the runs of a request stand on disk: 'seed 0: running, epoch 12 of 30; seed 1: not started'."""
-    parts = [f"seed {s}: not started" if st is None else f"seed {s}: {st['state']}, epoch {st['epoch']} of "
-             f"{request.epochs}" for s, st in seed_states(request, root).items()]
-    return "Now: " + "; ".join(parts) + "."
+    return "; ".join(f"seed {s}: not started" if st is None else f"seed {s}: {st['state']}, epoch {st['epoch']} of "
+                     f"{request.epochs}" for s, st in seed_states(request, root).items())
+
+
+def progress_text(request: RunRequest, root: Path) -> str:
+    """:func:`seed_progress` as a sentence: 'Now: seed 0: running, epoch 12 of 30; seed 1: not started.'"""
+    return "Now: " + seed_progress(request, root) + "."
 
 
 def train(request: RunRequest, root: Path, *, keep_models: bool = True, verbose: bool = True) -> list:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._env import import_keras
+from .diagnostics import LOG_PREFIX
 
 keras = import_keras()
 
@@ -208,7 +209,7 @@ class RunRecorder(keras.callbacks.Callback):
         val = float(logs.get("val_loss", math.nan))
         row = dict(epoch=epoch + 1, loss=loss, val_loss=val, lr=self._lr, epoch_time_s=dt, elapsed_s=self.elapsed_s)
         # the per-epoch diagnostics (cmlib.train.diagnostics.TrainingDiagnostics, an earlier callback)
-        row.update({k[len("diag_"):]: float(v) for k, v in logs.items() if k.startswith("diag_")})
+        row.update({k[len(LOG_PREFIX):]: float(v) for k, v in logs.items() if k.startswith(LOG_PREFIX)})
         self.history.append(row)
         improved = self.early.improved
         if improved:
