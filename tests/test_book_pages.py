@@ -448,9 +448,11 @@ def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
     # the laptop profile's stored experiments (the compute plan) follow the models, named by their label
     lap = pages.run_inventory_rows("laptop", book_root, data="data/tiny.h5")
     n_pages = len(profiles.get_profile("laptop").pages())
-    names = [r["model"] for r in lap[n_pages:]]
+    assert [r["kind"] for r in lap] == ["model"] * n_pages + ["experiment"] * (len(lap) - n_pages)
+    names = [r["model"] for r in lap if r["kind"] == "experiment"]
     assert "ResNet50V2 — thesis protocol (71x71, test set as validation set)" in names
     assert all(r["source"] == "not run yet" and r["compute"] == "–" for r in lap[n_pages:])
+    assert "| kind |" not in pages.run_inventory_markdown("laptop", book_root, data="data/tiny.h5")
     assert "of the %d stored experiments" % len(names) in pages.run_inventory_markdown("laptop", book_root,
                                                                                       data="data/tiny.h5")
 

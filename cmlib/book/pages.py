@@ -650,7 +650,8 @@ def _hardware_of(runs: Sequence) -> str:
 def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:
     """What was actually run for each model page of a profile and each of its stored experiments (the compute
     plan): source, protocol, seeds done of planned, epochs, why the runs stopped, test std(x), wall time and
-    hardware of the finished runs, and where unfinished seeds stand (read-only)."""
+    hardware of the finished runs, and where unfinished seeds stand (read-only).  ``kind`` says whether a row
+    is a model page (``"model"``) or a stored experiment (``"experiment"``); the table does not show it."""
     from ..artifacts import format_duration
 
     prof = get_profile(profile)
@@ -666,6 +667,7 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
         stds = [r.metrics.get("test", {}).get("std", math.nan) for r in fin]
         kinds = sorted({stop_kind(r) for r in fin})
         rows.append({
+            "kind": "experiment" if key else "model",
             "model": display_name(m) + (f" — {pr.plan.label}" if key else ""),
             "protocol": "fair" if pr.request.overrides.get("split") == "train-val-test" else "thesis",
             "source": {"stored": "stored", "trained": "build", "missing": "not run yet"}[pr.how],
@@ -685,15 +687,15 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
 def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | None = None) -> str:
     """The run inventory as a Markdown table with a one-line summary (the intro includes it)."""
     rows = run_inventory_rows(profile, root, data=data)
-    cols = list(rows[0]) if rows else []
+    cols = [c for c in (rows[0] if rows else ()) if c != "kind"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         out.append("| " + " | ".join(str(r[c]).replace("|", "/") or "\u2013" for c in cols) + " |")
-    pages_ = get_profile(profile).pages()
-    done = sum(1 for r in rows[:len(pages_)] if r["source"] != "not run yet")
-    extra = rows[len(pages_):]
+    models = [r for r in rows if r["kind"] == "model"]
+    done = sum(1 for r in models if r["source"] != "not run yet")
+    extra = [r for r in rows if r["kind"] == "experiment"]
     head = (f"**What this build shows** (profile `{profile}`, generated from the run directories when the book "
-            f"was built): {done} of {len(pages_)} models have finished runs"
+            f"was built): {done} of {len(models)} models have finished runs"
             + (f"; {sum(1 for r in extra if r['source'] != 'not run yet')} of the {len(extra)} stored experiments "
                "(below the models) have finished runs" if extra else "")
             + ". Protocol *fair*: train/validation/test split, the test set used once; *thesis*: the test set "

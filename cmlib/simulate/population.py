@@ -143,21 +143,25 @@ def _sampling_table(p: SimulationParams):
     return m_edges, z_edges, cdf / cdf[-1], float(wk.sum()), float(w.sum())
 
 
-def _population_batch_v1(p: SimulationParams, seed: int, batch: int, table, conv) -> dict[str, np.ndarray]:
-    """Draw one batch of candidate haloes with all their properties; returns the selected ones."""
+def _halo_draws(p: SimulationParams, seed: int, batch: int, table, n_normal: int):
+    """The draws both physics versions share, in a fixed order: cell, mass and redshift of each candidate halo,
+    then ``n_normal`` rows of standard normals and 10 rows of uniforms (switching a component off keeps the
+    others' draws), and the scaling relations with their correlated scatter (facts Sect. 4).
+
+    Returns ``(g, u, halo)``: the normal and uniform rows the caller goes on with, and a dict of the halo's
+    log_m, z, m500 [Msun], E(z), d_l, d_t, d_morph (ln-offsets), morphology, L_X [erg/s], kT [keV], Z [Zsun].
+    """
     m_edges, z_edges, cdf, _, _ = table
     rng = np.random.Generator(np.random.Philox(key=np.array([seed, _POP_DOMAIN + batch], dtype=np.uint64)))
     n = _BATCH
-    # fixed order of draws, independent of the switches (switching a component off keeps the others)
     u_cell, u_m, u_z = rng.random((3, n))
-    g = rng.standard_normal((9, n))
+    g = rng.standard_normal((n_normal, n))
     u = rng.random((10, n))
     nm = m_edges.size - 1
     cell = np.minimum(np.searchsorted(cdf, u_cell, side="right"), cdf.size - 1)
     iz, im = np.divmod(cell, nm)
     log_m = m_edges[im] + u_m * (m_edges[im + 1] - m_edges[im])
     z = z_edges[iz] + u_z * (z_edges[iz + 1] - z_edges[iz])
-    # scaling relations with correlated scatter (facts Sect. 4)
     m500 = 10.0 ** log_m
     ez = physics.efunc(z)
     off_cc, off_other, sig_l = lnl_morph(p)
@@ -170,6 +174,27 @@ def _population_batch_v1(p: SimulationParams, seed: int, batch: int, table, conv
         * np.exp(d_l + d_morph)
     kt = p.kt_norm * (ez * m500 / p.mass_pivot) ** p.kt_slope * np.exp(d_t)
     zmet = np.clip(p.metallicity_mean + p.metallicity_sigma * g[2], 0.05, 1.0)
+    return g, u, dict(log_m=log_m, z=z, m500=m500, ez=ez, d_l=d_l, d_t=d_t, d_morph=d_morph, morph=morph,
+                      lx=lx, kt=kt, zmet=zmet)
+
+
+def _fluxes(p: SimulationParams, conv, z, m500, lx, kt, zmet):
+    """Distances [Mpc], R500 [kpc and arcmin], f_unit = L / 4 pi D_L^2 and the 0.5-2 keV flux [erg/s/cm^2]."""
+    dc = physics.distance_table(3.0).comoving(z)
+    d_a, d_lum = dc / (1.0 + z), dc * (1.0 + z)
+    r500 = physics.r500_kpc(m500, z)
+    th500 = r500 / (d_a * 1e3) / physics.ARCMIN_TO_RAD
+    f_unit = lx / (4.0 * np.pi * (d_lum * physics.MPC_TO_CM) ** 2)   # L / 4 pi D_L^2
+    flux = f_unit * conv.kcorrection(kt, z, zmet, p.lines)
+    return d_a, d_lum, r500, th500, f_unit, flux
+
+
+def _population_batch_v1(p: SimulationParams, seed: int, batch: int, table, conv) -> dict[str, np.ndarray]:
+    """Draw one batch of candidate haloes with all their properties; returns the selected ones."""
+    g, u, h = _halo_draws(p, seed, batch, table, n_normal=9)
+    n = _BATCH
+    log_m, z, m500, ez, lx, kt, zmet = (h[k] for k in ("log_m", "z", "m500", "ez", "lx", "kt", "zmet"))
+    d_l, d_t, d_morph, morph = h["d_l"], h["d_t"], h["d_morph"], h["morph"]
     # morphology (facts Sect. 5): radii in units of R500
     beta = np.clip(p.beta_mean + p.beta_sigma * g[3], p.beta_min, p.beta_max)
     rc = np.where(morph == 1, p.rc_cc, p.rc_ncc) * np.exp(p.rc_sigma_ln * g[4])
@@ -192,14 +217,7 @@ def _population_batch_v1(p: SimulationParams, seed: int, batch: int, table, conv
     has_agn = has_agn_pop & bool(p.central_agn)
     agn_ratio = p.central_agn_ratio_min * (p.central_agn_ratio_max / p.central_agn_ratio_min) ** u[8]
     u_sel = u[9]
-    # distances, sizes, fluxes
-    dtab = physics.distance_table(3.0)
-    dc = dtab.comoving(z)
-    d_a, d_lum = dc / (1.0 + z), dc * (1.0 + z)
-    r500 = physics.r500_kpc(m500, z)
-    th500 = r500 / (d_a * 1e3) / physics.ARCMIN_TO_RAD
-    f_unit = lx / (4.0 * np.pi * (d_lum * physics.MPC_TO_CM) ** 2)   # L / 4 pi D_L^2
-    flux = f_unit * conv.kcorrection(kt, z, zmet, p.lines)
+    d_a, d_lum, r500, th500, f_unit, flux = _fluxes(p, conv, z, m500, lx, kt, zmet)
     ap = p.selection_aperture_arcmin
     tr = p.truncation_r500
     f_main = 1.0 - f_core - f_sub
@@ -245,31 +263,10 @@ def _population_batch_v2(p: SimulationParams, seed: int, batch: int, table, conv
     own field-to-field level; a central-AGN population with its own
     luminosity function (not tied to the cluster's flux).
     """
-    m_edges, z_edges, cdf, _, _ = table
-    rng = np.random.Generator(np.random.Philox(key=np.array([seed, _POP_DOMAIN + batch], dtype=np.uint64)))
+    g, u, h = _halo_draws(p, seed, batch, table, n_normal=12)
     n = _BATCH
-    # fixed order of draws, independent of the switches (switching a component off keeps the others)
-    u_cell, u_m, u_z = rng.random((3, n))
-    g = rng.standard_normal((12, n))
-    u = rng.random((10, n))
-    nm = m_edges.size - 1
-    cell = np.minimum(np.searchsorted(cdf, u_cell, side="right"), cdf.size - 1)
-    iz, im = np.divmod(cell, nm)
-    log_m = m_edges[im] + u_m * (m_edges[im + 1] - m_edges[im])
-    z = z_edges[iz] + u_z * (z_edges[iz + 1] - z_edges[iz])
-    m500 = 10.0 ** log_m
-    ez = physics.efunc(z)
-    # scaling relations with correlated scatter (facts Sect. 4)
-    off_cc, off_other, sig_l = lnl_morph(p)
-    d_l, d_t = physics.correlate_normals(g[0], g[1], sig_l, p.sigma_lnT if p.scatter else 0.0, p.rho_LT)
-    f_cc = p.cool_core_fraction if p.cool_cores else 0.0
-    f_dist = p.disturbed_fraction if p.disturbed else 0.0
-    morph = np.where(u[0] < f_cc, 1, np.where(u[0] < f_cc + f_dist, 2, 0)).astype(np.int8)
-    d_morph = np.where(morph == 1, off_cc, off_other) if p.cool_cores else np.zeros(n)
-    lx = physics.lx_mass_relation(m500, z, p.lx_norm, p.lx_slope, p.lx_ez_power, p.mass_pivot) \
-        * np.exp(d_l + d_morph)
-    kt = p.kt_norm * (ez * m500 / p.mass_pivot) ** p.kt_slope * np.exp(d_t)
-    zmet = np.clip(p.metallicity_mean + p.metallicity_sigma * g[2], 0.05, 1.0)
+    log_m, z, m500, ez, lx, kt, zmet = (h[k] for k in ("log_m", "z", "m500", "ez", "lx", "kt", "zmet"))
+    d_l, d_t, d_morph, morph = h["d_l"], h["d_t"], h["d_morph"], h["morph"]
     # structure (facts Sect. 5): beta rises with kT, r_c / R500 with its own mass trend and scatter
     if p.structure_trends:
         beta0 = p.beta_mean * (kt / 5.0) ** p.beta_kt_slope
@@ -305,14 +302,7 @@ def _population_batch_v2(p: SimulationParams, seed: int, batch: int, table, conv
     a = p.central_agn_slope
     lo, hi = p.central_agn_lmin, p.central_agn_lmax
     l_agn = (lo ** -a - u[8] * (lo ** -a - hi ** -a)) ** (-1.0 / a) if abs(a) > 1e-9 else lo * (hi / lo) ** u[8]
-    # distances, sizes, fluxes
-    dtab = physics.distance_table(3.0)
-    dc = dtab.comoving(z)
-    d_a, d_lum = dc / (1.0 + z), dc * (1.0 + z)
-    r500 = physics.r500_kpc(m500, z)
-    th500 = r500 / (d_a * 1e3) / physics.ARCMIN_TO_RAD
-    f_unit = lx / (4.0 * np.pi * (d_lum * physics.MPC_TO_CM) ** 2)   # L / 4 pi D_L^2
-    flux = f_unit * conv.kcorrection(kt, z, zmet, p.lines)
+    d_a, d_lum, r500, th500, f_unit, flux = _fluxes(p, conv, z, m500, lx, kt, zmet)
     # AGN 0.5-2 keV flux, power law Gamma: K-correction (1 + z)^(Gamma - 2)
     agn_flux_pop = np.where(has_agn_pop, l_agn / (4.0 * np.pi * (d_lum * physics.MPC_TO_CM) ** 2)
                         * (1.0 + z) ** (p.agn_gamma - 2.0), 0.0)
