@@ -145,9 +145,11 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
     configuration is equal except for ``precision`` (and the seed) form one recipe; for
     each recipe with both precisions, the test ``measure`` of each precision's seeds
     (mean, std over seeds) and their difference.  ``agree`` is True when the difference
-    of the means is within the larger seed-to-seed standard deviation (bf16 changes a
-    run by round-off only), None when a precision has a single seed (no spread to
-    compare with).  Seeds present in both precisions are also compared pairwise.
+    of the means is within the seed-to-seed standard deviation (the larger of the two
+    where both precisions have several seeds, the one that does where only one has:
+    a single fp32 run of a seed then stands against the bf16 runs' spread), None when
+    each precision has a single seed (no spread to compare with).  Seeds present in both
+    precisions are also compared pairwise.
     """
     from ._io import stable_hash
     from .config import RunConfig
@@ -177,6 +179,6 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
                      "float32": {"seeds": sorted(a), "values": [a[s] for s in sorted(a)], "mean": ma, "std": sa},
                      "bfloat16": {"seeds": sorted(b), "values": [b[s] for s in sorted(b)], "mean": mb, "std": sb},
                      "diff": mb - ma, "seed_spread": spread,
-                     "agree": None if (len(a) < 2 or len(b) < 2) else bool(abs(mb - ma) <= spread),
+                     "agree": None if math.isnan(spread) else bool(abs(mb - ma) <= spread),
                      "paired_diffs": {s: b[s] - a[s] for s in both}})
     return rows

@@ -87,3 +87,12 @@ def test_precision_agreement_pairs_recipes_that_differ_only_in_precision():
     # one seed per precision: no spread, no verdict
     assert compare.precision_agreement([_run("basic", 0, "float32", 0.15), _run("basic", 0, "bfloat16", 0.15)]
                                        )[0]["agree"] is None
+    # one fp32 seed against two bf16 seeds: the bf16 spread decides, both ways
+    two = [_run("basic", s, "bfloat16", 0.15 + 0.02 * s) for s in range(2)]     # std(x) about 0.15 and 0.17
+    near = compare.precision_agreement(two + [_run("basic", 0, "float32", 0.16)])[0]
+    assert near["seed_spread"] == pytest.approx(np.std(near["bfloat16"]["values"], ddof=1))
+    assert near["seed_spread"] > 0.005
+    assert near["agree"] is True and abs(near["diff"]) <= near["seed_spread"]
+    assert near["float32"]["seeds"] == [0] and set(near["paired_diffs"]) == {0}
+    far = compare.precision_agreement(two + [_run("basic", 0, "float32", 0.25)])[0]
+    assert far["agree"] is False and far["seed_spread"] == near["seed_spread"]
