@@ -164,6 +164,8 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     assert f"{sig:.3f}" in text and "1 did not learn (VGG16)" in text
     assert "ResNet152V2" in text and "0.134" in text          # the thesis's best deep model, from Table 5
     assert "none of them learned" in text
+    assert "Of the 1 deep model, trained for 3 epochs" in text and "best of 1 run)" in text and "(s)" not in text
+    assert (pages.counted(1, "seed"), pages.counted(2, "seed"), pages.counted(0, "run")) == ("1 seed", "2 seeds", "0 runs")
 
 
 def test_config_rows_show_the_runs_input_shape(book_root):

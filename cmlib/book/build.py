@@ -531,7 +531,7 @@ def pending_runs_page(job: NotebookJob, profile: Profile, root: Path):
         return None
     lines = [f"# {job.title or pages.display_name(model)}", "",
              ":::{admonition} Runs in progress", ":class: warning",
-             f"The stored runs of {pages.display_name(model)} ({len(plan.seeds)} seed(s), up to {plan.epochs} epochs, "
+             f"The stored runs of {pages.display_name(model)} ({pages.counted(len(plan.seeds), 'seed')}, up to {plan.epochs} epochs, "
              f"the fair protocol of the results chapter) are part of the book's compute plan but have not finished "
              "yet, so this page shows no results. " + R.progress_text(pr.request, root), ":::", "",
              "Make them (resumable; on two CPU cores a deep model takes hours per seed, on a GPU minutes):", "",

@@ -27,7 +27,7 @@ __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "req
            "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
            "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
            "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections",
-           "tuning_comparison_markdown", "tuning_trial_rows", "precision_rows", "diagnosis_markdown",
+           "tuning_comparison_markdown", "counted", "tuning_trial_rows", "precision_rows", "diagnosis_markdown",
            "thesis_protocol_members", "thesis_protocol_comparison", "thesis_protocol_rows", "thesis_protocol_markdown"]
 
 
@@ -118,8 +118,8 @@ def find_page_runs(model: str, profile: str = "laptop", *, root: str | Path = ".
         pr.notes.append("The stored runs were made on a data file whose content hash differs from the "
                         f"current {Path(req.data).name}; regenerate them with `cmlib stored-runs` for an exact match.")
     if len(found) < len(req.seeds):
-        pr.notes.append(f"{len(req.seeds) - len(found)} of the {len(req.seeds)} requested run(s) of {label} are not "
-                        f"on disk; train them with `{req.command()}`.")
+        pr.notes.append(f"{len(req.seeds) - len(found)} of the {counted(len(req.seeds), 'requested run')} of {label} "
+                        f"{'is' if len(req.seeds) - len(found) == 1 else 'are'} not on disk; train them with `{req.command()}`.")
     return pr
 
 
@@ -134,6 +134,11 @@ def require_runs(pr: PageRuns) -> None:
 
 
 # ---------------------------------------------------------------- rendering helpers
+
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """``n`` and the word in the number it needs: ``counted(1, "seed")`` is "1 seed", ``counted(3, "run")`` "3 runs"."""
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
 
 def _fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
     if v is None:
@@ -544,7 +549,7 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
     if basic:
         bm = basic.best.metrics["test"]
         parts.append(f"The basic CNN reaches σ = {bm['sigma']:.3f} (std(x) = {bm['std']:.3f} dex; best of "
-                     f"{len(basic.finished)} run(s)).")
+                     f"{counted(len(basic.finished), 'run')}).")
     deep_models_here = [m for m in have if m not in ("basic",) and get_spec_family(m) not in ("basic", "baseline")]
     if deep_models_here:
         verdicts = {m: verdict(have[m]) for m in deep_models_here}
@@ -552,7 +557,8 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
         learned = [m for m, v in verdicts.items() if v["learned"]]
         eps = sorted({have[m].best.status_info.get("epochs_completed", 0) for m in deep_models_here})
         ep_txt = f"{eps[0]}" if len(eps) == 1 else f"{eps[0]}\u2013{eps[-1]}"
-        txt = (f"Of the {len(deep_models_here)} deep model(s), trained for {ep_txt} epoch(s) against the thesis's "
+        txt = (f"Of the {counted(len(deep_models_here), 'deep model')}, trained for {ep_txt} "
+               f"epoch{'' if ep_txt == '1' else 's'} against the thesis's "
                f"4000, {len(failed)} did not learn")
         txt += f" ({', '.join(failed)})" if failed else ""
         if learned:
@@ -748,11 +754,11 @@ def training_text(pr: PageRuns) -> str:
         gap = (f" After the last epoch the validation loss is {ratio:.2g}\u00d7 the training loss"
                + (" (a sign of overfitting)." if ratio > 1.5 else "."))
     if len(h["loss"]) and h["loss"][0] > 10 * max(h["val_loss"][0], 1e-12):
-        gap += (" The training loss of the first epoch(s) is far above the validation loss: Keras reports the "
+        gap += (" The training loss of the first epochs is far above the validation loss: Keras reports the "
                 "training loss as the mean over the epoch's batches, with batch normalisation in training mode and "
                 "the weights still moving, while the validation loss is computed once, at the end of the epoch, "
                 "in inference mode. In the first epochs from scratch the early batches dominate that mean.")
-    return (f"The best run trained for {n_ep} epoch(s); its validation loss was lowest at epoch {b_ep} "
+    return (f"The best run trained for {counted(n_ep, 'epoch')}; its validation loss was lowest at epoch {b_ep} "
             f"({best.metrics['loss']['val_best']:.4g}). Stopping: {best.status_info.get('stopped_reason', 'n/a')}. "
             f"Predictions below use the weights of the {best.metrics.get('predicted_with', 'last')} epoch "
             f"(the thesis reports the last epoch for the deep models and the validation minimum for the basic CNN).{gap}")
