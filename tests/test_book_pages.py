@@ -404,6 +404,17 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
     rows, text = pages.training_benchmark_rows(f)
     assert [r["input"] for r in rows] == ["50×50×3", "50×50×3", "50×50×10", "71×71×3"]
     assert "×2.00 faster for ResNet50V2" in text and "load average 1.5–1.9" in text
+    # EfficientNet-B7's fair recipe keeps float32 (profiles.FAIR_FLOAT32): its own precision's row is compared
+    b = json.loads(f.read_text())
+    b["rows"] += [{"model": "efficientnetb7", "precision": p, "input_shape": [50, 50, 3], "epoch_step_only_s": s,
+                   "epoch_whole_s": s, "overhead": 1.0} for p, s in (("float32", 400.0), ("bfloat16", 520.0))]
+    f.write_text(json.dumps(b))
+    t = json.loads((tmp_path / "training_thesis_input.json").read_text())
+    t["rows"].append({"model": "efficientnetb7", "precision": "float32", "input_shape": [71, 71, 3],
+                      "epoch_step_only_s": 800.0, "epoch_whole_s": 810.0, "overhead": 1.01})
+    (tmp_path / "training_thesis_input.json").write_text(json.dumps(t))
+    text = pages.training_benchmark_rows(f)[1]
+    assert "×2.00 faster for ResNet50V2, ×2.00 faster for EfficientNet-B7 (float32)" in text
 
 
 def test_recipe_comparison_needs_both_runs(book_root):

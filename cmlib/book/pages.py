@@ -1276,15 +1276,19 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
     if parts_path.exists():
         text += " " + epoch_parts_text(json.loads(parts_path.read_text()))
     if t:
-        fair = {r["model"]: r for r in b["rows"] if r["precision"] == "bfloat16"}
+        from .profiles import fair_deep
+
+        fair = {r["model"]: r for r in b["rows"] if r["precision"] == fair_deep(r["model"])["precision"]}
         pairs = [(r["model"], r["epoch_step_only_s"] / fair[r["model"]]["epoch_step_only_s"])
                  for r in t["rows"] if r["precision"] == "float32" and r["model"] in fair]
         if pairs:
             tm = t["machine"]
             text += (" The 71×71 rows are the thesis's padded input in float32, measured by `bench_training.py "
                      f"--input thesis` on {t['created'][:10]} (load average {tm['loadavg_before'][0]}–"
-                     f"{tm['loadavg_after'][0]}): the 50×50 bf16 epoch of the fair recipe is "
-                     + ", ".join(f"×{x:.2f} faster for {display_name(m)}" for m, x in pairs) + ".")
+                     f"{tm['loadavg_after'][0]}): the fair recipe's 50×50 epoch in its precision is "
+                     + ", ".join(f"×{x:.2f} faster for {display_name(m)}"
+                                 + (f" ({fair[m]['precision']})" if fair[m]["precision"] != "bfloat16" else "")
+                                 for m, x in pairs) + ".")
     return rows, text
 
 
