@@ -334,6 +334,9 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert res["pending"] == ["ResNet152V2"] and res["n_test"] == 200
     text = pages.fair_answer(res)
     assert "ResNet50V2 beats the basic CNN" in text and "VGG16 is worse" in text
+    assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
+    only_worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
+    assert "VGG16 is worse than the basic CNN." in only_worse
     assert "Did not learn more than the mean mass: VGG16" in text and "ResNet152V2" in text
     rows = pages.fair_table_rows(res)
     assert [r["model"] for r in rows][0] == "ResNet50V2"

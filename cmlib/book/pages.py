@@ -27,7 +27,7 @@ __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "req
            "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
            "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
            "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections",
-           "tuning_comparison_markdown", "counted", "tuning_trial_rows", "precision_rows", "diagnosis_markdown",
+           "tuning_comparison_markdown", "counted", "and_list", "tuning_trial_rows", "precision_rows", "diagnosis_markdown",
            "thesis_protocol_members", "thesis_protocol_comparison", "thesis_protocol_rows", "thesis_protocol_markdown"]
 
 
@@ -134,6 +134,12 @@ def require_runs(pr: PageRuns) -> None:
 
 
 # ---------------------------------------------------------------- rendering helpers
+
+def and_list(items: Sequence[str]) -> str:
+    """Names as a sentence lists them: "A", "A and B", "A, B and C"."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
 
 def counted(n: int, word: str, plural: str | None = None) -> str:
     """``n`` and the word in the number it needs: ``counted(1, "seed")`` is "1 seed", ``counted(3, "run")`` "3 runs"."""
@@ -902,7 +908,7 @@ def mean_predictor_note(pages_: Mapping[str, PageRuns]) -> str:
            f"times the {spread:.3f} dex spread of the true masses).")
     if close:
         lo, hi = min(close.values()), max(close.values())
-        txt += (f" The thesis reports σ = {lo:g}\u2013{hi:g} for {', '.join(display_name(k) for k in close)}: within "
+        txt += (f" The thesis reports σ = {lo:g}\u2013{hi:g} for {and_list([display_name(k) for k in close])}: within "
                 "0.03 of a model that ignores the images, which fits the thesis's own remark that those models' "
                 "predictions form \"horizontal lines\" (the thesis's data are not ours, so this is a hint, not a proof).")
     return txt
@@ -1147,14 +1153,15 @@ def fair_answer(result: Mapping) -> str:
     else:
         txt = []
         if better:
-            txt.append(f"{', '.join(better)} beat{'s' if len(better) == 1 else ''} the basic CNN")
+            txt.append(f"{and_list(better)} beat{'s' if len(better) == 1 else ''} the basic CNN")
         if same:
-            txt.append(f"{', '.join(same)} cannot be told apart from it")
+            txt.append(f"{and_list(same)} cannot be told apart from {'it' if txt else 'the basic CNN'}")
         if worse:
-            txt.append(f"{', '.join(worse)} {'is' if len(worse) == 1 else 'are'} worse")
+            txt.append(f"{and_list(worse)} {'is' if len(worse) == 1 else 'are'} worse"
+                       + ("" if txt else " than the basic CNN"))
         parts.append("; ".join(txt) + ".")
         if nolearn:
-            parts.append(f" Did not learn more than the mean mass: {', '.join(nolearn)}.")
+            parts.append(f" Did not learn more than the mean mass: {and_list(nolearn)}.")
     if result["pending"]:
         parts.append(f" Still in the compute plan (no finished runs yet): {', '.join(result['pending'])}.")
     return "".join(parts)
