@@ -190,6 +190,8 @@ FAIR_FLOAT32 = ("efficientnetb7",)
 def fair_deep(model: str) -> dict:
     """The fair-protocol options of one deep model: :data:`FAIR_DEEP`, in float32 for :data:`FAIR_FLOAT32`."""
     return dict(FAIR_DEEP, **({"precision": "float32"} if model in FAIR_FLOAT32 else {}))
+
+
 #: The thesis's optimisation (Adam 1e-3, constant rate, raw labels) at the same input, split and budget:
 #: the comparison that chose the recipe above (training-parameters page).
 THESIS_OPTIMISATION = dict(split="train-val-test", pad="none", early_stopping=10, precision="bfloat16")
