@@ -1397,13 +1397,19 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
 
     rows = [{"model": display_name(r["model"]), f"float32 test {r['measure']}(x) [dex]": cell(r["float32"]),
              f"bfloat16 test {r['measure']}(x) [dex]": cell(r["bfloat16"]),
-             "difference": f"{r['diff']:+.3f}", "seed spread": _fmt(r["seed_spread"]),
+             "difference": f"{r['diff']:+.3f}",
+             "same seed, bf16 − fp32": ", ".join(f"seed {k} {v:+.3f}" for k, v in
+                                                  sorted(r.get("paired_diffs", {}).items(), key=lambda kv: int(kv[0])))
+             or "\u2013",
+             "seed spread": _fmt(r["seed_spread"]),
              "same within the spread": {True: "yes", False: "NO", None: "– (one seed)"}[r["agree"]],
              "_class": "" if r["agree"] is not False else "over-target"} for r in b["rows"]]
     missing = [display_name(m) for m in b.get("missing", [])]
     text = (f"Measured by `benchmarks/precision_check.py` on {b['date'][:10]}: finished runs of one recipe that differ "
             "only in precision, their test error per seed; bf16 changes a run by round-off only if the difference of "
-            "the means is within the seed-to-seed standard deviation."
+            "the means is within the seed-to-seed standard deviation (the larger one; where one precision has a "
+            "single seed, the other's). Runs of the same seed in the two precisions are not copies of each other: "
+            "round-off sends them on different paths, so their difference is itself of the size of the seed spread."
             + (f" Not yet run in both precisions: {', '.join(missing)}." if missing else ""))
     return rows, text
 
