@@ -115,10 +115,13 @@ def test_deep_model_end_to_end(data, tmp_path):
     assert math.isfinite(r.metrics["loss"]["train_last"])
 
 
-def test_kill_and_resume_ends_where_uninterrupted_run_ends(data, tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_kill_and_resume_ends_where_uninterrupted_run_ends(data, tmp_path, precision):
+    """kill -9 at a random epoch, then the same command: the run resumes and ends with the uninterrupted run's
+    history and predictions, in float32 and under the bf16 policy (issue 12: a bf16 run resumes too)."""
     code = ("import sys; from cmlib import train; "
             "train.train_seeds('basic', sys.argv[1], epochs=8, seeds=[0], runs_dir=sys.argv[2], verbose=False, "
-            "early_stopping=0)")
+            f"early_stopping=0, precision='{precision}')")
     env = dict(os.environ)
     subprocess.run([sys.executable, "-c", code, str(data), str(tmp_path / "a")], check=True, env=env)
     p = subprocess.Popen([sys.executable, "-c", code, str(data), str(tmp_path / "b")], env=env)
@@ -151,6 +154,7 @@ def test_kill_and_resume_ends_where_uninterrupted_run_ends(data, tmp_path):
     pa, pb = (A.read_predictions(x / "predictions.csv")["test"].pred for x in (a, b))
     np.testing.assert_array_equal(pa, pb)
     assert json.loads((b / "status.json").read_text())["status"] == "complete"
+    assert json.loads((b / "config.json").read_text())["precision"] == precision
 
 
 def test_divergence_is_recorded(data, tmp_path, monkeypatch):
