@@ -149,12 +149,16 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
     where both precisions have several seeds, the one that does where only one has:
     a single fp32 run of a seed then stands against the bf16 runs' spread), None when
     each precision has a single seed (no spread to compare with).  Seeds present in both
-    precisions are also compared pairwise.
+    precisions are also compared pairwise: ``paired_diffs`` (bf16 - fp32) and ``paired_ci95``,
+    the 95 % bootstrap interval of that difference over the test clusters
+    (:func:`paired_difference`): an interval around zero says the test set cannot tell the two
+    runs apart.
     """
     from ._io import stable_hash
     from .config import RunConfig
 
     recipes: dict[str, dict[str, dict[int, float]]] = {}
+    preds: dict[tuple[str, str, int], Predictions] = {}
     names: dict[str, str] = {}
     for r in runs:
         cfg = RunConfig.from_dict(r.config)
@@ -165,6 +169,7 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
         if test is None:
             continue
         recipes.setdefault(key, {}).setdefault(cfg.precision, {})[cfg.seed] = MEASURES[measure](test.x)
+        preds[key, cfg.precision, cfg.seed] = test
     rows = []
     for key, by_prec in sorted(recipes.items(), key=lambda kv: names[kv[0]]):
         if not {"float32", "bfloat16"} <= set(by_prec):
@@ -180,5 +185,7 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
                      "bfloat16": {"seeds": sorted(b), "values": [b[s] for s in sorted(b)], "mean": mb, "std": sb},
                      "diff": mb - ma, "seed_spread": spread,
                      "agree": None if math.isnan(spread) else bool(abs(mb - ma) <= spread),
-                     "paired_diffs": {s: b[s] - a[s] for s in both}})
+                     "paired_diffs": {s: b[s] - a[s] for s in both},
+                     "paired_ci95": {s: list(paired_difference(preds[key, "bfloat16", s], preds[key, "float32", s],
+                                                               measure=measure).ci95) for s in both}})
     return rows

@@ -558,14 +558,16 @@ def test_precision_rows_read_the_check(tmp_path):
     side = {"seeds": [0, 1, 2], "values": [0.23, 0.235, 0.227], "mean": 0.2307, "std": 0.004}
     f.write_text(json.dumps({"date": "2026-11-27T15:52:32+00:00", "missing": ["resnet50v2"], "rows": [
         {"model": "basic", "measure": "std", "float32": side, "bfloat16": {**side, "mean": 0.228, "std": 0.0065},
-         "diff": -0.0027, "seed_spread": 0.0065, "agree": True, "paired_diffs": {"10": 0.002, "2": -0.0052}},
+         "diff": -0.0027, "seed_spread": 0.0065, "agree": True, "paired_diffs": {"10": 0.002, "2": -0.0052},
+         "paired_ci95": {"2": [-0.012, 0.0021]}},
         {"model": "vgg16", "measure": "std", "float32": {**side, "seeds": [0], "std": None},
          "bfloat16": {**side, "seeds": [0], "std": None}, "diff": 0.05, "seed_spread": None, "agree": None}]}))
     rows, text = pages.precision_rows(f)
     assert rows[0]["float32 test std(x) [dex]"] == "0.231 ± 0.004 (3 seeds)" and rows[0]["difference"] == "-0.003"
     assert rows[0]["same within the spread"] == "yes" and rows[1]["same within the spread"] == "– (one seed)"
     assert rows[1]["bfloat16 test std(x) [dex]"] == "0.231 (1 seed)" and "ResNet50V2" in text
-    assert rows[0]["same seed, bf16 − fp32"] == "seed 2 -0.005, seed 10 +0.002" and rows[1]["same seed, bf16 − fp32"] == "–"
+    col = "same seed, bf16 − fp32 [95 % interval]"
+    assert rows[0][col] == "seed 2 -0.005 [-0.012, +0.002], seed 10 +0.002" and rows[1][col] == "–"
 
 
 def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(book_root):

@@ -79,7 +79,9 @@ def test_precision_agreement_pairs_recipes_that_differ_only_in_precision():
     r = rows[0]
     assert r["model"] == "basic" and r["float32"]["seeds"] == [0, 1, 2] and r["bfloat16"]["seeds"] == [0, 1, 2]
     assert abs(r["diff"]) < r["seed_spread"] and r["agree"] is True
-    assert set(r["paired_diffs"]) == {0, 1, 2}
+    assert set(r["paired_diffs"]) == {0, 1, 2} and set(r["paired_ci95"]) == {0, 1, 2}
+    for s_, (lo, hi) in r["paired_ci95"].items():            # the bootstrap interval brackets the difference
+        assert lo < r["paired_diffs"][s_] < hi and hi - lo < 0.1
     # a bf16 recipe that is clearly worse than its fp32 twin does not agree
     worse = [_run("basic", s, "bfloat16", 0.30 + 0.01 * s) for s in range(3)]
     worse += [_run("basic", s, "float32", 0.15 + 0.01 * s) for s in range(3)]

@@ -1398,9 +1398,10 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
     rows = [{"model": display_name(r["model"]), f"float32 test {r['measure']}(x) [dex]": cell(r["float32"]),
              f"bfloat16 test {r['measure']}(x) [dex]": cell(r["bfloat16"]),
              "difference": f"{r['diff']:+.3f}",
-             "same seed, bf16 − fp32": ", ".join(f"seed {k} {v:+.3f}" for k, v in
-                                                  sorted(r.get("paired_diffs", {}).items(), key=lambda kv: int(kv[0])))
-             or "\u2013",
+             "same seed, bf16 − fp32 [95 % interval]": ", ".join(
+                 f"seed {k} {v:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if (ci := r.get("paired_ci95", {}).get(k))
+                                          else "")
+                 for k, v in sorted(r.get("paired_diffs", {}).items(), key=lambda kv: int(kv[0]))) or "\u2013",
              "seed spread": _fmt(r["seed_spread"]),
              "same within the spread": {True: "yes", False: "NO", None: "– (one seed)"}[r["agree"]],
              "_class": "" if r["agree"] is not False else "over-target"} for r in b["rows"]]
@@ -1409,7 +1410,9 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
             "only in precision, their test error per seed; bf16 changes a run by round-off only if the difference of "
             "the means is within the seed-to-seed standard deviation (the larger one; where one precision has a "
             "single seed, the other's). Runs of the same seed in the two precisions are not copies of each other: "
-            "round-off sends them on different paths, so their difference is itself of the size of the seed spread."
+            "round-off sends them on different paths, so their difference is itself of the size of the seed spread. "
+            "In brackets, the 95 % interval of that same-seed difference from resampling the test clusters (a "
+            "bootstrap): an interval around zero means the test set cannot tell the two runs apart."
             + (f" Not yet run in both precisions: {', '.join(missing)}." if missing else ""))
     return rows, text
 
