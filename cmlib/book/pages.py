@@ -19,7 +19,7 @@ import numpy as np
 from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
-from .profiles import RunPlan, display_name, get_profile, parse_seed_list
+from .profiles import RunPlan, display_name, fair_deep, get_profile, parse_seed_list
 from .thesis import TABLE5
 
 __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "require_runs", "display_name",
@@ -138,7 +138,9 @@ def require_runs(pr: PageRuns) -> None:
 def and_list(items: Sequence[str]) -> str:
     """Names as a sentence lists them: "A", "A and B", "A, B and C"."""
     items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def counted(n: int, word: str, plural: str | None = None) -> str:
@@ -674,7 +676,6 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
         pr = find_page_runs(m, profile, root=root, data=data, experiment=key)
         fin = pr.finished
         wall = sum(float(r.status_info.get("wall_time_s") or 0.0) for r in fin)
-
         eps = sorted({r.status_info.get("epochs_completed", 0) for r in fin})
         stds = [r.metrics.get("test", {}).get("std", math.nan) for r in fin]
         kinds = sorted({stop_kind(r) for r in fin})
@@ -1283,8 +1284,6 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
     if parts_path.exists():
         text += " " + epoch_parts_text(json.loads(parts_path.read_text()))
     if t:
-        from .profiles import fair_deep
-
         fair = {r["model"]: r for r in b["rows"] if r["precision"] == fair_deep(r["model"])["precision"]}
         pairs = [(r["model"], r["epoch_step_only_s"] / fair[r["model"]]["epoch_step_only_s"])
                  for r in t["rows"] if r["precision"] == "float32" and r["model"] in fair]
@@ -1395,13 +1394,18 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
         sd = "" if d["std"] is None or not math.isfinite(d["std"]) else f" ± {d['std']:.3f}"
         return f"{d['mean']:.3f}{sd} ({len(d['seeds'])} seed{'s' if len(d['seeds']) != 1 else ''})"
 
+    def same_seed(r: Mapping) -> str:
+        """Each seed run in both precisions: its bf16 - fp32 difference and that difference's 95 % interval."""
+        out = []
+        for k, v in sorted(r.get("paired_diffs", {}).items(), key=lambda kv: int(kv[0])):
+            ci = r.get("paired_ci95", {}).get(k)
+            out.append(f"seed {k} {v:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""))
+        return ", ".join(out) or "\u2013"
+
     rows = [{"model": display_name(r["model"]), f"float32 test {r['measure']}(x) [dex]": cell(r["float32"]),
              f"bfloat16 test {r['measure']}(x) [dex]": cell(r["bfloat16"]),
              "difference": f"{r['diff']:+.3f}",
-             "same seed, bf16 − fp32 [95 % interval]": ", ".join(
-                 f"seed {k} {v:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if (ci := r.get("paired_ci95", {}).get(k))
-                                          else "")
-                 for k, v in sorted(r.get("paired_diffs", {}).items(), key=lambda kv: int(kv[0]))) or "\u2013",
+             "same seed, bf16 − fp32 [95 % interval]": same_seed(r),
              "seed spread": _fmt(r["seed_spread"]),
              "same within the spread": {True: "yes", False: "NO", None: "– (one seed)"}[r["agree"]],
              "_class": "" if r["agree"] is not False else "over-target"} for r in b["rows"]]
@@ -1525,7 +1529,7 @@ def thesis_protocol_markdown(result: Mapping) -> str:
         flipped = [r["name"] for r in deep if r["fair_std"] is not None and b["fair_std"] is not None
                    and (r["std"] < b["std"]) != (r["fair_std"] < b["fair_std"])]
         if flipped:
-            parts.append("The verdict changes between the two protocols for " + ", ".join(flipped)
+            parts.append("The verdict changes between the two protocols for " + and_list(flipped)
                          + ": a ranking made the thesis's way would not survive a fair evaluation.")
     if result["pending"]:
         parts.append("Not run yet under the thesis's protocol: " + "; ".join(result["pending"]) + ".")
