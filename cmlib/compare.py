@@ -157,8 +157,7 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
     from ._io import stable_hash
     from .config import RunConfig
 
-    recipes: dict[str, dict[str, dict[int, float]]] = {}
-    preds: dict[tuple[str, str, int], Predictions] = {}
+    recipes: dict[str, dict[str, dict[int, Predictions]]] = {}     # recipe -> precision -> seed -> test set
     names: dict[str, str] = {}
     for r in runs:
         cfg = RunConfig.from_dict(r.config)
@@ -168,13 +167,14 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
         test = r.predictions.get("test")
         if test is None:
             continue
-        recipes.setdefault(key, {}).setdefault(cfg.precision, {})[cfg.seed] = MEASURES[measure](test.x)
-        preds[key, cfg.precision, cfg.seed] = test
+        recipes.setdefault(key, {}).setdefault(cfg.precision, {})[cfg.seed] = test
     rows = []
     for key, by_prec in sorted(recipes.items(), key=lambda kv: names[kv[0]]):
         if not {"float32", "bfloat16"} <= set(by_prec):
             continue
-        a, b = by_prec["float32"], by_prec["bfloat16"]
+        pa, pb = by_prec["float32"], by_prec["bfloat16"]
+        a = {s: MEASURES[measure](p.x) for s, p in pa.items()}
+        b = {s: MEASURES[measure](p.x) for s, p in pb.items()}
         ma, mb = float(np.mean(list(a.values()))), float(np.mean(list(b.values())))
         sa = float(np.std(list(a.values()), ddof=1)) if len(a) > 1 else math.nan
         sb = float(np.std(list(b.values()), ddof=1)) if len(b) > 1 else math.nan
@@ -186,6 +186,5 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
                      "diff": mb - ma, "seed_spread": spread,
                      "agree": None if math.isnan(spread) else bool(abs(mb - ma) <= spread),
                      "paired_diffs": {s: b[s] - a[s] for s in both},
-                     "paired_ci95": {s: list(paired_difference(preds[key, "bfloat16", s], preds[key, "float32", s],
-                                                               measure=measure).ci95) for s in both}})
+                     "paired_ci95": {s: list(paired_difference(pb[s], pa[s], measure=measure).ci95) for s in both}})
     return rows
