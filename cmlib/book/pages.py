@@ -565,10 +565,14 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
         learned = [m for m, v in verdicts.items() if v["learned"]]
         eps = sorted({have[m].best.status_info.get("epochs_completed", 0) for m in deep_models_here})
         ep_txt = f"{eps[0]}" if len(eps) == 1 else f"{eps[0]}\u2013{eps[-1]}"
-        txt = (f"Of the {counted(len(deep_models_here), 'deep model')}, trained for {ep_txt} "
-               f"epoch{'' if ep_txt == '1' else 's'} against the thesis's "
-               f"4000, {len(failed)} did not learn")
-        txt += f" ({', '.join(failed)})" if failed else ""
+        n_deep = len(deep_models_here)
+        who = (f"The one deep model with runs so far, {display_name(deep_models_here[0])}, was"
+               if n_deep == 1 else f"The {n_deep} deep models with runs so far were")
+        txt = (f"{who} trained for {ep_txt} epoch{'' if ep_txt == '1' else 's'} against the thesis's 4000")
+        if not failed:
+            txt += {1: " and learned", 2: "; both learned"}.get(n_deep, "; all of them learned")
+        elif learned:
+            txt += f"; {len(failed)} of them did not learn ({and_list(failed)})"
         if learned:
             bd = min(learned, key=lambda m: have[m].best.metrics["test"]["sigma"])
             dm = have[bd].best.metrics["test"]
@@ -578,6 +582,8 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
                 cmp = " \u2013 better than the basic CNN" if better else " \u2013 not as good as the basic CNN"
             txt += (f"; the best that learned is {display_name(bd)} with σ = {dm['sigma']:.3f} "
                     f"(std(x) = {dm['std']:.3f} dex){cmp}.")
+        elif n_deep == 1:
+            txt += " and did not learn more than the mean mass in this budget."
         else:
             txt += "; none of them learned more than the mean mass in this budget."
         parts.append(txt)
