@@ -173,7 +173,12 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
                                             seeds=[0])
     text = pages.findings_paragraph(pr, "smoke")
     assert "The 2 deep models with runs so far were trained for 3 epochs" in text
-    assert "; 1 of them did not learn (VGG16); the best that learned is ResNet50V2" in text
+    assert "; 1 of them did not learn (VGG16); the best that learned, ResNet50V2, reaches σ = " in text
+    _, dreq1 = pages.request_for("vgg16", "smoke", data="data/tiny.h5", epochs=3, seeds=[1])
+    _write_run(book_root, dreq1, 1, pred_fn=_good)          # a VGG16 seed that learned becomes its best run
+    pr["vgg16"] = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
+    text = pages.findings_paragraph(pr, "smoke")
+    assert "were trained for 3 epochs against the thesis's 4000; both learned, and the best, " in text
     assert (pages.counted(1, "seed"), pages.counted(2, "seed"), pages.counted(0, "run")) == ("1 seed", "2 seeds", "0 runs")
 
 

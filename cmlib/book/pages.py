@@ -580,8 +580,10 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
             if basic:
                 better = dm["std"] < basic.best.metrics["test"]["std"]
                 cmp = " \u2013 better than the basic CNN" if better else " \u2013 not as good as the basic CNN"
-            txt += (f"; the best that learned is {display_name(bd)} with σ = {dm['sigma']:.3f} "
-                    f"(std(x) = {dm['std']:.3f} dex){cmp}.")
+            best = ("; it reaches" if n_deep == 1 else
+                    f"; the best that learned, {display_name(bd)}, reaches" if failed else
+                    f", and the best, {display_name(bd)}, reaches")
+            txt += f"{best} σ = {dm['sigma']:.3f} (std(x) = {dm['std']:.3f} dex){cmp}."
         elif n_deep == 1:
             txt += " and did not learn more than the mean mass in this budget."
         else:
