@@ -40,7 +40,6 @@ import gzip
 import hashlib
 import json
 import lzma
-import os
 import pickle
 import sys
 from dataclasses import dataclass, field

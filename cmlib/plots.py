@@ -629,7 +629,7 @@ def plot_spectrum_in_bands(kt: float, z: float, *, nh_cm2: float = 3e20, metalli
     share of the source counts per band.
     """
     from . import instrument, physics
-    from .schema import BAND_EDGES_EV, THESIS_BANDS
+    from .schema import THESIS_BANDS
 
     e = np.linspace(0.15, 3.0, 1200)
     fig, (a1, a2) = _new(1, 2, figsize=(9.6, 3.4), gridspec_kw={"width_ratios": [1.25, 1]})

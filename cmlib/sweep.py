@@ -432,7 +432,7 @@ def run_sweep(grid: Grid, *, executor: str = "local", workers: int | None = None
     else:
         n, threads, gpus = local_workers(workers)
         echo(f"local pool: {n} worker{'s' if n != 1 else ''}, {threads} thread{'s' if threads != 1 else ''} "
-             f"each{f', one GPU each' if gpus else ''}")
+             f"each{', one GPU each' if gpus else ''}")
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=60 * 24 * 30)
         fn = TrainJob(threads=threads, keep_models=keep_models, checkpoint_interval_s=checkpoint_interval_s)

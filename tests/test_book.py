@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
 
 import nbformat
 import pytest

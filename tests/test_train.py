@@ -16,7 +16,7 @@ import pytest
 
 from cmlib import artifacts as A
 from cmlib import train
-from cmlib.errors import CmlibError, DataFileError, InputError
+from cmlib.errors import DataFileError, InputError
 from conftest import write_tiny_file
 
 

@@ -7,7 +7,6 @@ local file.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DataFileError, InputError
