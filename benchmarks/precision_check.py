@@ -78,6 +78,11 @@ def main(argv=None) -> int:
             return f"{d['mean']:.3f}{sd} (seeds {','.join(map(str, d['seeds']))})"
         print(f"{r['model']:<12} {r['recipe']:<11} {cell(r['float32']):<28} {cell(r['bfloat16']):<28} "
               f"{r['diff']:>+7.3f} {r['seed_spread']:>11.3f}  {r['agree']}")
+        rc = r["residual_corr"]
+        other = {f"{p} {k}": v for p, d in rc["other_seeds"].items() for k, v in d.items()}
+        print("    residuals correlate: same seed fp32-bf16 "
+              + (", ".join(f"seed {k} {v:.3f}" for k, v in rc["same_seed"].items()) or "-")
+              + "; other seeds " + (", ".join(f"{k} {v:.3f}" for k, v in other.items()) or "-"))
     missing = [m for m in models if m not in {r["model"] for r in rows}]
     for m in missing:
         print(f"{m}: no recipe has finished runs in both precisions yet (run with --train --models {m})")

@@ -13,6 +13,7 @@ nothing trains.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -152,7 +153,10 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
     precisions are also compared pairwise: ``paired_diffs`` (bf16 - fp32) and ``paired_ci95``,
     the 95 % bootstrap interval of that difference over the test clusters
     (:func:`paired_difference`): an interval around zero says the test set cannot tell the two
-    runs apart.
+    runs apart.  ``residual_corr`` says whether changing the precision moves a run more than
+    changing the seed does: the Pearson correlation of the test residuals x between the two
+    precisions' runs of the same seed (``same_seed``, per seed), against that between runs of
+    different seeds in one precision (``other_seeds``, per pair "a-b" of each precision).
     """
     from ._io import stable_hash
     from .config import RunConfig
@@ -186,5 +190,16 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
                      "diff": mb - ma, "seed_spread": spread,
                      "agree": None if math.isnan(spread) else bool(abs(mb - ma) <= spread),
                      "paired_diffs": {s: b[s] - a[s] for s in both},
-                     "paired_ci95": {s: list(paired_difference(pb[s], pa[s], measure=measure).ci95) for s in both}})
+                     "paired_ci95": {s: list(paired_difference(pb[s], pa[s], measure=measure).ci95) for s in both},
+                     "residual_corr": {"same_seed": {s: residual_correlation(pb[s], pa[s]) for s in both},
+                                       "other_seeds": {prec: {f"{s}-{t}": residual_correlation(p[s], p[t])
+                                                              for s, t in itertools.combinations(sorted(p), 2)}
+                                                       for prec, p in (("float32", pa), ("bfloat16", pb))}}})
     return rows
+
+
+def residual_correlation(a: Predictions, b: Predictions) -> float:
+    """Pearson correlation of two prediction sets' residuals x on their common clusters: 1 for runs that err alike
+    cluster by cluster, about 0 for errors that have nothing in common."""
+    _, xa, xb = align(a, b)
+    return float(np.corrcoef(xa, xb)[0, 1])

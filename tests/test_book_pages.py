@@ -573,7 +573,9 @@ def test_precision_rows_read_the_check(tmp_path):
     f.write_text(json.dumps({"date": "2026-11-27T15:52:32+00:00", "missing": ["resnet50v2"], "rows": [
         {"model": "basic", "measure": "std", "float32": side, "bfloat16": {**side, "mean": 0.228, "std": 0.0065},
          "diff": -0.0027, "seed_spread": 0.0065, "agree": True, "paired_diffs": {"10": 0.002, "2": -0.0052},
-         "paired_ci95": {"2": [-0.012, 0.0021]}},
+         "paired_ci95": {"2": [-0.012, 0.0021]},
+         "residual_corr": {"same_seed": {"2": 0.96, "10": 0.90},
+                           "other_seeds": {"float32": {"2-10": 0.95}, "bfloat16": {"2-10": 0.93}}}},
         {"model": "vgg16", "measure": "std", "float32": {**side, "seeds": [0], "std": None},
          "bfloat16": {**side, "seeds": [0], "std": None}, "diff": 0.05, "seed_spread": None, "agree": None}]}))
     rows, text = pages.precision_rows(f)
@@ -582,6 +584,8 @@ def test_precision_rows_read_the_check(tmp_path):
     assert rows[1]["bfloat16 test std(x) [dex]"] == "0.231 (1 seed)" and "ResNet50V2" in text
     col = "same seed, bf16 − fp32 [95 % interval]"
     assert rows[0][col] == "seed 2 -0.005 [-0.012, +0.002], seed 10 +0.002" and rows[1][col] == "–"
+    corr = "residuals correlate: same seed / two seeds"
+    assert rows[0][corr] == "0.93 / 0.94" and rows[1][corr] == "–"
 
 
 def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(book_root):

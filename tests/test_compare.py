@@ -98,3 +98,26 @@ def test_precision_agreement_pairs_recipes_that_differ_only_in_precision():
     assert near["float32"]["seeds"] == [0] and set(near["paired_diffs"]) == {0}
     far = compare.precision_agreement(two + [_run("basic", 0, "float32", 0.25)])[0]
     assert far["agree"] is False and far["seed_spread"] == near["seed_spread"]
+
+
+def test_residual_correlation_tells_precision_round_off_from_a_new_seed():
+    """Same-seed runs whose residuals differ by a little round-off correlate far more than two seeds do."""
+    from cmlib.artifacts import Run
+    from cmlib.config import RunConfig
+
+    def run(seed, precision, preds):
+        cfg = RunConfig(model="basic", seed=seed, precision=precision, data="d.h5", data_sha256="ab" * 32)
+        return Run(path=None, config=cfg.to_dict(), status_info={"status": "complete"}, _predictions={"test": preds})
+
+    runs = []
+    for s in range(2):
+        fp = _preds(0.15, seed=s)
+        jitter = np.random.default_rng(50 + s).normal(0, 0.03, fp.pred.size)
+        runs += [run(s, "float32", fp), run(s, "bfloat16", Predictions(fp.cluster_id, fp.true, fp.pred + jitter))]
+    rc = compare.precision_agreement(runs)[0]["residual_corr"]
+    assert set(rc["same_seed"]) == {0, 1} and set(rc["other_seeds"]) == {"float32", "bfloat16"}
+    assert all(c > 0.95 for c in rc["same_seed"].values())
+    assert all(abs(c) < 0.15 for d in rc["other_seeds"].values() for c in d.values())
+    assert list(rc["other_seeds"]["float32"]) == ["0-1"]
+    a = _preds(0.1, seed=7)
+    assert compare.residual_correlation(a, a) == pytest.approx(1.0)

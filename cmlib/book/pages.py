@@ -1410,11 +1410,21 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
             out.append(f"seed {k} {v:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""))
         return ", ".join(out) or "\u2013"
 
+    def corr(r: Mapping) -> str:
+        """Residual correlation of the same seed across precisions against that of two seeds (means)."""
+        rc = r.get("residual_corr")
+        if not rc:
+            return "\u2013"
+        same = list(rc["same_seed"].values())
+        other = [v for d in rc["other_seeds"].values() for v in d.values()]
+        return " / ".join(f"{np.mean(v):.2f}" if v else "\u2013" for v in (same, other))
+
     rows = [{"model": display_name(r["model"]), f"float32 test {r['measure']}(x) [dex]": cell(r["float32"]),
              f"bfloat16 test {r['measure']}(x) [dex]": cell(r["bfloat16"]),
              "difference": f"{r['diff']:+.3f}",
              "same seed, bf16 − fp32 [95 % interval]": same_seed(r),
              "seed spread": _fmt(r["seed_spread"]),
+             "residuals correlate: same seed / two seeds": corr(r),
              "same within the spread": {True: "yes", False: "NO", None: "– (one seed)"}[r["agree"]],
              "_class": "" if r["agree"] is not False else "over-target"} for r in b["rows"]]
     missing = [display_name(m) for m in b.get("missing", [])]
@@ -1424,7 +1434,10 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
             "single seed, the other's). Runs of the same seed in the two precisions are not copies of each other: "
             "round-off sends them on different paths, so their difference is itself of the size of the seed spread. "
             "In brackets, the 95 % interval of that same-seed difference from resampling the test clusters (a "
-            "bootstrap): an interval around zero means the test set cannot tell the two runs apart."
+            "bootstrap): an interval around zero means the test set cannot tell the two runs apart. The correlation "
+            "of the test residuals cluster by cluster measures the same thing from the other side: between the two "
+            "precisions' runs of one seed, and between two seeds of one precision (means over the pairs). If the "
+            "first is not lower than the second, changing the precision moves a run no more than changing the seed."
             + (f" Not yet run in both precisions: {', '.join(missing)}." if missing else ""))
     return rows, text
 
