@@ -163,8 +163,10 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     sig = pr["basic"].best.metrics["test"]["sigma"]
     assert f"{sig:.3f}" in text
     assert "ResNet152V2" in text and "0.134" in text          # the thesis's best deep model, from Table 5
-    assert ("The one deep model with runs so far, VGG16, was trained for 3 epochs against the thesis's 4000 and did "
-            "not learn more than the mean mass") in text
+    assert ("The one deep model with runs so far, VGG16, was trained under the thesis's protocol (its split, the test "
+            "set doubling as validation set) for 3 epochs against the thesis's 4000 and did not learn more than the "
+            "mean mass") in text
+    assert "under the thesis's protocol (its split, the test set doubling as validation set), the basic CNN" in text
     assert "best of 1 run)" in text and "(s)" not in text
     # a second deep model that learned: counted, the failure named, the learner compared with the basic CNN
     _, rreq = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
@@ -172,13 +174,27 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     pr["resnet50v2"] = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3,
                                             seeds=[0])
     text = pages.findings_paragraph(pr, "smoke")
-    assert "The 2 deep models with runs so far were trained for 3 epochs" in text
+    assert "The 2 deep models with runs so far were trained under the thesis's protocol" in text
+    assert "not as good as the basic CNN" in text or "better than the basic CNN" in text     # same split: compared
     assert "; 1 of them did not learn (VGG16); the best that learned, ResNet50V2, reaches σ = " in text
     _, dreq1 = pages.request_for("vgg16", "smoke", data="data/tiny.h5", epochs=3, seeds=[1])
     _write_run(book_root, dreq1, 1, pred_fn=_good)          # a VGG16 seed that learned becomes its best run
     pr["vgg16"] = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
     text = pages.findings_paragraph(pr, "smoke")
-    assert "were trained for 3 epochs against the thesis's 4000; both learned, and the best, " in text
+    assert "for 3 epochs against the thesis's 4000; both learned, and the best, " in text
+    # a deep model under the fair protocol is not compared with a basic CNN on the thesis split (other test clusters)
+    _, freq = pages.request_for("resnet152v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0],
+                                split="train-val-test")
+    _write_run(book_root, freq, 0, pred_fn=lambda t, rng: t + rng.normal(0, 0.01, t.size))
+    fair_only = {"basic": pr["basic"], "resnet152v2": pages.find_page_runs(
+        "resnet152v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0], split="train-val-test")}
+    text = pages.findings_paragraph(fair_only, "smoke")
+    assert "trained under the fair protocol (a train/validation/test split)" in text
+    assert "better than the basic CNN" not in text and "not as good as the basic CNN" not in text
+    assert "on other test clusters than the basic CNN's above, so not compared with it here" in text
+    fair = {"rows": [{"kind": "model", "verdict": "reference", "model": "Basic CNN"}], "n_test": 80, "pending": []}
+    assert "the like-for-like comparison with the basic CNN follows" in pages.findings_paragraph(fair_only, "smoke",
+                                                                                                 fair=fair)
     assert (pages.counted(1, "seed"), pages.counted(2, "seed"), pages.counted(0, "run")) == ("1 seed", "2 seeds", "0 runs")
 
 
@@ -348,6 +364,8 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert res["pending"] == ["ResNet152V2"] and res["n_test"] == 200
     text = pages.fair_answer(res)
     assert "ResNet50V2 beats the basic CNN" in text and "VGG16 is worse" in text
+    g = by["ResNet50V2"]["mean_seeds"]
+    assert f"mean ± standard deviation over seeds: ResNet50V2 {g:.3f} (1 seed), Basic CNN " in text
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
     only_worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
     assert "VGG16 is worse than the basic CNN." in only_worse

@@ -535,6 +535,17 @@ def _thesis_best_deep() -> tuple[str, float]:
     return m, deep[m]
 
 
+def _split_of(pr: PageRuns) -> str:
+    return (pr.best.config if pr.best is not None else {}).get("split", "thesis")
+
+
+def _protocol_words(pr: PageRuns) -> str:
+    """The protocol of a model's runs in a few words, from their split."""
+    split = _split_of(pr)
+    return {"thesis": "the thesis's protocol (its split, the test set doubling as validation set)",
+            "train-val-test": "the fair protocol (a train/validation/test split)"}.get(split, f"the '{split}' split")
+
+
 def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mapping | None = None) -> str:
     """One plain paragraph: what the thesis found, and what this build's runs find (regenerated).
 
@@ -547,17 +558,21 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
     have = {m: p for m, p in pages.items() if p.finished}
     if not have:
         return thesis + "**This build** has no finished runs yet."
-    any_pr = next(iter(have.values()))
-    base = M.point_metrics(any_pr.mean_predictor("test").pred, any_pr.mean_predictor("test").true)
-    n = any_pr.best.config.get("n_clusters")
-    parts = [f"**What this book finds** (profile `{profile}`, {n} mock clusters, runs as they are on disk "
-             f"when the book was built): predicting the mean training mass for every cluster scores test "
-             f"σ = {base['sigma']:.3f} (std(x) = {base['std']:.3f} dex), the floor every model must beat."]
     basic = have.get("basic")
+    ref = basic or next(iter(have.values()))
+    n = ref.best.config.get("n_clusters")
+    parts = [f"**What this book finds** (profile `{profile}`, {n} mock clusters, runs as they are on disk "
+             "when the book was built):"]
+    base = M.point_metrics(ref.mean_predictor("test").pred, ref.mean_predictor("test").true)
+    floor = (f"predicting the mean training mass for every cluster scores σ = {base['sigma']:.3f} "
+             f"(std(x) = {base['std']:.3f} dex) on {'the same' if basic else 'its'} test clusters, the floor every "
+             "model must beat")
     if basic:
         bm = basic.best.metrics["test"]
-        parts.append(f"The basic CNN reaches σ = {bm['sigma']:.3f} (std(x) = {bm['std']:.3f} dex; best of "
-                     f"{counted(len(basic.finished), 'run')}).")
+        parts.append(f"under {_protocol_words(basic)}, the basic CNN reaches σ = {bm['sigma']:.3f} "
+                     f"(std(x) = {bm['std']:.3f} dex; best of {counted(len(basic.finished), 'run')}), while {floor}.")
+    else:
+        parts.append(floor[0].upper() + floor[1:] + ".")
     deep_models_here = [m for m in have if m not in ("basic",) and get_spec_family(m) not in ("basic", "baseline")]
     if deep_models_here:
         verdicts = {m: verdict(have[m]) for m in deep_models_here}
@@ -566,9 +581,11 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
         eps = sorted({have[m].best.status_info.get("epochs_completed", 0) for m in deep_models_here})
         ep_txt = f"{eps[0]}" if len(eps) == 1 else f"{eps[0]}\u2013{eps[-1]}"
         n_deep = len(deep_models_here)
+        protocols = sorted({_protocol_words(have[m]) for m in deep_models_here})
         who = (f"The one deep model with runs so far, {display_name(deep_models_here[0])}, was"
                if n_deep == 1 else f"The {n_deep} deep models with runs so far were")
-        txt = (f"{who} trained for {ep_txt} epoch{'' if ep_txt == '1' else 's'} against the thesis's 4000")
+        txt = (f"{who} trained under {' or '.join(protocols)} for {ep_txt} epoch{'' if ep_txt == '1' else 's'} "
+               "against the thesis's 4000")
         if not failed:
             txt += {1: " and learned", 2: "; both learned"}.get(n_deep, "; all of them learned")
         elif learned:
@@ -577,13 +594,16 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
             bd = min(learned, key=lambda m: have[m].best.metrics["test"]["sigma"])
             dm = have[bd].best.metrics["test"]
             cmp = ""
-            if basic:
+            if basic and _split_of(have[bd]) == _split_of(basic):   # only on the same test clusters
                 better = dm["std"] < basic.best.metrics["test"]["std"]
                 cmp = " \u2013 better than the basic CNN" if better else " \u2013 not as good as the basic CNN"
             best = ("; it reaches" if n_deep == 1 else
                     f"; the best that learned, {display_name(bd)}, reaches" if failed else
                     f", and the best, {display_name(bd)}, reaches")
-            txt += f"{best} σ = {dm['sigma']:.3f} (std(x) = {dm['std']:.3f} dex){cmp}."
+            txt += (f"{best} σ = {dm['sigma']:.3f} (std(x) = {dm['std']:.3f} dex) in its best run{cmp}"
+                    + ("" if cmp or not basic else "; the like-for-like comparison with the basic CNN follows"
+                       if fair and fair.get("rows") else " (on other test clusters than the basic CNN's above, so "
+                       "not compared with it here)") + ".")
         elif n_deep == 1:
             txt += " and did not learn more than the mean mass in this budget."
         else:
@@ -1169,6 +1189,14 @@ def fair_answer(result: Mapping) -> str:
             txt.append(f"{and_list(worse)} {'is' if len(worse) == 1 else 'are'} worse"
                        + ("" if txt else " than the basic CNN"))
         parts.append("; ".join(txt) + ".")
+        models = [r for r in result["rows"] if r["kind"] == "model"]
+
+        def spread(r: Mapping) -> str:
+            if r["seeds"] > 1 and math.isfinite(r["std_seeds"]):
+                return f"{r['mean_seeds']:.3f} ± {r['std_seeds']:.3f} ({r['seeds']} seeds)"
+            return f"{r['mean_seeds']:.3f} (1 seed)"
+        parts.append(" Test std(x) in dex, mean ± standard deviation over seeds: "
+                     + and_list([f"{r['model']} {spread(r)}" for r in models]) + ".")
         if nolearn:
             parts.append(f" Did not learn more than the mean mass: {and_list(nolearn)}.")
     if result["pending"]:
