@@ -683,3 +683,19 @@ def test_diagnosis_reads_the_runs_diagnostics(book_root):
     assert "None of these failures shows, yet the model did not learn" in pages.diagnosis_markdown(pr)
     h = dict(pr.best.history, mse_train_batchstats=pr.best.history["mse_train_eval"])   # no BatchNorm
     assert "give the same error" in M.training_findings(h)[0]["text"]
+
+
+def test_training_text_blames_batch_normalisation_only_where_the_model_has_it(book_root):
+    """A first-epoch training loss far above the validation loss: BatchNorm's training mode is named for a ResNet,
+    not for the basic CNN, which has no BatchNorm layer."""
+    texts = {}
+    for model in ("basic", "resnet50v2"):
+        _, req = pages.request_for(model, "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
+        d = _write_run(book_root, req, 0, pred_fn=_good)
+        A.write_history(d / "history.csv", [dict(epoch=e, loss=50.0 / e ** 3, val_loss=0.4, lr=1e-3, epoch_time_s=1.0,
+                                                 elapsed_s=float(e)) for e in range(1, 4)])
+        texts[model] = pages.training_text(pages.find_page_runs(model, "smoke", root=book_root, data="data/tiny.h5",
+                                                                epochs=3, seeds=[0]))
+    assert all("far above the validation loss" in t for t in texts.values())
+    assert "batch normalisation" not in texts["basic"] and "inference mode" not in texts["basic"]
+    assert "batch normalisation in training mode" in texts["resnet50v2"] and "inference mode" in texts["resnet50v2"]

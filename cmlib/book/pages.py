@@ -614,6 +614,11 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
     return thesis + " ".join(parts)
 
 
+#: Architecture families built with BatchNormalization layers (Keras applications: ResNet, ResNetV2,
+#: EfficientNet; VGG and the small CNNs have none).
+BATCHNORM_FAMILIES = ("resnet", "resnet-v2", "efficientnet")
+
+
 def get_spec_family(model: str) -> str:
     from .. import models
 
@@ -789,10 +794,14 @@ def training_text(pr: PageRuns) -> str:
         gap = (f" After the last epoch the validation loss is {ratio:.2g}\u00d7 the training loss"
                + (" (a sign of overfitting)." if ratio > 1.5 else "."))
     if len(h["loss"]) and h["loss"][0] > 10 * max(h["val_loss"][0], 1e-12):
+        bn = get_spec_family(pr.model) in BATCHNORM_FAMILIES
         gap += (" The training loss of the first epochs is far above the validation loss: Keras reports the "
-                "training loss as the mean over the epoch's batches, with batch normalisation in training mode and "
-                "the weights still moving, while the validation loss is computed once, at the end of the epoch, "
-                "in inference mode. In the first epochs from scratch the early batches dominate that mean.")
+                "training loss as the mean over the epoch's batches, "
+                + ("with batch normalisation in training mode and the weights still moving, " if bn else
+                   "with the weights still moving, ")
+                + "while the validation loss is computed once, at the end of the epoch"
+                + (", in inference mode" if bn else "") + ". In the first epochs from scratch the early batches "
+                "dominate that mean.")
     return (f"The best run trained for {counted(n_ep, 'epoch')}; its validation loss was lowest at epoch {b_ep} "
             f"({best.metrics['loss']['val_best']:.4g}). Stopping: {best.status_info.get('stopped_reason', 'n/a')}. "
             f"Predictions below use the weights of the {best.metrics.get('predicted_with', 'last')} epoch "

@@ -40,8 +40,10 @@ THESIS_DEEP_RECIPE = Recipe(
 #: only then is the conv output (12, 12, 20)), two dense layers of 100.  The thesis
 #: stopped at the validation minimum (~90 epochs, Fig. 22) and trains it "for a few
 #: hundred epochs": cmlib uses 300 epochs at most with early stopping after 20
-#: epochs without improvement (patience 20 = 22 % of the 90-epoch minimum, enough
-#: to ride out the epoch-to-epoch noise of the validation loss seen in Fig. 22).
+#: epochs without improvement (the thesis stopped 15 epochs after the minimum, Table 5's
+#: footnote; patience 20 = 22 % of the 90-epoch minimum rides out the epoch-to-epoch
+#: noise of the validation loss seen in Fig. 22, and the reported epoch is the minimum
+#: either way).
 #: Its output starts at zero and it computes in float32, as in the thesis (a model this
 #: small gains nothing from bf16: its step is bound by memory traffic, not arithmetic).
 BASIC_RECIPE = THESIS_DEEP_RECIPE.replace(
