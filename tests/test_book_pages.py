@@ -468,6 +468,8 @@ def test_recipe_comparison_needs_both_runs(book_root):
     (v,) = rc["verdicts"]
     assert v.startswith("**ResNet50V2**") and "the chosen recipe is better at this budget" in v
     assert "over the 200 test clusters" in v
+    # the thesis's constant rate cut by the budget at its best epoch did not converge; the cosine schedule ended
+    assert "still improving at its last epoch when the budget ended" in v and "(schedule end)" in v
 
 
 def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):

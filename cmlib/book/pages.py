@@ -1278,8 +1278,25 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
             f"{stop_kind(a)}). Test std(x) {d.a:.3f} (chosen) against {d.b:.3f} (thesis): a difference of "
             f"{d.diff:+.3f} dex, 95 % interval [{lo:+.3f}, {hi:+.3f}] over the {d.n_clusters} test clusters: "
             + ("the two recipes cannot be told apart at this budget." if same else
-               f"{'the chosen recipe' if d.diff < 0 else 'the thesis optimisation'} is better at this budget."))
+               f"{'the chosen recipe' if d.diff < 0 else 'the thesis optimisation'} is better at this budget.")
+            + _convergence_words(a, b))
     return {"panels": panels, "notes": notes, "rows": rows, "verdicts": verdicts}
+
+
+def _convergence_words(thesis_opt, chosen) -> str:
+    """Which of the two recipe runs ended on its own (early stopping, an annealed schedule's end) and which was
+    cut by the epoch budget while still improving: what decides the recipe of runs that must be converged."""
+    def still_improving(r) -> bool:
+        st = r.status_info
+        return stop_kind(r) == "budget end" and st.get("best_epoch") == st.get("epochs_completed")
+
+    if still_improving(thesis_opt) and not still_improving(chosen):
+        return (" The thesis's constant rate was still improving at its last epoch when the budget ended, so that "
+                f"run did not converge; the chosen recipe ended on its own ({stop_kind(chosen)}), which every stored "
+                "run must, and is kept for that reason.")
+    if still_improving(chosen):
+        return " The chosen recipe was still improving at its last epoch: its run did not converge within the budget."
+    return ""
 
 
 def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json",
