@@ -293,6 +293,12 @@ MIN_PREDICTION_SPREAD = 0.05
 #: A model whose test std(x) is within this fraction of the "predict the training mean"
 #: estimator's has learned nothing that estimator does not know.
 MEAN_PREDICTOR_MARGIN = 0.05
+#: A model whose predictions a smooth function of the redshift explains to all but this fraction of their
+#: spread predicts from its redshift input alone: it ignores the images.
+REDSHIFT_ONLY_FRACTION = 0.1
+#: Polynomial degrees in z: of the redshift-only estimator (fit to the training masses) and of the fit that
+#: asks how much of a model's predictions the redshift explains.
+REDSHIFT_FIT_DEGREE, REDSHIFT_EXPLAIN_DEGREE = 3, 5
 
 
 def mean_predictor(train: Predictions, test: Predictions) -> Predictions:
@@ -306,6 +312,38 @@ def mean_predictor(train: Predictions, test: Predictions) -> Predictions:
                        z=test.z)
 
 
+def redshift_predictor(train: Predictions, test: Predictions, *, deg: int = REDSHIFT_FIT_DEGREE) -> Predictions:
+    """The estimator that sees only the redshift: a polynomial in z (degree ``deg``) fitted by least squares
+    to the training clusters' log masses, evaluated on the test clusters.
+
+    In a flux-limited sample the distant clusters are the massive ones (only they are bright enough), so z
+    alone predicts part of the mass: this is the floor a model's *images* must beat, as the mean predictor
+    is the floor of the whole model.
+    """
+    for name, p in (("train", train), ("test", test)):
+        if p.z is None:
+            raise InputError(f"the {name} predictions carry no redshifts: the redshift-only estimator needs z "
+                             "(runs made before cmlib stored z in predictions.csv lack it; train them again)")
+    zt, mt = _as_1d("train.z", train.z), _as_1d("train.true", train.true)
+    ok = np.isfinite(zt) & np.isfinite(mt)
+    coef = np.polyfit(zt[ok], mt[ok], deg)
+    return Predictions(cluster_id=test.cluster_id, true=test.true, pred=np.polyval(coef, test.z), z=test.z)
+
+
+def unexplained_by_redshift(p: Predictions, *, deg: int = REDSHIFT_EXPLAIN_DEGREE) -> float:
+    """The part of a model's prediction spread that the redshift does not explain: the standard deviation of
+    the residuals of a polynomial fit (degree ``deg``) of the predictions against z, over the standard
+    deviation of the predictions.  About 0 for a model that predicts from z alone; NaN without z."""
+    if p.z is None:
+        return float("nan")
+    z, pred = _as_1d("z", p.z), _as_1d("pred", p.pred)
+    ok = np.isfinite(z) & np.isfinite(pred)
+    if ok.sum() <= deg + 1 or np.std(pred[ok]) == 0:
+        return float("nan")
+    res = pred[ok] - np.polyval(np.polyfit(z[ok], pred[ok], deg), z[ok])
+    return float(np.std(res) / np.std(pred[ok]))
+
+
 def learning_verdict(p: Predictions, reference: Predictions, *, min_spread: float = MIN_PREDICTION_SPREAD,
                      margin: float = MEAN_PREDICTOR_MARGIN) -> dict:
     """Did a model learn?  Compares its test predictions with the mean predictor's.
@@ -313,20 +351,27 @@ def learning_verdict(p: Predictions, reference: Predictions, *, min_spread: floa
     Returns ``learned`` (bool), ``reason`` (one sentence, empty if it learned), ``spread``
     (std of the predictions [dex]), ``std`` (std of x) and ``reference_std`` (the mean
     predictor's std of x).  A model did not learn if its predictions barely vary
-    (``spread < min_spread``) or if its std(x) is not at least ``margin`` below the mean
-    predictor's (e.g. 0.95 x).
+    (``spread < min_spread``), if they are a function of the redshift alone (less than
+    :data:`REDSHIFT_ONLY_FRACTION` of their spread unexplained by z: the images are ignored), or if its
+    std(x) is not at least ``margin`` below the mean predictor's (e.g. 0.95 x).
     """
     pred = _as_1d("pred", p.pred)
     ok = np.isfinite(pred)
     spread = float(np.std(pred[ok])) if ok.any() else float("nan")
     std = point_metrics(p.pred, p.true)["std"]
     ref = point_metrics(reference.pred, reference.true)["std"]
-    out = {"learned": True, "reason": "", "spread": spread, "std": std, "reference_std": ref}
+    u = unexplained_by_redshift(p)
+    out = {"learned": True, "reason": "", "spread": spread, "std": std, "reference_std": ref,
+           "unexplained_by_z": u}
     if not np.isfinite(spread) or not np.isfinite(std):
         out.update(learned=False, reason="its predictions are not finite")
     elif spread < min_spread:
         out.update(learned=False, reason=(f"its predictions barely vary (standard deviation {spread:.3f} dex, "
                                           f"below {min_spread:g}): it returns about one mass for every cluster"))
+    elif u < REDSHIFT_ONLY_FRACTION:
+        out.update(learned=False, reason=(f"its predictions are a function of the redshift alone (they vary by "
+                                          f"{spread:.3f} dex, of which only {u * spread:.3f} dex is not explained "
+                                          "by a smooth function of z): it ignores the images"))
     elif std > (1.0 - margin) * ref:
         out.update(learned=False, reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the "
                                           f"{ref:.3f} dex of predicting the mean training mass for every cluster"))
@@ -376,7 +421,7 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
         out.append(dict(check="BatchNorm train/inference gap", value=r, threshold=BN_GAP_FACTOR,
                         found=r > BN_GAP_FACTOR,
                         text="inference and training mode give the same error (no BatchNorm or dropout)" if same else
-                        f"on the same training clusters the inference-mode error is {r:.2g} x the training-mode "
+                        f"on the same training clusters the inference-mode error is {r:.3g} times the training-mode "
                         "error (BatchNorm's moving statistics against the batch's own)"))
     ps, ls = tail("pred_std_train"), tail("label_std_train")
     if np.isfinite(ps) and np.isfinite(ls) and ls > 0:
@@ -387,7 +432,9 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     if np.isfinite(gf) and np.isfinite(gl) and gl > 0:
         r = gf / gl
         out.append(dict(check="vanishing gradients", value=r, threshold=VANISHING_RATIO, found=r < VANISHING_RATIO,
-                        text=f"the first layer's gradient is {r:.2g} x the output layer's"))
+                        text="the first layer receives no gradient at all (exactly zero: nothing of the image "
+                        "reaches the output)" if gf == 0 else f"the first layer's gradient is {r:.2g} times the "
+                        "output layer's"))
     d = tail("dead_relu")
     if np.isfinite(d):
         out.append(dict(check="dead ReLUs", value=d, threshold=DEAD_RELU_FRACTION, found=d > DEAD_RELU_FRACTION,

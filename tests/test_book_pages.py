@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,7 +148,8 @@ def test_summary_rows_single_seed_have_no_spread_and_a_mean_predictor_row(book_r
     assert "Did not learn" in pages.verdict_markdown(pr) and "barely vary" in pages.verdict_markdown(pr)
     t5 = pages.table5_rows({"basic": pr})
     assert t5[0]["learned?"] == "did not learn" and t5[0]["runs"].startswith("1 run")
-    assert t5[-1]["model"].startswith("predict the training mean")
+    assert t5[-2]["model"].startswith("predict the training mean") and t5[-1]["model"] == pages.REDSHIFT_ONLY
+    assert any(r[""] == pages.REDSHIFT_ONLY for r in rows)           # the floor of the images, on every page
     fair = pages.fair_summary_rows({"basic": pr})
     assert not any("±" in str(v) for r in fair for v in r.values())
 
@@ -369,7 +371,11 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
     only_worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
     assert "VGG16 is worse than the basic CNN." in only_worse
-    assert "Did not learn more than the mean mass: VGG16" in text and "ResNet152V2" in text
+    assert "Did not learn from the images: VGG16" in text and "ResNet152V2" in text
+    # the redshift-only floor: on these clusters z says nothing of the mass, so the good model beats it
+    assert by["ResNet50V2"]["vs_redshift"]["verdict"] == "better" and by[pages.REDSHIFT_ONLY]["kind"] == "reference"
+    assert "Predicting the mass from the redshift alone, without any image, scores " in text
+    assert re.search(r"; [^;]*ResNet50V2[^;]* beats? it", text)
     rows = pages.fair_table_rows(res)
     assert [r["model"] for r in rows][0] == "ResNet50V2"
     assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "did-not-learn"
@@ -673,7 +679,19 @@ def test_diagnosis_reads_the_runs_diagnostics(book_root):
     assert not found["vanishing gradients"]["found"] and not found["dead ReLUs"]["found"]
     text = pages.diagnosis_markdown(pr)
     assert "Signs of: BatchNorm train/inference gap, collapse to the mean" in text
-    assert pages.REMEDIES["collapse to the mean"] in text
+    assert ("Known remedies not tried in this run: BatchNorm train/inference gap: re-estimate the BatchNorm "
+            "statistics") in text
+    assert "collapse to the mean: standardised labels with the output started at the label prior, a smaller" in text
+    # remedies the run already had are not offered (the fair recipe has a warm-up and standardised labels)
+    fair_cfg = {"warmup_epochs": 3, "label_scaling": "standardize", "output_bias": "prior"}
+    assert pages._remedies_not_tried("dead ReLUs", fair_cfg) == ["a smaller learning rate", "He initialisation",
+                                                                 "a leaky ReLU"]
+    assert pages._remedies_not_tried("collapse to the mean", fair_cfg) == ["a smaller learning rate"]
+    assert "a learning-rate warm-up" in pages._remedies_not_tried("dead ReLUs", {})
+    # a first layer without any gradient is said so, not as "0 x the output layer's"
+    dead = dict(h, grad_norm_first=np.zeros_like(h["grad_norm_first"]))
+    vg = {f["check"]: f for f in M.training_findings(dead)}["vanishing gradients"]
+    assert vg["found"] and "receives no gradient at all" in vg["text"] and " x " not in vg["text"]
     assert pages.page_sections(pr, "smoke")["diagnostics"] is True
     fig = plots.plot_diagnostics(pr.best)
     assert len(fig.axes) == 4

@@ -118,3 +118,34 @@ def test_errors_are_clear():
         M.residuals([1, 2], [1])
     with pytest.raises(InputError, match="empty"):
         M.point_metrics([], [])
+
+
+def test_redshift_alone_estimator_and_a_model_that_ignores_its_images():
+    """In a flux-limited sample z predicts part of the mass: the redshift-only estimator recovers that relation,
+    and a model whose predictions are a smooth function of z is said not to have learned from its images."""
+    from cmlib import metrics as M
+    from cmlib.errors import InputError
+
+    rng = np.random.default_rng(3)
+
+    def sample(n, seed):
+        r = np.random.default_rng(seed)
+        z = r.uniform(0.05, 1.0, n)
+        true = 13.4 + 1.8 * z - 0.3 * z ** 2 + r.normal(0, 0.25, n)       # mass grows with z, 0.25 dex scatter
+        return M.Predictions(np.arange(n), true, np.zeros(n), z=z)
+
+    train, test = sample(3000, 1), sample(800, 2)
+    zonly = M.redshift_predictor(train, test)
+    x = zonly.pred - test.true
+    assert np.std(x, ddof=1) == pytest.approx(0.25, abs=0.02)            # only the scatter about the z relation
+    assert M.point_metrics(zonly.pred, zonly.true)["std"] < np.std(test.true, ddof=1) - 0.05
+    base = M.mean_predictor(train, test)
+    v = M.learning_verdict(zonly, base)                                  # better than the mean, but z alone
+    assert not v["learned"] and "function of the redshift alone" in v["reason"] and v["unexplained_by_z"] < 0.01
+    uses_images = M.Predictions(test.cluster_id, test.true, test.true + rng.normal(0, 0.1, 800), z=test.z)
+    v = M.learning_verdict(uses_images, base)
+    assert v["learned"] and v["unexplained_by_z"] > 0.5
+    no_z = M.Predictions(test.cluster_id, test.true, test.true)
+    assert np.isnan(M.unexplained_by_redshift(no_z)) and M.learning_verdict(no_z, base)["learned"]
+    with pytest.raises(InputError, match="carry no redshifts"):
+        M.redshift_predictor(M.Predictions(np.arange(3), np.ones(3), np.ones(3)), test)

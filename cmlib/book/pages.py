@@ -78,6 +78,19 @@ class PageRuns:
         p = self.best.predictions
         return M.mean_predictor(p["train"], p[subset])
 
+    def redshift_predictor(self, subset: str = "test") -> M.Predictions | None:
+        """Predict the mass from the redshift alone, fitted to the training clusters (the floor a model's images
+        must beat); None for runs whose predictions carry no redshifts."""
+        p = self.best.predictions
+        try:
+            return M.redshift_predictor(p["train"], p[subset])
+        except CmlibError:
+            return None
+
+
+#: The estimator that sees only the redshift (:func:`cmlib.metrics.redshift_predictor`), as tables name it.
+REDSHIFT_ONLY = "predict from the redshift alone (no image)"
+
 
 def request_for(model: str, profile: str = "laptop", *, experiment: str | None = None, data: str | None = None,
                 epochs: int | None = None, seeds: Sequence[int] | str | None = None,
@@ -329,6 +342,10 @@ def summary_rows(pr: PageRuns, *, thesis_model: str | None = None) -> list[dict]
     base_tr = pr.mean_predictor("train")
     rows.append(_metric_row("predict the training mean (no model)", M.point_metrics(base_t.pred, base_t.true),
                             M.point_metrics(base_tr.pred, base_tr.true), "baseline"))
+    z_t, z_tr = pr.redshift_predictor("test"), pr.redshift_predictor("train")
+    if z_t is not None:
+        rows.append(_metric_row(REDSHIFT_ONLY, M.point_metrics(z_t.pred, z_t.true), M.point_metrics(z_tr.pred, z_tr.true),
+                                "baseline"))
     tm = thesis_model or pr.model
     if tm in TABLE5:
         t5 = TABLE5[tm]
@@ -479,6 +496,9 @@ def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predict
     if base is not None:
         refs.append(("predict the training mean (no model)", "no training", base.mean_predictor("test"),
                      base.mean_predictor("train"), "baseline"))
+        if base.redshift_predictor("test") is not None:
+            refs.append((REDSHIFT_ONLY, "no training", base.redshift_predictor("test"), base.redshift_predictor("train"),
+                         "baseline"))
     if classical:
         refs.append(("classical estimator (L\u2013M inversion)", "no training", classical["test"], classical["train"],
                      "classical"))
@@ -828,13 +848,23 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
 #: Known remedies of the failures :func:`cmlib.metrics.training_findings` looks for (established practice,
 #: not tried in this book's runs).
 REMEDIES = {
-    "BatchNorm train/inference gap": "re-estimate the BatchNorm statistics on training batches in inference mode "
-                                     "after training, or lower the BatchNorm momentum",
-    "collapse to the mean": "standardised labels with the output started at the label prior (the fair recipe "
-                            "does both) and a smaller learning rate",
-    "vanishing gradients": "residual connections and normalisation (the ResNets have both), a learning-rate warm-up",
-    "dead ReLUs": "a smaller learning rate or a warm-up, He initialisation, or a leaky ReLU",
+    "BatchNorm train/inference gap": ("re-estimate the BatchNorm statistics on training batches in inference mode "
+                                      "after training", "lower the BatchNorm momentum"),
+    "collapse to the mean": ("standardised labels with the output started at the label prior", "a smaller learning "
+                             "rate"),
+    "vanishing gradients": ("residual connections and normalisation (the ResNets have both)", "a learning-rate warm-up"),
+    "dead ReLUs": ("a smaller learning rate", "a learning-rate warm-up", "He initialisation", "a leaky ReLU"),
 }
+
+
+def _remedies_not_tried(check: str, config: Mapping) -> list[str]:
+    """The known remedies of a failure, less those the run already had (read from its configuration)."""
+    tried = set()
+    if config.get("warmup_epochs", 0):
+        tried.add("a learning-rate warm-up")
+    if config.get("label_scaling") == "standardize" and config.get("output_bias") == "prior":
+        tried.add("standardised labels with the output started at the label prior")
+    return [r for r in REMEDIES[check] if r not in tried]
 
 
 def diagnosis_markdown(pr: PageRuns) -> str:
@@ -850,8 +880,9 @@ def diagnosis_markdown(pr: PageRuns) -> str:
             + "; ".join(f["text"] for f in found) + ".")
     bad = [f for f in found if f["found"]]
     if bad:
-        text += (" **Signs of: " + ", ".join(f["check"] for f in bad) + ".** Known remedies (not tried here): "
-                 + "; ".join(f"{f['check']}: {REMEDIES[f['check']]}" for f in bad) + ".")
+        text += (" **Signs of: " + ", ".join(f["check"] for f in bad) + ".** Known remedies not tried in this run: "
+                 + "; ".join(f"{f['check']}: {', '.join(_remedies_not_tried(f['check'], best.config)) or 'none left'}"
+                             for f in bad) + ".")
     else:
         text += (" None of these failures shows" + (", and the model learned." if learned else
                  ", yet the model did not learn more than the mean mass: the cause lies elsewhere (the number of "
@@ -1130,12 +1161,19 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     any_run = have["basic"].finished[0]
     mean_pred = M.mean_predictor(any_run.predictions["train"], any_run.predictions["test"])
     preds["predict the mean training mass"] = [mean_pred]
+    try:
+        preds[REDSHIFT_ONLY] = [M.redshift_predictor(any_run.predictions["train"], any_run.predictions["test"])]
+    except CmlibError:
+        pass
     for name, p in dict(references).items():
         preds[name] = [p]
     rows = compare.ranking(preds, reference=display_name("basic"), n_boot=n_boot)
-    learned = {display_name(m): M.learning_verdict(M.ensemble([r.predictions["test"] for r in pr.finished])
-                                                   if len(pr.finished) > 1 else pr.finished[0].predictions["test"],
-                                                   mean_pred) for m, pr in have.items()}
+    ens = {display_name(m): (M.ensemble([r.predictions["test"] for r in pr.finished]) if len(pr.finished) > 1
+                             else pr.finished[0].predictions["test"]) for m, pr in have.items()}
+    learned = {name: M.learning_verdict(p, mean_pred) for name, p in ens.items()}
+    # the floor of the images: each model's ensemble against the redshift-only estimator on the same clusters
+    zonly = preds.get(REDSHIFT_ONLY, [None])[0]
+    vs_z = {name: compare.paired_difference(p, zonly, n_boot=n_boot) for name, p in ens.items()} if zonly else {}
     epochs = {display_name(m): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
               for m, pr in have.items()}
     for r in rows:
@@ -1144,6 +1182,8 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         r["learned_reason"] = "" if v is None else v["reason"]
         r["epochs"] = epochs.get(r["model"], [])
         r["kind"] = "model" if r["model"] in learned else "reference"
+        d = vs_z.get(r["model"])
+        r["vs_redshift"] = None if d is None else {"diff": d.diff, "ci95": list(d.ci95), "verdict": d.verdict}
     return {"rows": rows, "pending": pending, "n_test": int(mean_pred.true.size)}
 
 
@@ -1206,8 +1246,22 @@ def fair_answer(result: Mapping) -> str:
             return f"{r['mean_seeds']:.3f} (1 seed)"
         parts.append(" Test std(x) in dex, mean ± standard deviation over seeds: "
                      + and_list([f"{r['model']} {spread(r)}" for r in models]) + ".")
+        z = next((r for r in result["rows"] if r["model"] == REDSHIFT_ONLY), None)
+        vz = {k: [r["model"] for r in models if (r.get("vs_redshift") or {}).get("verdict") == k]
+              for k in ("better", "indistinguishable", "worse")}
+        if z is not None and any(vz.values()):
+            txt = []
+            if vz["better"]:
+                txt.append(f"{and_list(vz['better'])} beat{'s' if len(vz['better']) == 1 else ''} it")
+            if vz["indistinguishable"]:
+                txt.append(f"{and_list(vz['indistinguishable'])} cannot be told apart from it")
+            if vz["worse"]:
+                txt.append(f"{and_list(vz['worse'])} {'is' if len(vz['worse']) == 1 else 'are'} worse")
+            parts.append(f" Predicting the mass from the redshift alone, without any image, scores std(x) = "
+                         f"{z['ensemble']:.3f} dex: the floor that what a model reads from the images must beat; "
+                         + "; ".join(txt) + ".")
         if nolearn:
-            parts.append(f" Did not learn more than the mean mass: {and_list(nolearn)}.")
+            parts.append(f" Did not learn from the images: {and_list(nolearn)}.")
     if result["pending"]:
         parts.append(f" Still in the compute plan (no finished runs yet): {', '.join(result['pending'])}.")
     return "".join(parts)
