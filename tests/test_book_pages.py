@@ -719,3 +719,21 @@ def test_training_text_blames_batch_normalisation_only_where_the_model_has_it(bo
     assert all("far above the validation loss" in t for t in texts.values())
     assert "batch normalisation" not in texts["basic"] and "inference mode" not in texts["basic"]
     assert "batch normalisation in training mode" in texts["resnet50v2"] and "inference mode" in texts["resnet50v2"]
+
+
+def test_table4_reads_every_setting_from_the_code():
+    """Table 4 beside the registry recipes and the stored deep runs' fair recipe; a change in FAIR_DEEP shows."""
+    from cmlib.book import profiles
+    from cmlib.book.thesis import TABLE4
+
+    rows = {r["parameter"]: r for r in pages.table4_rows()}
+    fair = "cmlib stored deep runs (fair recipe)"
+    assert set(rows) >= set(TABLE4) | {"Bands / input", "Labels and output", "Arithmetic"}
+    assert rows["Optimizer"][fair] == "AdamW (weight decay 0.01)" and rows["Optimizer"]["thesis (deep models)"] == "Adam"
+    assert rows["Learning rate"][fair] == "0.001, 3-epoch warm-up, cosine decay to zero"
+    assert rows["Training epochs"][fair] == f"{profiles.FAIR_EPOCHS}, early stopping (patience 10)"
+    assert rows["Bands / input"][fair] == "bands 2–4, 50×50×3"
+    assert rows["Bands / input"]["cmlib deep models (registry default)"] == "bands 2–4, 71×71×3"
+    assert rows["Labels and output"][fair] == "standardised log M, output started at the label prior"
+    assert rows["Arithmetic"][fair] == "bfloat16 (float32: EfficientNet-B7)"
+    assert rows["Training epochs"]["cmlib basic CNN"] == "early stopping (patience 20)"

@@ -1337,6 +1337,65 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
     return {"panels": panels, "notes": notes, "rows": rows, "verdicts": verdicts}
 
 
+def table4_rows() -> list[dict]:
+    """Thesis Table 4 beside cmlib's settings: the registry recipes (what ``cmlib train`` starts from) and the
+    fair recipe of the stored deep-model runs (:data:`cmlib.book.profiles.FAIR_DEEP`), all read from the code."""
+    from .. import models
+    from .profiles import FAIR_DEEP, FAIR_EPOCHS, FAIR_FLOAT32
+    from .thesis import TABLE4
+
+    deep, basic, kripp = (models.get_spec(m).recipe for m in ("resnet50v2", "basic", "krippendorf2023"))
+    fair = {**{k: deep[k] for k in ("loss", "dense_units", "batch_size", "augment")}, **FAIR_DEEP}
+
+    def opt(r: Mapping) -> str:
+        name = {"adam": "Adam", "adamw": "AdamW"}.get(r["optimizer"], r["optimizer"])
+        return name + (f" (weight decay {r['weight_decay']:g})" if r.get("weight_decay") else "")
+
+    def lr(r: Mapping) -> str:
+        sched = {"constant": "constant", "warmup-cosine": f"{r.get('warmup_epochs', 0)}-epoch warm-up, cosine "
+                 "decay to zero"}.get(r.get("lr_schedule", "constant"), r.get("lr_schedule"))
+        return f"{r['lr']:g}, {sched}"
+
+    def size(r: Mapping, channels: int = 3) -> str:
+        return f"{'71×71' if r['pad'] == 'thesis' else '50×50'}×{channels}"
+
+    cm = {
+        "Pretraining (training catalogue)": ("none: weights=None, from scratch (a local ImageNet file can be given)",
+                                             "none", "none", "none"),
+        "Loss function": (deep["loss"].upper(), fair["loss"].upper(), basic["loss"].upper(), "Gaussian NLL"),
+        "Optimizer": (opt(deep), opt(fair), opt(basic), opt(kripp)),
+        "Learning rate": (lr(deep), lr(fair), lr(basic), lr(kripp)),
+        "Dense units": (deep["dense_units"], fair["dense_units"], f"{basic['dense_units']} + {basic['dense_units']}",
+                        f"{kripp['dense_units']} + {kripp['dense_units']}"),
+        "Dense activation": ("ReLU",) * 4,
+        "Batch size": (deep["batch_size"], fair["batch_size"], basic["batch_size"], kripp["batch_size"]),
+        "Training epochs": (deep["reference_epochs"],
+                            f"{FAIR_EPOCHS}, early stopping (patience {fair['early_stopping']})",
+                            f"early stopping (patience {basic['early_stopping']})",
+                            f"~{kripp['reference_epochs']}, early stopping (patience {kripp['early_stopping']})"),
+    }
+    cols = ("cmlib deep models (registry default)", "cmlib stored deep runs (fair recipe)", "cmlib basic CNN",
+            "cmlib Krippendorf et al.")
+    rows = [{"parameter": k, "thesis (deep models)": v, **dict(zip(cols, cm[k]))} for k, v in TABLE4.items()]
+    rows.append({"parameter": "Bands / input", "thesis (deep models)": "2–4 (455–1070 eV), padded to 71×71",
+                 **dict(zip(cols, (f"bands 2–4, {size(deep)}", f"bands 2–4, {size(fair)}", f"bands 2–4, {size(basic)}",
+                                   f"all 10 bands, {size(kripp, 10)}")))})
+    def labels(r: Mapping) -> str:
+        lab = {"none": "raw log M", "standardize": "standardised log M"}.get(r["label_scaling"], r["label_scaling"])
+        bias = {"zero": "output bias zero", "mean": "output started at the mean training mass",
+                "prior": "output started at the label prior"}.get(r["output_bias"], r["output_bias"])
+        return f"{lab}, {bias}"
+
+    rows.append({"parameter": "Labels and output", "thesis (deep models)": "raw log M, output bias zero",
+                 **dict(zip(cols, (labels(deep), labels(fair), labels(basic), labels(kripp))))})
+    rows.append({"parameter": "Arithmetic", "thesis (deep models)": "float32 (GPU)",
+                 **dict(zip(cols, (deep["precision"], f"{fair['precision']} (float32: {and_list([display_name(m) for m in FAIR_FLOAT32])})",
+                                   basic["precision"], kripp["precision"])))})
+    rows.append({"parameter": "Augmentation", "thesis (deep models)": "random flips",
+                 **dict(zip(cols, (deep["augment"], fair["augment"], basic["augment"], kripp["augment"])))})
+    return rows
+
+
 def _convergence_words(thesis_opt, chosen) -> str:
     """Which of the two recipe runs ended on its own (early stopping, an annealed schedule's end) and which was
     cut by the epoch budget while still improving: what decides the recipe of runs that must be converged."""
