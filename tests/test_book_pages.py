@@ -737,3 +737,23 @@ def test_table4_reads_every_setting_from_the_code():
     assert rows["Labels and output"][fair] == "standardised log M, output started at the label prior"
     assert rows["Arithmetic"][fair] == "bfloat16 (float32: EfficientNet-B7)"
     assert rows["Training epochs"]["cmlib basic CNN"] == "early stopping (patience 20)"
+
+
+def test_a_page_without_runs_says_whether_any_started_and_what_the_thesis_found(book_root):
+    """A deep model's page whose stored runs are not finished: 'not started' vs 'in progress' read from disk, the
+    command that makes them, and the thesis's own numbers for the model (Table 5, Table 3)."""
+    (book_root / "data" / "efeds_mock.h5").write_bytes((book_root / "data" / "tiny.h5").read_bytes())
+    prof = profiles.get_profile("laptop")
+    job = next(j for j in build.notebook_jobs(prof) if j.params.get("model") == "resnet152v2")
+    nb = build.pending_runs_page(job, prof, book_root)
+    text = nb.cells[0].source
+    assert ":::{admonition} Runs not started yet" in text and "cmlib stored-runs --models resnet152v2" in text
+    assert "## What the thesis found" in text and "σ = 0.134 and μ = +0.055 on the test set" in text
+    assert "67.63 M trainable parameters and 16 s per epoch" in text and "factor-10 typo" in text
+    # one seed begun (a run directory with its status file): now 'in progress'
+    pr = pages.find_page_runs("resnet152v2", "laptop", root=book_root)
+    d = pr.request.config(0, book_root).run_dir(book_root / pr.request.runs_dir)
+    d.mkdir(parents=True)
+    A.write_status(d, status="running", epochs_completed=2, best_epoch=2, wall_time_s=3.0, stopped_reason="")
+    assert ":::{admonition} Runs in progress" in build.pending_runs_page(job, prof, book_root).cells[0].source
+    assert pages.thesis_result_lines("krippendorf2023") == []

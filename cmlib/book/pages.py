@@ -1337,6 +1337,32 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
     return {"panels": panels, "notes": notes, "rows": rows, "verdicts": verdicts}
 
 
+def thesis_result_lines(model: str) -> list[str]:
+    """Markdown lines: what the thesis reports for one model (Table 5's best of ten runs, Table 3's size and
+    GPU epoch time, and the thesis's remarks on its numbers), for pages that have no runs of their own yet."""
+    from .thesis import TABLE3, TABLE3_INCONSISTENT, TABLE5, TABLE5_NOTES
+
+    t5, t3 = TABLE5.get(model), TABLE3.get(model)
+    if t5 is None:
+        return []
+    name = display_name(model)
+    out = ["## What the thesis found", "",
+           f"The thesis's best of ten {name} runs (Table 5, 4000 epochs from ImageNet weights on a GPU, picked on the "
+           f"test set): σ = {t5['sigma_test']:g} and μ = {t5['mu_test']:+g} on the test set, σ = {t5['sigma_train']:g} "
+           f"and μ = {t5['mu_train']:+g} on the training set, training loss {t5['train_loss']:g} and validation loss "
+           f"{t5['val_loss']:g} (MSE after the last epoch); the basic CNN reached σ = {TABLE5['basic']['sigma_test']:g}."]
+    if t3:
+        out[-1] += (f" Table 3 gives it {t3['params_m']:g} M trainable parameters"
+                    + (" (a number that belongs to another model, see the training-parameters page)"
+                       if model in TABLE3_INCONSISTENT else "")
+                    + f" and {t3['epoch_s']:g} s per epoch on the thesis's GPU.")
+    if model in TABLE5_NOTES:
+        out += ["", f"Note on the thesis's numbers: {TABLE5_NOTES[model]}"]
+    out += ["", f"{TABLE5_NOTES['sigma']} This page will set the book's own runs beside these numbers when they "
+            "finish."]
+    return out
+
+
 def table4_rows() -> list[dict]:
     """Thesis Table 4 beside cmlib's settings: the registry recipes (what ``cmlib train`` starts from) and the
     fair recipe of the stored deep-model runs (:data:`cmlib.book.profiles.FAIR_DEEP`), all read from the code."""
