@@ -200,12 +200,21 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     assert (pages.counted(1, "seed"), pages.counted(2, "seed"), pages.counted(0, "run")) == ("1 seed", "2 seeds", "0 runs")
 
 
-def test_config_rows_show_the_runs_input_shape(book_root):
+def test_config_rows_show_the_runs_input_shape(book_root, monkeypatch):
+    monkeypatch.chdir(book_root)                       # the parameter count's cache goes under the book root
     _, req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=3, seeds=[0], bands="all")
     _write_run(book_root, req, 0, pred_fn=_good)
     pr = pages.find_page_runs("basic", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0], bands="all")
     shape = next(r["value"] for r in pages.config_rows(pr) if r["setting"].startswith("input image shape"))
     assert shape == "(50, 50, 10)"                     # the run's, not the recipe's (50, 50, 3)
+    from cmlib.models.counting import count_params
+
+    rows = {r["setting"]: r["value"] for r in pages.config_rows(pr)}
+    n = count_params(models.build("basic", (50, 50, 10)))
+    assert rows["trainable parameters at this run's input (50, 50, 10)"] == f"{n / 1e6:.2f} M"
+    assert n != count_params(models.build("basic", (50, 50, 3)))          # ten bands: a wider first convolution
+    assert rows["optimizer"] == "adam" and rows["precision"] == "float32" and rows["label_scaling"] == "none"
+    assert list((book_root / "book" / "generated" / "cache").glob("params-basic-50x50x10-*.json"))
 
 
 # ---------------------------------------------------------------- one place for the model list

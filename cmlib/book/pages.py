@@ -779,19 +779,35 @@ def config_rows(pr: PageRuns) -> list[dict]:
     best = pr.best
     cfg = best.config
     rows = [{"setting": key, "value": str(cfg.get(key))} for key in
-            ("bands", "pad", "scaling", "augment", "loss", "output", "lr", "lr_schedule", "batch_size",
-             "early_stopping", "head", "dense_units", "split", "epochs")]
+            ("bands", "pad", "scaling", "augment", "loss", "output", "optimizer", "weight_decay", "lr",
+             "lr_schedule", "warmup_epochs", "batch_size", "early_stopping", "head", "dense_units", "label_scaling",
+             "precision", "split", "epochs") if key in cfg]
     rows[0]["value"] = ", ".join(f"band {b + 1}" for b in cfg["bands"])
     ob = cfg.get("output_bias", "zero")
     rows.append({"setting": "output_bias", "value": ob + (
         " (the output starts at the mean training mass, not at 0 as in the thesis: a run of a few epochs "
         "would otherwise spend them walking the output bias 14 dex to the answer)" if ob == "mean" else "")})
     rows.append({"setting": "input image shape (this run)", "value": str(run_input_shape(cfg))})
+    shape = run_input_shape(cfg)
+    n = cached(f"params-{pr.model}-{'x'.join(map(str, shape))}-{cfg.get('head')}-{cfg.get('dense_units')}",
+               lambda: {"params": _trainable_params(pr.model, shape, cfg)})["params"]
+    rows.append({"setting": f"trainable parameters at this run's input {shape}", "value": f"{n / 1e6:.2f} M"})
     if pr.model in TABLE3:
         note = TABLE3_NOTES.get(pr.model)
-        rows.append({"setting": "thesis Table 3: trainable parameters",
+        rows.append({"setting": "thesis Table 3: trainable parameters" + ("" if pr.model == "basic" else
+                                                                         " (at 71 × 71 × 3)"),
                      "value": f"{TABLE3[pr.model]['params_m']} M" + (f" ({note})" if note and pr.model != "basic" else "")})
     return rows
+
+
+def _trainable_params(model: str, shape: Sequence[int], cfg: Mapping) -> int:
+    """Trainable parameters of ``model`` built for ``shape`` with the run's head (the dense head after Flatten
+    grows with the image side, so 50 x 50 and 71 x 71 differ)."""
+    from .. import models
+    from ..models.counting import count_params
+
+    opts = {k: cfg[k] for k in ("head", "dense_units", "output") if cfg.get(k) is not None}
+    return int(count_params(models.build(model, tuple(shape), **opts)))
 
 
 def run_input_shape(cfg: Mapping) -> tuple[int, int, int]:
