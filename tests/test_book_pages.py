@@ -766,3 +766,20 @@ def test_a_page_without_runs_says_whether_any_started_and_what_the_thesis_found(
     A.write_status(d, status="running", epochs_completed=2, best_epoch=2, wall_time_s=3.0, stopped_reason="")
     assert ":::{admonition} Runs in progress" in build.pending_runs_page(job, prof, book_root).cells[0].source
     assert pages.thesis_result_lines("krippendorf2023") == []
+
+
+def test_uncertainty_rows_average_every_seed_and_name_the_split(book_root):
+    """No seed is picked: each calibration number is the mean ± std over the seeds, beside the model's split."""
+    _, req = pages.request_for("krippendorf2023", "smoke", data="data/tiny.h5", epochs=3, seeds=[0, 1])
+    for s, scale in ((0, 0.1), (1, 0.3)):
+        d = _write_run(book_root, req, s, pred_fn=lambda t, rng, sc=scale: t + rng.normal(0, sc, t.size), n=800)
+        run = A.Run.load(d)
+        preds = {k: M.Predictions(p.cluster_id, p.true, p.pred, sigma=np.full(p.true.size, scale), z=p.z)
+                 for k, p in run.predictions.items()}
+        A.write_predictions(d / "predictions.csv", preds)
+    pr = pages.find_page_runs("krippendorf2023", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
+    (row,) = pages.uncertainty_rows([("Krippendorf", pr), ("absent", None)])
+    stds = [M.point_metrics(r.predictions["test"].pred, r.predictions["test"].true)["std"] for r in pr.finished]
+    assert row["seeds"] == 2 and row["split"] == pages._split_of(pr)
+    assert row["test std(x) [dex]"] == f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"
+    assert row["median σ_pred [dex]"] == "0.200 ± 0.141"          # 0.1 and 0.3: each seed's own, averaged

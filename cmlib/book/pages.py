@@ -1379,6 +1379,33 @@ def thesis_result_lines(model: str) -> list[str]:
     return out
 
 
+def uncertainty_rows(items: Sequence[tuple[str, PageRuns | None]]) -> list[dict]:
+    """Calibration of models with a predicted uncertainty, per (label, runs): the mean ± standard deviation over
+    every seed (no seed picked) of the test std(x), the median predicted σ, the ±1σ and ±2σ coverage and the
+    standard deviation of the pulls x/σ; with each model's split, since models on other splits have other test
+    clusters."""
+    rows = []
+    for label, pr in items:
+        if pr is None or not pr.finished:
+            continue
+        us, stds = [], []
+        for r in pr.finished:
+            p = r.predictions["test"]
+            us.append(M.uncertainty_metrics(p.pred, p.true, p.sigma))
+            stds.append(M.point_metrics(p.pred, p.true)["std"])
+
+        def pm(vals, fmt: str) -> str:
+            v = np.asarray(vals, dtype=float)
+            return format(v.mean(), fmt) + (f" ± {format(v.std(ddof=1), fmt)}" if v.size > 1 else "")
+        rows.append({"model": label, "split": _split_of(pr), "seeds": len(pr.finished),
+                     "test std(x) [dex]": pm(stds, ".3f"),
+                     "median σ_pred [dex]": pm([u["sigma_pred_median"] for u in us], ".3f"),
+                     "±1σ coverage": pm([u["coverage_1sigma"] for u in us], ".0%"),
+                     "±2σ coverage": pm([u["coverage_2sigma"] for u in us], ".0%"),
+                     "pull std": pm([u["pull_std"] for u in us], ".2f")})
+    return rows
+
+
 def table4_rows() -> list[dict]:
     """Thesis Table 4 beside cmlib's settings: the registry recipes (what ``cmlib train`` starts from) and the
     fair recipe of the stored deep-model runs (:data:`cmlib.book.profiles.FAIR_DEEP`), all read from the code."""
