@@ -147,6 +147,7 @@ def test_summary_rows_single_seed_have_no_spread_and_a_mean_predictor_row(book_r
     assert any(r[""].startswith("predict the training mean") for r in rows)
     assert "Did not learn" in pages.verdict_markdown(pr) and "barely vary" in pages.verdict_markdown(pr)
     t5 = pages.table5_rows({"basic": pr})
+    assert "1 seed, 3 epochs run of at most 3" in pages.budgets_markdown({"basic": pr})
     assert t5[0]["learned?"] == "did not learn" and t5[0]["runs"].startswith("1 run")
     assert t5[-2]["model"].startswith("predict the training mean") and t5[-1]["model"] == pages.REDSHIFT_ONLY
     assert any(r[""] == pages.REDSHIFT_ONLY for r in rows)           # the floor of the images, on every page

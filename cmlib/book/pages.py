@@ -671,8 +671,10 @@ def budgets_markdown(pages: Mapping[str, PageRuns]) -> str:
         if not p.finished:
             continue
         n = len(p.finished)
-        eps = max(r.status_info.get("epochs_completed", 0) for r in p.finished)
-        parts.append(f"{display_name(m)}: {p.how}, {n} seed{'s' if n > 1 else ''}, {eps} epoch{'s' if eps != 1 else ''}")
+        done = sorted(r.status_info.get("epochs_completed", 0) for r in p.finished)
+        ran = f"{done[0]}" if done[0] == done[-1] else f"{done[0]}\u2013{done[-1]}"
+        parts.append(f"{display_name(m)}: {p.how}, {n} seed{'s' if n > 1 else ''}, {ran} epochs run of at most "
+                     f"{p.request.epochs}")
     return "**Budgets.** " + "; ".join(parts) + "."
 
 
@@ -1835,10 +1837,11 @@ def cost_accuracy_markdown(points: Sequence[Mapping], fair: Mapping) -> str:
     parts = []
     for p in sorted(points, key=lambda q: q["gflops"]):
         s = (f"{p['model']}: {p['gflops']:.3g} GFLOPs per image, {p['wall_h']:.2g} h per seed on {p['hardware']} "
-             f"({p['epochs']:.0f} epochs), test std(x) {p['std_mean']:.3f}")
+             f"({p['epochs']:.0f} epochs), test std(x) {p['std_mean']:.3f} (mean over seeds)")
         if ref is not None and p is not ref:
             fo, ft = p["gflops"] / ref["gflops"], p["wall_h"] / ref["wall_h"]
             s += (f" ({fo:.{1 if fo < 10 else 0}f}× the basic CNN's operations, {ft:.{1 if ft < 10 else 0}f}× "
                   f"its training time, {p['std_mean'] - ref['std_mean']:+.3f} dex)")
         parts.append(s)
-    return "Cost and accuracy, from the runs: " + "; ".join(parts) + "."
+    return ("Cost and accuracy, from the runs: " + "; ".join(parts) + ". The differences here are of the means "
+            "over seeds; the table above compares the ensembles, with their intervals.")
