@@ -348,7 +348,8 @@ def learning_verdict(p: Predictions, reference: Predictions, *, min_spread: floa
                      margin: float = MEAN_PREDICTOR_MARGIN) -> dict:
     """Did a model learn?  Compares its test predictions with the mean predictor's.
 
-    Returns ``learned`` (bool), ``reason`` (one sentence, empty if it learned), ``spread``
+    Returns ``learned`` (bool), ``reason`` (one sentence, empty if it learned), ``short`` (a few words for
+    a table cell), ``spread``
     (std of the predictions [dex]), ``std`` (std of x) and ``reference_std`` (the mean
     predictor's std of x).  A model did not learn if its predictions barely vary
     (``spread < min_spread``), if they are a function of the redshift alone (less than
@@ -361,19 +362,19 @@ def learning_verdict(p: Predictions, reference: Predictions, *, min_spread: floa
     std = point_metrics(p.pred, p.true)["std"]
     ref = point_metrics(reference.pred, reference.true)["std"]
     u = unexplained_by_redshift(p)
-    out = {"learned": True, "reason": "", "spread": spread, "std": std, "reference_std": ref,
+    out = {"learned": True, "reason": "", "short": "", "spread": spread, "std": std, "reference_std": ref,
            "unexplained_by_z": u}
     if not np.isfinite(spread) or not np.isfinite(std):
-        out.update(learned=False, reason="its predictions are not finite")
+        out.update(learned=False, reason="its predictions are not finite", short="predictions not finite")
     elif spread < min_spread:
-        out.update(learned=False, reason=(f"its predictions barely vary (standard deviation {spread:.3f} dex, "
+        out.update(learned=False, short="about one mass for every cluster", reason=(f"its predictions barely vary (standard deviation {spread:.3f} dex, "
                                           f"below {min_spread:g}): it returns about one mass for every cluster"))
     elif u < REDSHIFT_ONLY_FRACTION:
-        out.update(learned=False, reason=(f"its predictions are a function of the redshift alone (they vary by "
+        out.update(learned=False, short="predicts from the redshift alone", reason=(f"its predictions are a function of the redshift alone (they vary by "
                                           f"{spread:.3f} dex, of which only {u * spread:.3f} dex is not explained "
                                           "by a smooth function of z): it ignores the images"))
     elif std > (1.0 - margin) * ref:
-        out.update(learned=False, reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the "
+        out.update(learned=False, short="no better than the mean mass", reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the "
                                           f"{ref:.3f} dex of predicting the mean training mass for every cluster"))
     return out
 

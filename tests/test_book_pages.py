@@ -389,6 +389,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     rows = pages.fair_table_rows(res)
     assert [r["model"] for r in rows][0] == "ResNet50V2"
     assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "did-not-learn"
+    assert next(r for r in rows if r["model"] == "VGG16")["learned"] == "no: about one mass for every cluster"
     assert "±" not in next(r for r in rows if r["model"] == "ResNet50V2")["std(x) test, per seed"]   # one seed
     assert "no comparison is possible yet" in pages.fair_answer(pages.fair_comparison({"vgg16": flat}))
     # runs made on another version of the data are never compared (other clusters): pending, saying why

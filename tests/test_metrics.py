@@ -142,6 +142,7 @@ def test_redshift_alone_estimator_and_a_model_that_ignores_its_images():
     base = M.mean_predictor(train, test)
     v = M.learning_verdict(zonly, base)                                  # better than the mean, but z alone
     assert not v["learned"] and "function of the redshift alone" in v["reason"] and v["unexplained_by_z"] < 0.01
+    assert v["short"] == "predicts from the redshift alone"
     uses_images = M.Predictions(test.cluster_id, test.true, test.true + rng.normal(0, 0.1, 800), z=test.z)
     v = M.learning_verdict(uses_images, base)
     assert v["learned"] and v["unexplained_by_z"] > 0.5

@@ -1198,6 +1198,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         v = learned.get(r["model"])
         r["learned"] = None if v is None else v["learned"]
         r["learned_reason"] = "" if v is None else v["reason"]
+        r["learned_short"] = "" if v is None else v["short"]
         r["epochs"] = epochs.get(r["model"], [])
         r["kind"] = "model" if r["model"] in learned else "reference"
         d = vs_z.get(r["model"])
@@ -1225,7 +1226,8 @@ def fair_table_rows(result: Mapping) -> list[dict]:
                     "std(x) test, per seed": spread if r["kind"] == "model" else f"{r['ensemble']:.3f}",
                     "std(x) test, ensemble": f"{r['ensemble']:.3f}",
                     "Δ vs basic CNN [95 % interval]": diff, "verdict": verdict_text,
-                    "learned": "\u2013" if learned is None else ("yes" if learned else "no: " + r["learned_reason"]),
+                    "learned": "\u2013" if learned is None else ("yes" if learned else
+                                                                 "no: " + r.get("learned_short", r["learned_reason"])),
                     "_class": "" if learned in (None, True) else "did-not-learn"})
     return out
 
