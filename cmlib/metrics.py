@@ -330,6 +330,15 @@ def redshift_predictor(train: Predictions, test: Predictions, *, deg: int = REDS
     return Predictions(cluster_id=test.cluster_id, true=test.true, pred=np.polyval(coef, test.z), z=test.z)
 
 
+def judge_learning(train: Predictions, test: Predictions, *, min_spread: float = MIN_PREDICTION_SPREAD,
+                   margin: float = MEAN_PREDICTOR_MARGIN) -> dict:
+    """:func:`learning_verdict` of ``test`` against both floors fitted on ``train``: the mean training mass and,
+    where the predictions carry redshifts, the redshift-only estimator."""
+    zref = redshift_predictor(train, test) if train.z is not None and test.z is not None else None
+    return learning_verdict(test, mean_predictor(train, test), redshift_reference=zref, min_spread=min_spread,
+                            margin=margin)
+
+
 def unexplained_by_redshift(p: Predictions, *, deg: int = REDSHIFT_EXPLAIN_DEGREE) -> float:
     """The part of a model's prediction spread that the redshift does not explain: the standard deviation of
     the residuals of a polynomial fit (degree ``deg``) of the predictions against z, over the standard
@@ -344,8 +353,8 @@ def unexplained_by_redshift(p: Predictions, *, deg: int = REDSHIFT_EXPLAIN_DEGRE
     return float(np.std(res) / np.std(pred[ok]))
 
 
-def learning_verdict(p: Predictions, reference: Predictions, *, min_spread: float = MIN_PREDICTION_SPREAD,
-                     margin: float = MEAN_PREDICTOR_MARGIN) -> dict:
+def learning_verdict(p: Predictions, reference: Predictions, *, redshift_reference: Predictions | None = None,
+                     min_spread: float = MIN_PREDICTION_SPREAD, margin: float = MEAN_PREDICTOR_MARGIN) -> dict:
     """Did a model learn?  Compares its test predictions with the mean predictor's.
 
     Returns ``learned`` (bool), ``reason`` (one sentence, empty if it learned), ``short`` (a few words for
@@ -354,7 +363,9 @@ def learning_verdict(p: Predictions, reference: Predictions, *, min_spread: floa
     predictor's std of x).  A model did not learn if its predictions barely vary
     (``spread < min_spread``), if they are a function of the redshift alone (less than
     :data:`REDSHIFT_ONLY_FRACTION` of their spread unexplained by z: the images are ignored), or if its
-    std(x) is not at least ``margin`` below the mean predictor's (e.g. 0.95 x).
+    std(x) is not at least ``margin`` below the mean predictor's (e.g. 0.95 x), nor, given
+    ``redshift_reference`` (:func:`redshift_predictor`), below the redshift-only estimator's: then the images
+    add nothing clear to what z tells (``redshift_std`` is that estimator's std of x, NaN without it).
     """
     pred = _as_1d("pred", p.pred)
     ok = np.isfinite(pred)
@@ -362,20 +373,30 @@ def learning_verdict(p: Predictions, reference: Predictions, *, min_spread: floa
     std = point_metrics(p.pred, p.true)["std"]
     ref = point_metrics(reference.pred, reference.true)["std"]
     u = unexplained_by_redshift(p)
+    zstd = (point_metrics(redshift_reference.pred, redshift_reference.true)["std"] if redshift_reference is not None
+            else float("nan"))
     out = {"learned": True, "reason": "", "short": "", "spread": spread, "std": std, "reference_std": ref,
-           "unexplained_by_z": u}
+           "redshift_std": zstd, "unexplained_by_z": u}
     if not np.isfinite(spread) or not np.isfinite(std):
-        out.update(learned=False, reason="its predictions are not finite", short="predictions not finite")
+        out.update(learned=False, short="predictions not finite", reason="its predictions are not finite")
     elif spread < min_spread:
-        out.update(learned=False, short="about one mass for every cluster", reason=(f"its predictions barely vary (standard deviation {spread:.3f} dex, "
-                                          f"below {min_spread:g}): it returns about one mass for every cluster"))
+        out.update(learned=False, short="about one mass for every cluster",
+                   reason=(f"its predictions barely vary (standard deviation {spread:.3f} dex, below "
+                           f"{min_spread:g}): it returns about one mass for every cluster"))
     elif u < REDSHIFT_ONLY_FRACTION:
-        out.update(learned=False, short="predicts from the redshift alone", reason=(f"its predictions are a function of the redshift alone (they vary by "
-                                          f"{spread:.3f} dex, of which only {u * spread:.3f} dex is not explained "
-                                          "by a smooth function of z): it ignores the images"))
+        out.update(learned=False, short="predicts from the redshift alone",
+                   reason=(f"its predictions are a function of the redshift alone (they vary by {spread:.3f} dex, "
+                           f"of which only {u * spread:.3f} dex is not explained by a smooth function of z): it "
+                           "ignores the images"))
     elif std > (1.0 - margin) * ref:
-        out.update(learned=False, short="no better than the mean mass", reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the "
-                                          f"{ref:.3f} dex of predicting the mean training mass for every cluster"))
+        out.update(learned=False, short="no better than the mean mass",
+                   reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the {ref:.3f} dex of "
+                           "predicting the mean training mass for every cluster"))
+    elif np.isfinite(zstd) and std > (1.0 - margin) * zstd:
+        out.update(learned=False, short="no better than the redshift alone",
+                   reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the {zstd:.3f} dex of "
+                           "predicting from the redshift alone: what it reads from the images adds nothing clear "
+                           "to what z tells"))
     return out
 
 

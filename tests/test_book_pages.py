@@ -167,8 +167,8 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     assert f"{sig:.3f}" in text
     assert "ResNet152V2" in text and "0.134" in text          # the thesis's best deep model, from Table 5
     assert ("The one deep model with runs so far, VGG16, was trained under the thesis's protocol (its split, the test "
-            "set doubling as validation set) for 3 epochs against the thesis's 4000 and did not learn more than the "
-            "mean mass") in text
+            "set doubling as validation set) for 3 epochs against the thesis's 4000 and did not learn from the "
+            "images") in text
     assert "under the thesis's protocol (its split, the test set doubling as validation set), the basic CNN" in text
     assert "best of 1 run)" in text and "(s)" not in text
     # a second deep model that learned: counted, the failure named, the learner compared with the basic CNN
@@ -782,6 +782,36 @@ def test_uncertainty_rows_average_every_seed_and_name_the_split(book_root):
     pr = pages.find_page_runs("krippendorf2023", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
     (row,) = pages.uncertainty_rows([("Krippendorf", pr), ("absent", None)])
     stds = [M.point_metrics(r.predictions["test"].pred, r.predictions["test"].true)["std"] for r in pr.finished]
-    assert row["seeds"] == 2 and row["split"] == pages._split_of(pr)
+    assert row["seeds"] == 2 and row["split"] == pages.split_of(pr)
     assert row["test std(x) [dex]"] == f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"
     assert row["median σ_pred [dex]"] == "0.200 ± 0.141"          # 0.1 and 0.3: each seed's own, averaged
+
+
+def test_a_model_is_set_beside_the_basic_cnn_of_its_own_split(book_root):
+    """The model page's 'compared with the basic CNN' uses the basic CNN's runs on the model's split (other
+    splits have other test clusters): its page's runs on the thesis split, its fair experiment on the other."""
+    kw = dict(data="data/tiny.h5")
+    _, page_req = pages.request_for("basic", "smoke", **kw)
+    _write_run(book_root, page_req, page_req.seeds[0], pred_fn=_good)
+    _, tvt_req = pages.request_for("basic", "smoke", experiment="basic_tvt", **kw)
+    _, deep_req = pages.request_for("resnet50v2", "smoke", epochs=3, seeds=[0], split="train-val-test", **kw)
+    _write_run(book_root, deep_req, 0, pred_fn=_good)
+    deep = pages.find_page_runs("resnet50v2", "smoke", root=book_root, epochs=3, seeds=[0], split="train-val-test",
+                                **kw)
+    assert pages.split_of(deep) == "train-val-test"
+    assert pages.basic_on_same_split(deep, "smoke", root=book_root, **kw) is None     # fair basic not run yet
+    _write_run(book_root, tvt_req, tvt_req.seeds[0], pred_fn=_good)
+    ref = pages.basic_on_same_split(deep, "smoke", root=book_root, **kw)
+    assert ref is not None and pages.split_of(ref) == "train-val-test" and ref.request.overrides.get("split") == "train-val-test"
+    _, thesis_req = pages.request_for("vgg16", "smoke", epochs=3, seeds=[0], **kw)
+    _write_run(book_root, thesis_req, 0, pred_fn=_good)
+    on_thesis = pages.find_page_runs("vgg16", "smoke", root=book_root, epochs=3, seeds=[0], **kw)
+    ref = pages.basic_on_same_split(on_thesis, "smoke", root=book_root, **kw)
+    assert pages.split_of(ref) == "thesis" and "split" not in ref.request.overrides
+    empty = pages.find_page_runs("resnet152v2", "smoke", root=book_root, **kw)
+    assert pages.basic_on_same_split(empty, "smoke", root=book_root, **kw) is None
+    # the results page's best deep model is set beside the basic CNN of its own split, and says which
+    basic_page = pages.find_page_runs("basic", "smoke", root=book_root, **kw)
+    best, ref, text = pages.best_deep_text({"basic": basic_page, "resnet50v2": deep}, "smoke", root=book_root, **kw)
+    assert best == "resnet50v2" and pages.split_of(ref) == "train-val-test"
+    assert f"against {ref.best.metrics['test']['sigma']:.3f} for the basic CNN, both on the train-val-test split" in text

@@ -146,6 +146,14 @@ def test_redshift_alone_estimator_and_a_model_that_ignores_its_images():
     uses_images = M.Predictions(test.cluster_id, test.true, test.true + rng.normal(0, 0.1, 800), z=test.z)
     v = M.learning_verdict(uses_images, base)
     assert v["learned"] and v["unexplained_by_z"] > 0.5
+    # a model that uses its images but is not clearly better than z alone has not learned from them
+    weak = M.Predictions(test.cluster_id, test.true, zonly.pred + rng.normal(0, 0.05, 800), z=test.z)
+    v = M.learning_verdict(weak, base)
+    assert v["learned"] and np.isnan(v["redshift_std"])                  # judged against the mean only
+    v = M.judge_learning(train, weak)
+    assert not v["learned"] and v["short"] == "no better than the redshift alone"
+    assert v["redshift_std"] == pytest.approx(M.point_metrics(zonly.pred, zonly.true)["std"])
+    assert M.judge_learning(train, uses_images)["learned"]
     no_z = M.Predictions(test.cluster_id, test.true, test.true)
     assert np.isnan(M.unexplained_by_redshift(no_z)) and M.learning_verdict(no_z, base)["learned"]
     with pytest.raises(InputError, match="carry no redshifts"):

@@ -34,7 +34,7 @@ def run_row(run) -> dict:
     """The hand-in row of one finished run."""
     cfg, st, met = run.config, run.status_info, run.metrics
     p = run.predictions
-    v = M.learning_verdict(p["test"], M.mean_predictor(p["train"], p["test"]))
+    v = M.judge_learning(p["train"], p["test"])
     row = {"model": run.model, "model_name": display_name(run.model), "seed": run.seed, "group": run.group,
            "status": run.status, "epochs_completed": st.get("epochs_completed"), "best_epoch": st.get("best_epoch"),
            "wall_time_s": round(float(st.get("wall_time_s", float("nan"))), 1),

@@ -257,7 +257,7 @@ def verdict(pr: PageRuns, run=None) -> dict:
     """Did this model (its best run, or ``run``) learn?  See :func:`cmlib.metrics.learning_verdict`."""
     run = run or pr.best
     p = run.predictions
-    return M.learning_verdict(p["test"], M.mean_predictor(p["train"], p["test"]))
+    return M.judge_learning(p["train"], p["test"])
 
 
 def verdict_markdown(pr: PageRuns) -> str:
@@ -266,11 +266,14 @@ def verdict_markdown(pr: PageRuns) -> str:
         return ""
     v = verdict(pr)
     if v["learned"]:
+        z = (f" and {v['redshift_std']:.3f} dex for predicting it from the redshift alone"
+             if math.isfinite(v["redshift_std"]) else "")
         return (f"**Verdict: learned.** The best run's test std(x) is {v['std']:.3f} dex against "
-                f"{v['reference_std']:.3f} dex for predicting the mean training mass for every cluster.")
+                f"{v['reference_std']:.3f} dex for predicting the mean training mass for every cluster{z}.")
     return (":::{admonition} Did not learn\n:class: warning\n"
             f"{pr.label}'s best run did not learn: {v['reason']}. Its numbers below describe a model that "
-            "ignores the images; they are not comparable with the thesis's, which come from 4000 epochs. "
+            "has not learned from the images; they are not comparable with the thesis's, which come from 4000 "
+            "epochs. "
             "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged.\n:::\n")
 
 
@@ -555,13 +558,14 @@ def _thesis_best_deep() -> tuple[str, float]:
     return m, deep[m]
 
 
-def _split_of(pr: PageRuns) -> str:
-    return (pr.best.config if pr.best is not None else {}).get("split", "thesis")
+def split_of(pr: PageRuns) -> str:
+    """The split of a model's best run ('thesis' or 'train-val-test'); 'thesis' when it has no runs yet."""
+    return (pr.best.config if pr.finished else {}).get("split", "thesis")
 
 
 def _protocol_words(pr: PageRuns) -> str:
     """The protocol of a model's runs in a few words, from their split."""
-    split = _split_of(pr)
+    split = split_of(pr)
     return {"thesis": "the thesis's protocol (its split, the test set doubling as validation set)",
             "train-val-test": "the fair protocol (a train/validation/test split)"}.get(split, f"the '{split}' split")
 
@@ -585,8 +589,8 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
              "when the book was built):"]
     base = M.point_metrics(ref.mean_predictor("test").pred, ref.mean_predictor("test").true)
     floor = (f"predicting the mean training mass for every cluster scores σ = {base['sigma']:.3f} "
-             f"(std(x) = {base['std']:.3f} dex) on {'the same' if basic else 'its'} test clusters, the floor every "
-             "model must beat")
+             f"(std(x) = {base['std']:.3f} dex) on {'the same' if basic else 'its'} test clusters, what a model "
+             "that knows nothing scores")
     if basic:
         bm = basic.best.metrics["test"]
         parts.append(f"under {_protocol_words(basic)}, the basic CNN reaches σ = {bm['sigma']:.3f} "
@@ -614,7 +618,7 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
             bd = min(learned, key=lambda m: have[m].best.metrics["test"]["sigma"])
             dm = have[bd].best.metrics["test"]
             cmp = ""
-            if basic and _split_of(have[bd]) == _split_of(basic):   # only on the same test clusters
+            if basic and split_of(have[bd]) == split_of(basic):   # only on the same test clusters
                 better = dm["std"] < basic.best.metrics["test"]["std"]
                 cmp = " \u2013 better than the basic CNN" if better else " \u2013 not as good as the basic CNN"
             best = ("; it reaches" if n_deep == 1 else
@@ -625,9 +629,9 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
                        if fair and fair.get("rows") else " (on other test clusters than the basic CNN's above, so "
                        "not compared with it here)") + ".")
         elif n_deep == 1:
-            txt += " and did not learn more than the mean mass in this budget."
+            txt += " and did not learn from the images in this budget."
         else:
-            txt += "; none of them learned more than the mean mass in this budget."
+            txt += "; none of them learned from the images in this budget."
         parts.append(txt)
     if fair is not None and fair.get("rows"):
         parts.append(fair_answer(fair))
@@ -648,21 +652,28 @@ def get_spec_family(model: str) -> str:
         return ""
 
 
-def best_deep_text(pages: Mapping[str, PageRuns]) -> tuple[str | None, str]:
-    """The deep model this build compares with the basic CNN (best test σ among those that learned)."""
+def best_deep_text(pages: Mapping[str, PageRuns], profile: str, root: str | Path = ".", data: str | None = None
+                   ) -> tuple[str | None, PageRuns | None, str]:
+    """The deep model this build compares with the basic CNN (best test σ among those that learned, else among
+    all), the basic CNN's runs on that model's split (:func:`basic_on_same_split`) and a sentence on the two."""
     deep = {m: p for m, p in pages.items() if p.finished and get_spec_family(m) not in ("basic", "baseline")}
-    if not deep or "basic" not in pages or not pages["basic"].finished:
-        return None, "No deep-model runs are available in this build."
+    if not deep:
+        return None, None, "No deep-model runs are available in this build."
     learned = {m: p for m, p in deep.items() if verdict(p)["learned"]}
     pool = learned or deep
     best = min(pool, key=lambda m: pool[m].best.metrics["test"]["sigma"])
-    s = pool[best].best.metrics["test"]["sigma"]
+    ref = basic_on_same_split(pool[best], profile, root=root, data=data)
+    if ref is None:
+        return None, None, (f"The basic CNN has no finished runs on {display_name(best)}'s split "
+                            f"({split_of(pool[best])}), so the two cannot be compared on the same clusters yet.")
+    s, sb = pool[best].best.metrics["test"]["sigma"], ref.best.metrics["test"]["sigma"]
     tm, ts = _thesis_best_deep()
-    note = "" if learned else (" None of the deep models learned, so this comparison shows a model that "
-                               "ignores the images.")
-    return best, (f"The deep model with the lowest test σ{' among those that learned' if learned else ''} is "
-                  f"**{display_name(best)}** (σ = {s:.3f}; basic CNN {pages['basic'].best.metrics['test']['sigma']:.3f})."
-                  f" The thesis's was {display_name(tm)} ({ts:g} against {TABLE5['basic']['sigma_test']:g}).{note}")
+    note = "" if learned else (" None of the deep models learned from the images, so this comparison shows a "
+                               "model that has not.")
+    return best, ref, (f"The deep model with the lowest test σ{' among those that learned' if learned else ''} is "
+                       f"**{display_name(best)}**: σ = {s:.3f} against {sb:.3f} for the basic CNN, both on the "
+                       f"{split_of(ref)} split (best runs by test σ, as the thesis chose). The thesis's was "
+                       f"{display_name(tm)} ({ts:g} against {TABLE5['basic']['sigma_test']:g}).{note}")
 
 
 def budgets_markdown(pages: Mapping[str, PageRuns]) -> str:
@@ -903,7 +914,7 @@ def diagnosis_markdown(pr: PageRuns) -> str:
                              for f in bad) + ".")
     else:
         text += (" None of these failures shows" + (", and the model learned." if learned else
-                 ", yet the model did not learn more than the mean mass: the cause lies elsewhere (the number of "
+                 ", yet the model did not learn from the images: the cause lies elsewhere (the number of "
                  "epochs, the learning rate, the recipe)."))
     return text
 
@@ -1155,6 +1166,21 @@ def fair_members(profile: str, root: str | Path = ".", data: str | None = None) 
     return out
 
 
+def basic_on_same_split(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None
+                        ) -> PageRuns | None:
+    """The basic CNN's runs on the split of ``pr``'s best run (its page's runs, or its fair-protocol experiment),
+    so that a comparison of the two is made on the same test clusters; None where the basic CNN has no finished
+    runs on that split."""
+    if not pr.finished:
+        return None
+    split = split_of(pr)
+    candidates = [find_page_runs("basic", profile, root=root, data=data)]
+    fair = fair_members(profile, root=root, data=data).get("basic")
+    if fair is not None:
+        candidates.append(fair)
+    return next((c for c in candidates if c.finished and split_of(c) == split), None)
+
+
 def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.Predictions] = (), *,
                     n_boot: int = 2000) -> dict:
     """Every model under the fair protocol against the basic CNN on the same test clusters.
@@ -1188,9 +1214,9 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     rows = compare.ranking(preds, reference=display_name("basic"), n_boot=n_boot)
     ens = {display_name(m): (M.ensemble([r.predictions["test"] for r in pr.finished]) if len(pr.finished) > 1
                              else pr.finished[0].predictions["test"]) for m, pr in have.items()}
-    learned = {name: M.learning_verdict(p, mean_pred) for name, p in ens.items()}
     # the floor of the images: each model's ensemble against the redshift-only estimator on the same clusters
     zonly = preds.get(REDSHIFT_ONLY, [None])[0]
+    learned = {name: M.learning_verdict(p, mean_pred, redshift_reference=zonly) for name, p in ens.items()}
     vs_z = {name: compare.paired_difference(p, zonly, n_boot=n_boot) for name, p in ens.items()} if zonly else {}
     epochs = {display_name(m): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
               for m, pr in have.items()}
@@ -1401,7 +1427,7 @@ def uncertainty_rows(items: Sequence[tuple[str, PageRuns | None]]) -> list[dict]
         def pm(vals, fmt: str) -> str:
             v = np.asarray(vals, dtype=float)
             return format(v.mean(), fmt) + (f" ± {format(v.std(ddof=1), fmt)}" if v.size > 1 else "")
-        rows.append({"model": label, "split": _split_of(pr), "seeds": len(pr.finished),
+        rows.append({"model": label, "split": split_of(pr), "seeds": len(pr.finished),
                      "test std(x) [dex]": pm(stds, ".3f"),
                      "median σ_pred [dex]": pm([u["sigma_pred_median"] for u in us], ".3f"),
                      "±1σ coverage": pm([u["coverage_1sigma"] for u in us], ".0%"),
