@@ -482,6 +482,7 @@ def test_recipe_comparison_needs_both_runs(book_root):
     _write_run(book_root, thesis_opt, 0, pred_fn=lambda t, rng: t + rng.normal(0, 0.3, t.size), n=800)
     rc = pages.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
     assert list(rc["panels"]) == ["ResNet50V2"] and len(rc["rows"]) == 2 and len(rc["notes"]) == 1
+    assert [r["stopped by"] for r in rc["rows"]] == ["budget end", "schedule end"]
     (v,) = rc["verdicts"]
     assert v.startswith("**ResNet50V2**") and "the chosen recipe is better at this budget" in v
     assert "over the 200 test clusters" in v
@@ -661,6 +662,9 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert "not better: VGG16" in text
     assert "The verdict changes between the two protocols for ResNet50V2" in text
     assert "Not run yet under the thesis's protocol: ResNet152V2" in text
+    assert set(res["floors"]) == {"thesis", "fair"}
+    assert (f"predicting the mean training mass scores std(x) = {res['floors']['thesis']:.3f} on the thesis split's "
+            "test set") in text and "dex better than a fair evaluation does" in text and "+0." not in text
     assert pages.thesis_protocol_markdown({"rows": [], "pending": []}).startswith("No runs")
 
 
