@@ -819,3 +819,25 @@ def test_a_model_is_set_beside_the_basic_cnn_of_its_own_split(book_root):
     best, ref, text = pages.best_deep_text({"basic": basic_page, "resnet50v2": deep}, "smoke", root=book_root, **kw)
     assert best == "resnet50v2" and pages.split_of(ref) == "train-val-test"
     assert f"against {ref.best.metrics['test']['sigma']:.3f} for the basic CNN, both on the train-val-test split" in text
+
+
+def test_diagnosis_explains_a_network_that_predicts_from_the_redshift_alone(book_root):
+    """Dead ReLUs cut the image path (the first layer's gradient is exactly zero from some epoch on) and the
+    predictions are a function of z: the diagnosis ties the two together, naming the epoch."""
+    _, req = pages.request_for("vgg16", "smoke", data="data/tiny.h5", epochs=6, seeds=[0])
+    d = _write_run(book_root, req, 0, pred_fn=_good, epochs=6, n=800)
+    grads = [1e-3, 1e-6, 0.0, 0.0, 0.0, 0.0]
+    A.write_history(d / "history.csv", [dict(
+        epoch=e, loss=0.1, val_loss=0.1, lr=1e-3, epoch_time_s=1.0, elapsed_s=float(e), mse_train_eval=0.1,
+        mse_train_batchstats=0.1, pred_std_train=0.15, label_std_train=0.3, grad_norm=1.0,
+        grad_norm_first=grads[e - 1], grad_norm_last=0.02, dead_relu=0.64) for e in range(1, 7)])
+    run = A.Run.load(d)
+    A.write_predictions(d / "predictions.csv", {k: M.Predictions(p.cluster_id, p.true, 13.8 + 0.6 * p.z, z=p.z)
+                                                for k, p in run.predictions.items()})
+    pr = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0])
+    assert pages.verdict(pr)["short"] == "predicts from the redshift alone"
+    text = pages.diagnosis_markdown(pr)
+    assert "the image path is cut (from epoch 3 on the first layer gets no gradient at all)" in text
+    assert "which its dense head receives directly" in text
+    assert pages._first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 1e-3]}) is None
+    assert pages._first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 0.0]}) == 1

@@ -904,7 +904,8 @@ def diagnosis_markdown(pr: PageRuns) -> str:
     if not found:
         return ("The best run recorded no per-epoch diagnostics (runs made before cmlib recorded them have none; "
                 "train it again to get them).")
-    learned = verdict(pr)["learned"]
+    v = verdict(pr)
+    learned = v["learned"]
     text = (f"Median of the last epochs of the best run (seed {best.seed}), on a fixed probe of training clusters: "
             + "; ".join(f["text"] for f in found) + ".")
     bad = [f for f in found if f["found"]]
@@ -912,11 +913,29 @@ def diagnosis_markdown(pr: PageRuns) -> str:
         text += (" **Signs of: " + ", ".join(f["check"] for f in bad) + ".** Known remedies not tried in this run: "
                  + "; ".join(f"{f['check']}: {', '.join(_remedies_not_tried(f['check'], best.config)) or 'none left'}"
                              for f in bad) + ".")
+        cut = next((f for f in bad if f["check"] == "vanishing gradients" and f["value"] == 0), None)
+        if cut is not None and v["short"] == "predicts from the redshift alone":
+            first = _first_epoch_without_gradient(best.history)
+            text += (" Together these explain the verdict: the image path is cut"
+                     + (f" (from epoch {first} on the first layer gets no gradient at all)" if first else "")
+                     + ", so nothing of the image reaches the output, and the network predicts from the redshift, "
+                     "which its dense head receives directly.")
     else:
         text += (" None of these failures shows" + (", and the model learned." if learned else
                  ", yet the model did not learn from the images: the cause lies elsewhere (the number of "
                  "epochs, the learning rate, the recipe)."))
     return text
+
+
+def _first_epoch_without_gradient(history: Mapping) -> int | None:
+    """The first epoch from which on the first layer's gradient stayed exactly zero (None if it never did)."""
+    g = np.asarray(history.get("grad_norm_first", []), dtype=float)
+    ep = np.asarray(history.get("epoch", np.arange(1, g.size + 1)))
+    if g.size == 0 or g[-1] != 0:
+        return None
+    alive = np.flatnonzero(g != 0)
+    i = 0 if alive.size == 0 else alive[-1] + 1
+    return int(ep[i])
 
 
 def declare_sections(flags: Mapping[str, bool]) -> None:
