@@ -615,10 +615,16 @@ def test_precision_rows_read_the_check(tmp_path):
          "residual_corr": {"same_seed": {"2": 0.96, "10": 0.90},
                            "other_seeds": {"float32": {"2-10": 0.95}, "bfloat16": {"2-10": 0.93}}}},
         {"model": "vgg16", "measure": "std", "float32": {**side, "seeds": [0], "std": None},
-         "bfloat16": {**side, "seeds": [0], "std": None}, "diff": 0.05, "seed_spread": None, "agree": None}]}))
+         "bfloat16": {**side, "seeds": [0], "std": None}, "diff": 0.05, "seed_spread": None, "agree": None},
+        {"model": "resnet50v2", "measure": "std", "float32": side, "bfloat16": side, "diff": -0.002,
+         "seed_spread": 0.001, "agree": False}]}))
     rows, text = pages.precision_rows(f)
     assert rows[0]["float32 test std(x) [dex]"] == "0.231 ± 0.004 (3 seeds)" and rows[0]["difference"] == "-0.003"
-    assert rows[0]["same within the spread"] == "yes" and rows[1]["same within the spread"] == "– (one seed)"
+    col = "difference within the seed spread"
+    assert rows[0][col] == "yes" and rows[1][col] == "– (one seed)" and rows[2][col] == "no (2.0× the spread)"
+    assert rows[2]["_class"] == "over-target" and rows[0]["_class"] == ""
+    assert "For ResNet50V2 the precisions differ by more than its seeds do: bf16 is 0.002 dex lower (better)" in text
+    assert "For Basic CNN" not in text
     assert rows[1]["bfloat16 test std(x) [dex]"] == "0.231 (1 seed)" and "ResNet50V2" in text
     col = "same seed, bf16 − fp32 [95 % interval]"
     assert rows[0][col] == "seed 2 -0.005 [-0.012, +0.002], seed 10 +0.002" and rows[1][col] == "–"
