@@ -499,9 +499,9 @@ def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predict
     if base is not None:
         refs.append(("predict the training mean (no model)", "no training", base.mean_predictor("test"),
                      base.mean_predictor("train"), "baseline"))
-        if base.redshift_predictor("test") is not None:
-            refs.append((REDSHIFT_ONLY, "no training", base.redshift_predictor("test"), base.redshift_predictor("train"),
-                         "baseline"))
+        z_test = base.redshift_predictor("test")
+        if z_test is not None:
+            refs.append((REDSHIFT_ONLY, "no training", z_test, base.redshift_predictor("train"), "baseline"))
     if classical:
         refs.append(("classical estimator (L\u2013M inversion)", "no training", classical["test"], classical["train"],
                      "classical"))
@@ -587,7 +587,8 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
     n = ref.best.config.get("n_clusters")
     parts = [f"**What this book finds** (profile `{profile}`, {n} mock clusters, runs as they are on disk "
              "when the book was built):"]
-    base = M.point_metrics(ref.mean_predictor("test").pred, ref.mean_predictor("test").true)
+    mean_test = ref.mean_predictor("test")
+    base = M.point_metrics(mean_test.pred, mean_test.true)
     floor = (f"predicting the mean training mass for every cluster scores σ = {base['sigma']:.3f} "
              f"(std(x) = {base['std']:.3f} dex) on {'the same' if basic else 'its'} test clusters, what a model "
              "that knows nothing scores")
@@ -800,8 +801,8 @@ def config_rows(pr: PageRuns) -> list[dict]:
     rows.append({"setting": "output_bias", "value": ob + (
         " (the output starts at the mean training mass, not at 0 as in the thesis: a run of a few epochs "
         "would otherwise spend them walking the output bias 14 dex to the answer)" if ob == "mean" else "")})
-    rows.append({"setting": "input image shape (this run)", "value": str(run_input_shape(cfg))})
     shape = run_input_shape(cfg)
+    rows.append({"setting": "input image shape (this run)", "value": str(shape)})
     n = cached(f"params-{pr.model}-{'x'.join(map(str, shape))}-{cfg.get('head')}-{cfg.get('dense_units')}",
                lambda: {"params": _trainable_params(pr.model, shape, cfg)})["params"]
     rows.append({"setting": f"trainable parameters at this run's input {shape}", "value": f"{n / 1e6:.2f} M"})
@@ -1498,6 +1499,7 @@ def table4_rows() -> list[dict]:
     rows.append({"parameter": "Bands / input", "thesis (deep models)": "2–4 (455–1070 eV), padded to 71×71",
                  **dict(zip(cols, (f"bands 2–4, {size(deep)}", f"bands 2–4, {size(fair)}", f"bands 2–4, {size(basic)}",
                                    f"all 10 bands, {size(kripp, 10)}")))})
+
     def labels(r: Mapping) -> str:
         lab = {"none": "raw log M", "standardize": "standardised log M"}.get(r["label_scaling"], r["label_scaling"])
         bias = {"zero": "output bias zero", "mean": "output started at the mean training mass",
