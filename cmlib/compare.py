@@ -184,13 +184,14 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
         sb = float(np.std(list(b.values()), ddof=1)) if len(b) > 1 else math.nan
         spread = max((s for s in (sa, sb) if not math.isnan(s)), default=math.nan)
         both = sorted(set(a) & set(b))
+        paired = {s: paired_difference(pb[s], pa[s], measure=measure) for s in both}
         rows.append({"model": names[key], "recipe": key, "measure": measure,
                      "float32": {"seeds": sorted(a), "values": [a[s] for s in sorted(a)], "mean": ma, "std": sa},
                      "bfloat16": {"seeds": sorted(b), "values": [b[s] for s in sorted(b)], "mean": mb, "std": sb},
                      "diff": mb - ma, "seed_spread": spread,
                      "agree": None if math.isnan(spread) else bool(abs(mb - ma) <= spread),
-                     "paired_diffs": {s: b[s] - a[s] for s in both},
-                     "paired_ci95": {s: list(paired_difference(pb[s], pa[s], measure=measure).ci95) for s in both},
+                     "paired_diffs": {s: d.diff for s, d in paired.items()},
+                     "paired_ci95": {s: list(d.ci95) for s, d in paired.items()},
                      "residual_corr": {"same_seed": {s: residual_correlation(pb[s], pa[s]) for s in both},
                                        "other_seeds": {prec: {f"{s}-{t}": residual_correlation(p[s], p[t])
                                                               for s, t in itertools.combinations(sorted(p), 2)}

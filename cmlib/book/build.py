@@ -529,12 +529,13 @@ def pending_runs_page(job: NotebookJob, profile: Profile, root: Path):
     pr = pages.find_page_runs(model, profile.name, root=root)
     if pr.finished:
         return None
-    started = any(st is not None for st in R.seed_states(pr.request, root).values())
+    states = R.seed_states(pr.request, root)
+    started = any(st is not None for st in states.values())
     lines = [f"# {job.title or pages.display_name(model)}", "",
              f":::{{admonition}} {'Runs in progress' if started else 'Runs not started yet'}", ":class: warning",
              f"The stored runs of {pages.display_name(model)} ({pages.counted(len(plan.seeds), 'seed')}, up to {plan.epochs} epochs, "
              f"the fair protocol of the results chapter) are part of the book's compute plan but have not finished "
-             "yet, so this page shows no results. " + R.progress_text(pr.request, root), ":::", "",
+             "yet, so this page shows no results. " + R.progress_text(pr.request, root, states), ":::", "",
              "Make them (resumable; on two CPU cores a deep model takes hours per seed, on a GPU minutes):", "",
              "```bash", _cmd_block(f"cmlib stored-runs --models {model}"), "```", "",
              "or directly:", "", "```bash", _cmd_block(pr.request.command()), "```"]

@@ -1278,6 +1278,28 @@ def fair_table_rows(result: Mapping) -> list[dict]:
     return out
 
 
+_VERDICTS = ("better", "indistinguishable", "worse")
+
+
+def _verdict_clauses(by_verdict: Mapping[str, Sequence[str]], reference: str, *, name_once: bool = True) -> str:
+    """"A beats the basic CNN; B cannot be told apart from it; C is worse": models grouped by their verdict
+    against ``reference``.  ``name_once``: the reference is named in the first clause and called "it" after."""
+    txt: list[str] = []
+
+    def ref() -> str:
+        return "it" if txt or not name_once else reference
+    if by_verdict.get("better"):
+        m = by_verdict["better"]
+        txt.append(f"{and_list(m)} beat{'s' if len(m) == 1 else ''} {ref()}")
+    if by_verdict.get("indistinguishable"):
+        txt.append(f"{and_list(by_verdict['indistinguishable'])} cannot be told apart from {ref()}")
+    if by_verdict.get("worse"):
+        m = by_verdict["worse"]
+        txt.append(f"{and_list(m)} {'is' if len(m) == 1 else 'are'} worse"
+                   + ("" if txt or not name_once else f" than {reference}"))
+    return "; ".join(txt)
+
+
 def fair_answer(result: Mapping) -> str:
     """The answer to the thesis's question in one paragraph, generated from the fair comparison."""
     rows = [r for r in result["rows"] if r["kind"] == "model" and r["verdict"] != "reference"]
@@ -1285,9 +1307,6 @@ def fair_answer(result: Mapping) -> str:
         return ("**Under the fair protocol** no comparison is possible yet: the basic CNN's train-val-test runs are "
                 "not on disk.")
     n = result["n_test"]
-    better = [r["model"] for r in rows if r["verdict"] == "better"]
-    worse = [r["model"] for r in rows if r["verdict"] == "worse"]
-    same = [r["model"] for r in rows if r["verdict"] == "indistinguishable"]
     nolearn = [r["model"] for r in rows if r.get("learned") is False]
     parts = [f"**Under the fair protocol** (one train/validation/test split for every model, early stopping and "
              f"the best epoch chosen on the validation set, the {n} test clusters used only here; differences are "
@@ -1295,15 +1314,8 @@ def fair_answer(result: Mapping) -> str:
     if not rows:
         parts.append("no deep model has finished runs yet.")
     else:
-        txt = []
-        if better:
-            txt.append(f"{and_list(better)} beat{'s' if len(better) == 1 else ''} the basic CNN")
-        if same:
-            txt.append(f"{and_list(same)} cannot be told apart from {'it' if txt else 'the basic CNN'}")
-        if worse:
-            txt.append(f"{and_list(worse)} {'is' if len(worse) == 1 else 'are'} worse"
-                       + ("" if txt else " than the basic CNN"))
-        parts.append("; ".join(txt) + ".")
+        parts.append(_verdict_clauses({k: [r["model"] for r in rows if r["verdict"] == k] for k in _VERDICTS},
+                                      "the basic CNN") + ".")
         models = [r for r in result["rows"] if r["kind"] == "model"]
 
         def spread(r: Mapping) -> str:
@@ -1313,19 +1325,11 @@ def fair_answer(result: Mapping) -> str:
         parts.append(" Test std(x) in dex, mean ± standard deviation over seeds: "
                      + and_list([f"{r['model']} {spread(r)}" for r in models]) + ".")
         z = next((r for r in result["rows"] if r["model"] == REDSHIFT_ONLY), None)
-        vz = {k: [r["model"] for r in models if (r.get("vs_redshift") or {}).get("verdict") == k]
-              for k in ("better", "indistinguishable", "worse")}
+        vz = {k: [r["model"] for r in models if (r.get("vs_redshift") or {}).get("verdict") == k] for k in _VERDICTS}
         if z is not None and any(vz.values()):
-            txt = []
-            if vz["better"]:
-                txt.append(f"{and_list(vz['better'])} beat{'s' if len(vz['better']) == 1 else ''} it")
-            if vz["indistinguishable"]:
-                txt.append(f"{and_list(vz['indistinguishable'])} cannot be told apart from it")
-            if vz["worse"]:
-                txt.append(f"{and_list(vz['worse'])} {'is' if len(vz['worse']) == 1 else 'are'} worse")
             parts.append(f" Predicting the mass from the redshift alone, without any image, scores std(x) = "
                          f"{z['ensemble']:.3f} dex: the floor that what a model reads from the images must beat; "
-                         + "; ".join(txt) + ".")
+                         + _verdict_clauses(vz, "it", name_once=False) + ".")
         if nolearn:
             parts.append(f" Did not learn from the images: {and_list(nolearn)}.")
     if result["pending"]:

@@ -12,7 +12,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 #: Where the committed run artifacts live, relative to the book root.
 STORED_RUNS_DIR = "results/runs"
@@ -105,15 +105,17 @@ def seed_states(request: RunRequest, root: Path, seeds: Sequence[int] | None = N
     return out
 
 
-def seed_progress(request: RunRequest, root: Path) -> str:
-    """Where the runs of a request stand on disk: 'seed 0: running, epoch 12 of 30; seed 1: not started'."""
+def seed_progress(request: RunRequest, root: Path, states: Mapping[int, dict | None] | None = None) -> str:
+    """Where the runs of a request stand on disk: 'seed 0: running, epoch 12 of 30; seed 1: not started'.
+    ``states``: :func:`seed_states` when the caller has read them already."""
+    states = seed_states(request, root) if states is None else states
     return "; ".join(f"seed {s}: not started" if st is None else f"seed {s}: {st['state']}, epoch {st['epoch']} of "
-                     f"{request.epochs}" for s, st in seed_states(request, root).items())
+                     f"{request.epochs}" for s, st in states.items())
 
 
-def progress_text(request: RunRequest, root: Path) -> str:
+def progress_text(request: RunRequest, root: Path, states: Mapping[int, dict | None] | None = None) -> str:
     """:func:`seed_progress` as a sentence: 'Now: seed 0: running, epoch 12 of 30; seed 1: not started.'"""
-    return "Now: " + seed_progress(request, root) + "."
+    return "Now: " + seed_progress(request, root, states) + "."
 
 
 def train(request: RunRequest, root: Path, *, keep_models: bool = True, verbose: bool = True) -> list:
