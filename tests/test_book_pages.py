@@ -847,3 +847,65 @@ def test_diagnosis_explains_a_network_that_predicts_from_the_redshift_alone(book
     assert "which its dense head receives directly" in text
     assert pages._first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 1e-3]}) is None
     assert pages._first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 0.0]}) == 1
+
+
+def _diagnostics_history(d: Path, grads, dead: float) -> None:
+    A.write_history(d / "history.csv", [dict(
+        epoch=e, loss=0.1, val_loss=0.1, lr=1e-3, epoch_time_s=1.0, elapsed_s=float(e), mse_train_eval=0.1,
+        mse_train_batchstats=0.1, pred_std_train=0.15, label_std_train=0.3, grad_norm=1.0,
+        grad_norm_first=g, grad_norm_last=0.02, dead_relu=dead) for e, g in enumerate(grads, 1)])
+
+
+def _predict_from_z(d: Path) -> None:
+    run = A.Run.load(d)
+    A.write_predictions(d / "predictions.csv", {k: M.Predictions(p.cluster_id, p.true, 13.8 + 0.6 * p.z, z=p.z)
+                                                for k, p in run.predictions.items()})
+
+
+def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
+    """A model whose image path is cut (VGG16: dead ReLUs, predictions from z alone) has a remedy experiment: the
+    page says it is planned (with its command) until its run exists, then compares the image path and the test
+    std(x) of both runs on the same clusters, against the basic CNN too, and says whether the remedy works."""
+    kw = dict(root=book_root, data="data/tiny.h5")
+    _, req = pages.request_for("vgg16", "smoke", data="data/tiny.h5", epochs=6, seeds=[0], split="train-val-test")
+    d = _write_run(book_root, req, 0, pred_fn=_good, epochs=6, n=800)
+    _diagnostics_history(d, [1e-3, 1e-6, 0.0, 0.0, 0.0, 0.0], 0.64)
+    _predict_from_z(d)
+    pr = pages.find_page_runs("vgg16", "smoke", epochs=6, seeds=[0], split="train-val-test", **kw)
+    assert not pages.verdict(pr)["learned"] and pages.page_sections(pr, "smoke")["remedy"]
+    other = pages.find_page_runs("resnet50v2", "smoke", **kw)
+    assert pages.remedy_runs(other, "smoke", **kw) is None and pages.remedy_markdown(other, "smoke", **kw) == ""
+    planned = pages.remedy_markdown(pr, "smoke", **kw)
+    assert planned.startswith("**The remedy, planned:** the same recipe with lr 1e-4") and "--lr 0.0001" in planned
+    assert "seed 0: not started" in planned
+    members = {"vgg16": pr}
+    assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): not finished yet (seed 0: not started)" in \
+        pages.remedies_markdown(members, "smoke", **kw)
+
+    _, rreq = pages.request_for("vgg16", "smoke", experiment="vgg16" + pages.REMEDY_SUFFIX, data="data/tiny.h5")
+    assert rreq.overrides["lr"] == 1e-4 and rreq.overrides["split"] == "train-val-test"
+    rd = _write_run(book_root, rreq, 0, pred_fn=_good, epochs=1, n=800)
+    _diagnostics_history(rd, [2e-2], 0.05)
+    _, breq = pages.request_for("basic", "smoke", experiment="basic_tvt", data="data/tiny.h5")
+    _write_run(book_root, breq, 0, pred_fn=_good, epochs=1, n=800)
+    text = pages.remedy_markdown(pr, "smoke", **kw)
+    assert "the page's best run had no gradient at all in the first layer from epoch 3 on, 64% of its ReLU " \
+           "channels dead; the remedy run has a first-layer gradient norm of 0.02, 5% of its ReLU channels dead" in text
+    assert "Paired on the same 200 test clusters, remedy minus page: -0." in text
+    assert "Against the basic CNN on the same clusters: " in text
+    assert "**The remedy works: with lr 1e-4 (the remedy of its dead ReLUs) VGG16 learns from the images.**" in text
+    s = pages.remedy_summary(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
+    assert s["works"] and s["vs_page"].diff < 0 and s["before"]["zero_from"] == 3
+    assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): test std(x) 0.0" in \
+        pages.remedies_markdown(members, "smoke", **kw)
+    assert "it learns from the images" in pages.remedies_markdown(members, "smoke", **kw)
+
+    # the image path opened, but the predictions are still a function of z: not enough
+    _predict_from_z(rd)
+    text = pages.remedy_markdown(pr, "smoke", **kw)
+    assert "**The remedy keeps the image path open but is not enough:**" in text and "works" not in text
+    assert "still does not learn from the images (predicts from the redshift alone)" in \
+        pages.remedies_markdown(members, "smoke", **kw)
+    # the remedy changed nothing
+    _diagnostics_history(rd, [0.0], 0.7)
+    assert "**The remedy does not help:**" in pages.remedy_markdown(pr, "smoke", **kw)

@@ -19,7 +19,7 @@ import numpy as np
 from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
-from .profiles import RunPlan, display_name, fair_deep, get_profile, parse_seed_list
+from .profiles import REMEDY_SUFFIX, RunPlan, display_name, fair_deep, get_profile, parse_seed_list
 from .thesis import TABLE5
 
 __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "require_runs", "display_name",
@@ -862,7 +862,8 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
     """Which optional sections of the architecture template apply to this page.
 
     ``uncertainties``: the model predicts an uncertainty; ``versus_basic``: it is not the basic CNN
-    and the profile has basic-CNN runs; ``experiments``: the profile has thesis experiments with it.
+    and the profile has basic-CNN runs; ``experiments``: the profile has thesis experiments with it;
+    ``remedy``: the profile plans a remedy run for it (:func:`remedy_markdown`).
     """
     prof = get_profile(profile)
     return {
@@ -872,6 +873,7 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
                            for k, p in prof.experiments.items()),
         "seed_spread": len(pr.finished) > 1,
         "diagnostics": bool(pr.finished) and "mse_train_eval" in pr.best.history,
+        "remedy": bool(pr.finished) and pr.model + REMEDY_SUFFIX in prof.experiments,
     }
 
 
@@ -937,6 +939,111 @@ def _first_epoch_without_gradient(history: Mapping) -> int | None:
     alive = np.flatnonzero(g != 0)
     i = 0 if alive.size == 0 else alive[-1] + 1
     return int(ep[i])
+
+
+def remedy_runs(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None) -> PageRuns | None:
+    """The runs of the remedy tried for this model (the profile's experiment ``<model>_remedy``,
+    :data:`~cmlib.book.profiles.FAIR_REMEDIES`), finished or not; None where the profile plans none."""
+    key = pr.model + REMEDY_SUFFIX
+    if key not in get_profile(profile).experiments:
+        return None
+    return find_page_runs(pr.model, profile, root=root, experiment=key, data=data)
+
+
+def _image_path(history: Mapping) -> dict:
+    """The image path of a run at its last epoch: the first layer's gradient norm, the epoch from which on it
+    stayed zero (None if it never did) and the fraction of dead ReLU channels (NaN where not recorded)."""
+    g = np.asarray(history.get("grad_norm_first", [np.nan]), dtype=float)
+    dead = np.asarray(history.get("dead_relu", [np.nan]), dtype=float)
+    return {"grad_first": float(g[-1]), "zero_from": _first_epoch_without_gradient(history),
+            "dead": float(dead[-1])}
+
+
+def remedy_summary(pr: PageRuns, remedy: PageRuns, profile: str, root: str | Path = ".",
+                   data: str | None = None) -> dict:
+    """What the remedy run changed, from the runs: the image path (first-layer gradient, dead ReLUs) of the page's
+    best run and of the remedy's, the learning verdict of each, and the remedy against the page's runs and the
+    basic CNN on the same test clusters (paired bootstrap).  ``works``: the remedy learned where the page's runs
+    did not."""
+    from .. import compare
+
+    a, b = pr.best, remedy.best
+    out = {"label": remedy.label, "seeds": len(remedy.finished),
+           "epochs": b.status_info.get("epochs_completed"), "stopped": b.status_info.get("stopped_reason", "n/a"),
+           "before": {**_image_path(a.history), **verdict(pr)}, "after": {**_image_path(b.history), **verdict(remedy)},
+           "same_split": split_of(pr) == split_of(remedy)}
+    out["works"] = bool(out["after"]["learned"] and not out["before"]["learned"])
+    ta, tb = a.predictions["test"], b.predictions["test"]
+    out["vs_page"] = compare.paired_difference(tb, ta) if out["same_split"] else None
+    basic = basic_on_same_split(remedy, profile, root=root, data=data)
+    out["vs_basic"] = compare.paired_difference(tb, basic.best.predictions["test"]) if basic is not None else None
+    return out
+
+
+def _ci(d) -> str:
+    return f"{d.diff:+.3f} [{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}] dex"
+
+
+def remedy_markdown(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None) -> str:
+    """The architecture page's account of the remedy tried for its failure: pending (with the command and the
+    progress) or what it changed (:func:`remedy_summary`); empty where none is planned or the page has no runs."""
+    remedy = remedy_runs(pr, profile, root=root, data=data)
+    if remedy is None or not pr.finished:
+        return ""
+    if not remedy.finished:
+        return (f"**The remedy, planned:** the same recipe with {remedy.label}, one seed. It is part of the book's "
+                f"compute plan but has not finished yet. {R.progress_text(remedy.request, Path(root))} Make it "
+                f"with `{remedy.request.command()}` (resumable).")
+    s = remedy_summary(pr, remedy, profile, root=root, data=data)
+    b, a = s["before"], s["after"]
+
+    def path(d: Mapping) -> str:
+        g = ("no gradient at all in the first layer" + (f" from epoch {d['zero_from']} on" if d["zero_from"] else "")
+             if d["grad_first"] == 0 else f"a first-layer gradient norm of {d['grad_first']:.2g}")
+        dead = f", {d['dead']:.0%} of its ReLU channels dead" if math.isfinite(d["dead"]) else ""
+        return g + dead
+    text = (f"**The remedy, tried:** the same recipe with {s['label']} ({counted(s['seeds'], 'seed')}, "
+            f"{counted(s['epochs'] or 0, 'epoch')}; stopping: {s['stopped']}). At the last epoch the page's best run "
+            f"had {path(b)}; the remedy run has {path(a)}. Test std(x): {a['std']:.3f} dex against {b['std']:.3f} "
+            f"dex ({a['redshift_std']:.3f} dex from the redshift alone). ")
+    if s["vs_page"] is not None:
+        text += f"Paired on the same {s['vs_page'].n_clusters} test clusters, remedy minus page: {_ci(s['vs_page'])}. "
+    if s["vs_basic"] is not None:
+        text += f"Against the basic CNN on the same clusters: {_ci(s['vs_basic'])}. "
+    if s["works"]:
+        text += f"**The remedy works: with {s['label']} {pr.label} learns from the images.**"
+    elif a["learned"]:
+        text += "The remedy run learned from the images, as the page's runs did."
+    elif a["grad_first"] > 0 and b["grad_first"] == 0:
+        text += (f"**The remedy keeps the image path open but is not enough:** {a['reason']}. "
+                 f"{pr.label}'s failure here is not only its dead ReLUs.")
+    else:
+        text += f"**The remedy does not help:** {a['reason']}."
+    return text
+
+
+def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str | Path = ".",
+                      data: str | None = None) -> str:
+    """For the results page: one sentence per model with a remedy run (:func:`remedy_summary`), or its state."""
+    out = []
+    for m, pr in members.items():
+        if not pr.finished or m == "basic":
+            continue
+        remedy = remedy_runs(pr, profile, root=root, data=data)
+        if remedy is None:
+            continue
+        if not remedy.finished:
+            out.append(f"{pr.label} with {remedy.label}: not finished yet ({R.seed_progress(remedy.request, Path(root))})")
+            continue
+        s = remedy_summary(pr, remedy, profile, root=root, data=data)
+        a = s["after"]
+        words = ("learns from the images" if a["learned"] else f"still does not learn from the images ({a['short']})")
+        vs = f", against the basic CNN {_ci(s['vs_basic'])}" if s["vs_basic"] is not None else ""
+        out.append(f"{pr.label} with {s['label']}: test std(x) {a['std']:.3f} dex (one seed){vs}; it {words}")
+    if not out:
+        return ""
+    return ("**Remedies tried** (the fair recipe with one change, for a model that did not learn; its page "
+            "shows the diagnostics): " + "; ".join(out) + ".")
 
 
 def declare_sections(flags: Mapping[str, bool]) -> None:
