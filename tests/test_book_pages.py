@@ -889,13 +889,17 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     _, breq = pages.request_for("basic", "smoke", experiment="basic_tvt", data="data/tiny.h5")
     _write_run(book_root, breq, 0, pred_fn=_good, epochs=1, n=800)
     text = pages.remedy_markdown(pr, "smoke", **kw)
+    assert "(1 seed, 1 epoch; stopping: 1 epochs)" in text
     assert "the page's best run had no gradient at all in the first layer from epoch 3 on, 64% of its ReLU " \
-           "channels dead; the remedy run has a first-layer gradient norm of 0.02, 5% of its ReLU channels dead" in text
-    assert "Paired on the same 200 test clusters, remedy minus page: -0." in text
+           "channels dead; the remedy's best run has a first-layer gradient norm of 0.02, 5% of its ReLU channels " \
+           "dead" in text
+    assert "Paired on the same 200 test clusters (the seeds' ensembles), remedy minus page: -0." in text
     assert "Against the basic CNN on the same clusters: " in text
     assert "**The remedy works: with lr 1e-4 (the remedy of its dead ReLUs) VGG16 learns from the images.**" in text
     s = pages.remedy_summary(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
     assert s["works"] and s["vs_page"].diff < 0 and s["before"]["zero_from"] == 3
+    assert pages._seed_stds([0.25]) == "0.250 dex (1 seed)"
+    assert pages._seed_stds([0.25, 0.27, 0.26]) == "0.260 ± 0.010 dex (3 seeds)"
     assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): test std(x) 0.0" in \
         pages.remedies_markdown(members, "smoke", **kw)
     assert "it learns from the images" in pages.remedies_markdown(members, "smoke", **kw)

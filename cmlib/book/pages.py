@@ -969,15 +969,26 @@ def remedy_summary(pr: PageRuns, remedy: PageRuns, profile: str, root: str | Pat
 
     a, b = pr.best, remedy.best
     out = {"label": remedy.label, "seeds": len(remedy.finished),
-           "epochs": b.status_info.get("epochs_completed"), "stopped": b.status_info.get("stopped_reason", "n/a"),
+           "epochs": sorted({r.status_info.get("epochs_completed") for r in remedy.finished}),
+           "stopped": sorted({r.status_info.get("stopped_reason", "n/a") for r in remedy.finished}),
+           "std_seeds": [M.point_metrics(r.predictions["test"].pred, r.predictions["test"].true)["std"]
+                         for r in remedy.finished],
            "before": {**_image_path(a.history), **verdict(pr)}, "after": {**_image_path(b.history), **verdict(remedy)},
            "same_split": split_of(pr) == split_of(remedy)}
     out["works"] = bool(out["after"]["learned"] and not out["before"]["learned"])
-    ta, tb = a.predictions["test"], b.predictions["test"]
-    out["vs_page"] = compare.paired_difference(tb, ta) if out["same_split"] else None
+    # the seeds' ensembles (one seed: the run itself) on the same test clusters, as in the fair comparison
+    tb = remedy.ensemble("test")
+    out["vs_page"] = compare.paired_difference(tb, pr.ensemble("test")) if out["same_split"] else None
     basic = basic_on_same_split(remedy, profile, root=root, data=data)
-    out["vs_basic"] = compare.paired_difference(tb, basic.best.predictions["test"]) if basic is not None else None
+    out["vs_basic"] = compare.paired_difference(tb, basic.ensemble("test")) if basic is not None else None
     return out
+
+
+def _seed_stds(stds: Sequence[float]) -> str:
+    """Test std(x) over seeds: '0.271 (1 seed)' or '0.268 ± 0.004 (3 seeds)'."""
+    if len(stds) == 1:
+        return f"{stds[0]:.3f} dex (1 seed)"
+    return f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f} dex ({len(stds)} seeds)"
 
 
 def _ci(d) -> str:
@@ -991,7 +1002,8 @@ def remedy_markdown(pr: PageRuns, profile: str, root: str | Path = ".", data: st
     if remedy is None or not pr.finished:
         return ""
     if not remedy.finished:
-        return (f"**The remedy, planned:** the same recipe with {remedy.label}, one seed. It is part of the book's "
+        return (f"**The remedy, planned:** the same recipe with {remedy.label}, "
+                f"{counted(len(remedy.plan.seeds), 'seed')}. It is part of the book's "
                 f"compute plan but has not finished yet. {R.progress_text(remedy.request, Path(root))} Make it "
                 f"with `{remedy.request.command()}` (resumable).")
     s = remedy_summary(pr, remedy, profile, root=root, data=data)
@@ -1002,12 +1014,18 @@ def remedy_markdown(pr: PageRuns, profile: str, root: str | Path = ".", data: st
              if d["grad_first"] == 0 else f"a first-layer gradient norm of {d['grad_first']:.2g}")
         dead = f", {d['dead']:.0%} of its ReLU channels dead" if math.isfinite(d["dead"]) else ""
         return g + dead
-    text = (f"**The remedy, tried:** the same recipe with {s['label']} ({counted(s['seeds'], 'seed')}, "
-            f"{counted(s['epochs'] or 0, 'epoch')}; stopping: {s['stopped']}). At the last epoch the page's best run "
-            f"had {path(b)}; the remedy run has {path(a)}. Test std(x): {a['std']:.3f} dex against {b['std']:.3f} "
-            f"dex ({a['redshift_std']:.3f} dex from the redshift alone). ")
+    missing = len(remedy.plan.seeds) - s["seeds"]
+    text = (f"**The remedy, tried:** the same recipe with {s['label']} ({counted(s['seeds'], 'seed')}"
+            + (f" of {len(remedy.plan.seeds)}" if missing else "")
+            + ", " + (counted(s["epochs"][0] or 0, "epoch") if len(s["epochs"]) == 1 else
+                      "/".join(str(e) for e in s["epochs"]) + " epochs")
+            + f"; stopping: {'; '.join(s['stopped'])}). At the last "
+            f"epoch the page's best run had {path(b)}; the remedy's best run has {path(a)}. Test std(x) of the remedy: "
+            f"{_seed_stds(s['std_seeds'])}, against {b['std']:.3f} dex for the page's best run and "
+            f"{a['redshift_std']:.3f} dex from the redshift alone. ")
     if s["vs_page"] is not None:
-        text += f"Paired on the same {s['vs_page'].n_clusters} test clusters, remedy minus page: {_ci(s['vs_page'])}. "
+        text += (f"Paired on the same {s['vs_page'].n_clusters} test clusters (the seeds' ensembles), remedy minus "
+                 f"page: {_ci(s['vs_page'])}. ")
     if s["vs_basic"] is not None:
         text += f"Against the basic CNN on the same clusters: {_ci(s['vs_basic'])}. "
     if s["works"]:
@@ -1033,13 +1051,14 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
         if remedy is None:
             continue
         if not remedy.finished:
-            out.append(f"{pr.label} with {remedy.label}: not finished yet ({R.seed_progress(remedy.request, Path(root))})")
+            progress = R.seed_progress(remedy.request, Path(root))
+            out.append(f"{pr.label} with {remedy.label}: not finished yet ({progress})")
             continue
         s = remedy_summary(pr, remedy, profile, root=root, data=data)
         a = s["after"]
         words = ("learns from the images" if a["learned"] else f"still does not learn from the images ({a['short']})")
         vs = f", against the basic CNN {_ci(s['vs_basic'])}" if s["vs_basic"] is not None else ""
-        out.append(f"{pr.label} with {s['label']}: test std(x) {a['std']:.3f} dex (one seed){vs}; it {words}")
+        out.append(f"{pr.label} with {s['label']}: test std(x) {_seed_stds(s['std_seeds'])}{vs}; it {words}")
     if not out:
         return ""
     return ("**Remedies tried** (the fair recipe with one change, for a model that did not learn; its page "

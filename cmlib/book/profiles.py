@@ -118,9 +118,9 @@ class Profile:
 
 
 #: Remedies tried for a deep model that did not learn under the fair protocol: the fair recipe with these
-#: changes, one seed, as the experiment ``<model>_remedy``.  VGG16's ReLUs die at lr 1e-3 (its first layer gets
-#: no gradient from epoch 4 on); a 6-epoch probe of the remedies (``benchmarks/vgg_remedies.py``) kept its image
-#: path open at lr 1e-4 with the thesis's architecture unchanged.
+#: changes, as the experiment ``<model>_remedy`` (as many seeds as the model's fair runs).  VGG16's ReLUs
+#: die at lr 1e-3 (its first layer gets no gradient from epoch 4 on); a 6-epoch probe of the remedies
+#: (``benchmarks/vgg_remedies.py``) kept its image path open at lr 1e-4 with the thesis's architecture unchanged.
 REMEDY_SUFFIX = "_remedy"
 FAIR_REMEDIES = {"vgg16": ({"lr": 1e-4}, "lr 1e-4 (the remedy of its dead ReLUs)")}
 
@@ -248,7 +248,8 @@ LAPTOP = Profile(
         **{m + THESIS_PROTOCOL_SUFFIX: RunPlan(m, THESIS_PROTOCOL_EPOCHS, (0,), dict(THESIS_PROTOCOL), "stored",
                                                "thesis protocol (71x71, test set as validation set)")
            for m in THESIS_PROTOCOL_MODELS},
-        **{m + REMEDY_SUFFIX: RunPlan(m, FAIR_EPOCHS, (0,), dict(fair_deep(m), **change), "stored", label)
+        **{m + REMEDY_SUFFIX: RunPlan(m, FAIR_EPOCHS, (0, 1, 2) if m in THREE_SEEDS else (0,),
+                                      dict(fair_deep(m), **change), "stored", label)
            for m, (change, label) in FAIR_REMEDIES.items()},
     },
 )
