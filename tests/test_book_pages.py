@@ -889,12 +889,13 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     _, breq = pages.request_for("basic", "smoke", experiment="basic_tvt", data="data/tiny.h5")
     _write_run(book_root, breq, 0, pred_fn=_good, epochs=1, n=800)
     text = pages.remedy_markdown(pr, "smoke", **kw)
-    assert "(1 seed, 1 epoch; stopping: 1 epochs)" in text
+    assert "the same recipe with lr 1e-4 (the remedy of its dead ReLUs): 1 seed, 1 epoch; stopping: 1 epochs. " in text
     assert "the page's best run had no gradient at all in the first layer from epoch 3 on, 64% of its ReLU " \
            "channels dead; the remedy's best run has a first-layer gradient norm of 0.02, 5% of its ReLU channels " \
            "dead" in text
     assert "Paired on the same 200 test clusters (the seeds' ensembles), remedy minus page: -0." in text
-    assert "Against the basic CNN on the same clusters: " in text
+    assert "Remedy minus basic CNN: +0.000 [+0.000, +0.000] dex (its run, the same clusters): cannot be told " \
+           "apart. " in text
     assert "**The remedy works: with lr 1e-4 (the remedy of its dead ReLUs) VGG16 learns from the images.**" in text
     s = pages.remedy_summary(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
     assert s["works"] and s["vs_page"].diff < 0 and s["before"]["zero_from"] == 3

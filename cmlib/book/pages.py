@@ -981,7 +981,17 @@ def remedy_summary(pr: PageRuns, remedy: PageRuns, profile: str, root: str | Pat
     out["vs_page"] = compare.paired_difference(tb, pr.ensemble("test")) if out["same_split"] else None
     basic = basic_on_same_split(remedy, profile, root=root, data=data)
     out["vs_basic"] = compare.paired_difference(tb, basic.ensemble("test")) if basic is not None else None
+    out["basic_seeds"] = len(basic.finished) if basic is not None else 0
     return out
+
+
+def _vs_basic_words(s: Mapping) -> str:
+    """'+0.009 [-0.001, +0.020] dex (its ensemble of 3 seeds, the same clusters): cannot be told apart'."""
+    d = s["vs_basic"]
+    words = {"better": "better", "worse": "worse", "indistinguishable": "cannot be told apart"}.get(d.verdict,
+                                                                                                 d.verdict)
+    ens = f"its ensemble of {s['basic_seeds']} seeds" if s["basic_seeds"] > 1 else "its run"
+    return f"{_ci(d)} ({ens}, the same clusters): {words}"
 
 
 def _seed_stds(stds: Sequence[float]) -> str:
@@ -1015,11 +1025,11 @@ def remedy_markdown(pr: PageRuns, profile: str, root: str | Path = ".", data: st
         dead = f", {d['dead']:.0%} of its ReLU channels dead" if math.isfinite(d["dead"]) else ""
         return g + dead
     missing = len(remedy.plan.seeds) - s["seeds"]
-    text = (f"**The remedy, tried:** the same recipe with {s['label']} ({counted(s['seeds'], 'seed')}"
+    text = (f"**The remedy, tried:** the same recipe with {s['label']}: {counted(s['seeds'], 'seed')}"
             + (f" of {len(remedy.plan.seeds)}" if missing else "")
             + ", " + (counted(s["epochs"][0] or 0, "epoch") if len(s["epochs"]) == 1 else
                       "/".join(str(e) for e in s["epochs"]) + " epochs")
-            + f"; stopping: {'; '.join(s['stopped'])}). At the last "
+            + f"; stopping: {'; '.join(s['stopped'])}. At the last "
             f"epoch the page's best run had {path(b)}; the remedy's best run has {path(a)}. Test std(x) of the remedy: "
             f"{_seed_stds(s['std_seeds'])}, against {b['std']:.3f} dex for the page's best run and "
             f"{a['redshift_std']:.3f} dex from the redshift alone. ")
@@ -1027,7 +1037,7 @@ def remedy_markdown(pr: PageRuns, profile: str, root: str | Path = ".", data: st
         text += (f"Paired on the same {s['vs_page'].n_clusters} test clusters (the seeds' ensembles), remedy minus "
                  f"page: {_ci(s['vs_page'])}. ")
     if s["vs_basic"] is not None:
-        text += f"Against the basic CNN on the same clusters: {_ci(s['vs_basic'])}. "
+        text += f"Remedy minus basic CNN: {_vs_basic_words(s)}. "
     if s["works"]:
         text += f"**The remedy works: with {s['label']} {pr.label} learns from the images.**"
     elif a["learned"]:
@@ -1057,7 +1067,7 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
         s = remedy_summary(pr, remedy, profile, root=root, data=data)
         a = s["after"]
         words = ("learns from the images" if a["learned"] else f"still does not learn from the images ({a['short']})")
-        vs = f", against the basic CNN {_ci(s['vs_basic'])}" if s["vs_basic"] is not None else ""
+        vs = f"; minus the basic CNN: {_vs_basic_words(s)}" if s["vs_basic"] is not None else ""
         out.append(f"{pr.label} with {s['label']}: test std(x) {_seed_stds(s['std_seeds'])}{vs}; it {words}")
     if not out:
         return ""
