@@ -669,14 +669,18 @@ def _retitle(nb, title: str) -> None:
 def write_generated(profile: Profile, root: Path) -> None:
     """The generated pieces of the book: the profile's table of contents, the findings paragraph and the
     run inventory (what was actually run, per model)."""
-    from .pages import fair_comparison, fair_members, find_page_runs, findings_paragraph, run_inventory_markdown
+    from .pages import (fair_comparison, fair_members, find_page_runs, findings_paragraph, remedies_markdown,
+                        run_inventory_markdown)
 
     gen = root / GENERATED
     gen.mkdir(parents=True, exist_ok=True)
     atomic_write_text(gen / "_toc.yml", toc_text(profile))
     pages = {m: find_page_runs(m, profile.name, root=root) for m in profile.pages()}
-    fair = fair_comparison(fair_members(profile.name, root=root))
-    atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name, fair=fair) + "\n")
+    members = fair_members(profile.name, root=root)
+    fair = fair_comparison(members)
+    remedies = remedies_markdown(members, profile.name, root=root)
+    atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name, fair=fair)
+                      + (" " + remedies if remedies else "") + "\n")
     atomic_write_text(gen / "run_inventory.md", run_inventory_markdown(profile.name, root))
 
 
