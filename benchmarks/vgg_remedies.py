@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cmlib import metrics as M  # noqa: E402
 from cmlib._io import atomic_write_json  # noqa: E402
 from cmlib.book.profiles import fair_deep  # noqa: E402
 from cmlib.models import register  # noqa: E402
@@ -85,12 +86,11 @@ def summarise(run) -> dict:
     h = run.history
     g = np.asarray(h["grad_norm_first"], dtype=float)
     dead = np.asarray(h["dead_relu"], dtype=float)
-    zero = np.flatnonzero(g == 0)
     test = run.predictions["test"]
     return {"model": run.config["model"], "lr": run.config["lr"], "epochs": len(g),
             "loss": [round(float(v), 5) for v in h["loss"]], "val_loss": [round(float(v), 5) for v in h["val_loss"]],
             "grad_norm_first": [float(v) for v in g], "dead_relu": [round(float(v), 4) for v in dead],
-            "first_epoch_zero_gradient": int(zero[0]) + 1 if zero.size and g[-1] == 0 else None,
+            "first_epoch_zero_gradient": M.first_epoch_without_gradient(h),
             "dead_relu_last": float(dead[-1]), "grad_norm_first_last": float(g[-1]),
             "image_path_alive": bool(g[-1] > 0 and dead[-1] < 0.5),
             "test_std_x": float(np.std(test.x)), "n_test": int(test.x.size),

@@ -420,6 +420,18 @@ VANISHING_RATIO = 1e-3       # first-layer gradient < 1e-3 x output-layer gradie
 DEAD_RELU_FRACTION = 0.5     # more than half the ReLU channels never fire on the probe
 
 
+def first_epoch_without_gradient(history: Mapping[str, np.ndarray]) -> int | None:
+    """The first epoch from which on the first layer's gradient (history column ``grad_norm_first``,
+    :mod:`cmlib.train.diagnostics`) stayed exactly zero: the image path is cut.  None if it never did."""
+    g = np.asarray(history.get("grad_norm_first", []), dtype=float)
+    ep = np.asarray(history.get("epoch", np.arange(1, g.size + 1)))
+    if g.size == 0 or g[-1] != 0:
+        return None
+    alive = np.flatnonzero(g != 0)
+    i = 0 if alive.size == 0 else alive[-1] + 1
+    return int(ep[i])
+
+
 def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> list[dict]:
     """Read a run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) for the usual failures.
 

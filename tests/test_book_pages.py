@@ -845,8 +845,8 @@ def test_diagnosis_explains_a_network_that_predicts_from_the_redshift_alone(book
     text = pages.diagnosis_markdown(pr)
     assert "the image path is cut (from epoch 3 on the first layer gets no gradient at all)" in text
     assert "which its dense head receives directly" in text
-    assert pages._first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 1e-3]}) is None
-    assert pages._first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 0.0]}) == 1
+    assert M.first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 1e-3]}) is None
+    assert M.first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 0.0]}) == 1
 
 
 def _diagnostics_history(d: Path, grads, dead: float) -> None:
@@ -874,8 +874,8 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     pr = pages.find_page_runs("vgg16", "smoke", epochs=6, seeds=[0], split="train-val-test", **kw)
     assert not pages.verdict(pr)["learned"] and pages.page_sections(pr, "smoke")["remedy"]
     other = pages.find_page_runs("resnet50v2", "smoke", **kw)
-    assert pages.remedy_runs(other, "smoke", **kw) is None and pages.remedy_markdown(other, "smoke", **kw) == ""
-    planned = pages.remedy_markdown(pr, "smoke", **kw)
+    assert pages.remedy_runs(other, "smoke", **kw) is None and pages.remedy_markdown(other, None, "smoke", **kw) == ""
+    planned = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
     assert planned.startswith("**The remedy, planned:** the same recipe with lr 1e-4") and "--lr 0.0001" in planned
     assert "seed 0: not started" in planned
     members = {"vgg16": pr}
@@ -888,7 +888,7 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     _diagnostics_history(rd, [2e-2], 0.05)
     _, breq = pages.request_for("basic", "smoke", experiment="basic_tvt", data="data/tiny.h5")
     _write_run(book_root, breq, 0, pred_fn=_good, epochs=1, n=800)
-    text = pages.remedy_markdown(pr, "smoke", **kw)
+    text = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
     assert "the same recipe with lr 1e-4 (the remedy of its dead ReLUs): 1 seed, 1 epoch; stopping: 1 epochs. " in text
     assert "the page's best run had no gradient at all in the first layer from epoch 3 on, 64% of its ReLU " \
            "channels dead; the remedy's best run has a first-layer gradient norm of 0.02, 5% of its ReLU channels " \
@@ -907,10 +907,11 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
 
     # the image path opened, but the predictions are still a function of z: not enough
     _predict_from_z(rd)
-    text = pages.remedy_markdown(pr, "smoke", **kw)
+    text = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
     assert "**The remedy keeps the image path open but is not enough:**" in text and "works" not in text
     assert "still does not learn from the images (predicts from the redshift alone)" in \
         pages.remedies_markdown(members, "smoke", **kw)
     # the remedy changed nothing
     _diagnostics_history(rd, [0.0], 0.7)
-    assert "**The remedy does not help:**" in pages.remedy_markdown(pr, "smoke", **kw)
+    assert "**The remedy does not help:**" in pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke",
+                                                                     **kw)

@@ -918,7 +918,7 @@ def diagnosis_markdown(pr: PageRuns) -> str:
                              for f in bad) + ".")
         cut = next((f for f in bad if f["check"] == "vanishing gradients" and f["value"] == 0), None)
         if cut is not None and v["short"] == "predicts from the redshift alone":
-            first = _first_epoch_without_gradient(best.history)
+            first = M.first_epoch_without_gradient(best.history)
             text += (" Together these explain the verdict: the image path is cut"
                      + (f" (from epoch {first} on the first layer gets no gradient at all)" if first else "")
                      + ", so nothing of the image reaches the output, and the network predicts from the redshift, "
@@ -928,17 +928,6 @@ def diagnosis_markdown(pr: PageRuns) -> str:
                  ", yet the model did not learn from the images: the cause lies elsewhere (the number of "
                  "epochs, the learning rate, the recipe)."))
     return text
-
-
-def _first_epoch_without_gradient(history: Mapping) -> int | None:
-    """The first epoch from which on the first layer's gradient stayed exactly zero (None if it never did)."""
-    g = np.asarray(history.get("grad_norm_first", []), dtype=float)
-    ep = np.asarray(history.get("epoch", np.arange(1, g.size + 1)))
-    if g.size == 0 or g[-1] != 0:
-        return None
-    alive = np.flatnonzero(g != 0)
-    i = 0 if alive.size == 0 else alive[-1] + 1
-    return int(ep[i])
 
 
 def remedy_runs(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None) -> PageRuns | None:
@@ -955,7 +944,7 @@ def _image_path(history: Mapping) -> dict:
     stayed zero (None if it never did) and the fraction of dead ReLU channels (NaN where not recorded)."""
     g = np.asarray(history.get("grad_norm_first", [np.nan]), dtype=float)
     dead = np.asarray(history.get("dead_relu", [np.nan]), dtype=float)
-    return {"grad_first": float(g[-1]), "zero_from": _first_epoch_without_gradient(history),
+    return {"grad_first": float(g[-1]), "zero_from": M.first_epoch_without_gradient(history),
             "dead": float(dead[-1])}
 
 
@@ -1005,10 +994,11 @@ def _ci(d) -> str:
     return f"{d.diff:+.3f} [{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}] dex"
 
 
-def remedy_markdown(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None) -> str:
-    """The architecture page's account of the remedy tried for its failure: pending (with the command and the
-    progress) or what it changed (:func:`remedy_summary`); empty where none is planned or the page has no runs."""
-    remedy = remedy_runs(pr, profile, root=root, data=data)
+def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: str | Path = ".",
+                    data: str | None = None) -> str:
+    """The architecture page's account of the remedy tried for its failure (``remedy``: :func:`remedy_runs`):
+    pending (with the command and the progress) or what it changed (:func:`remedy_summary`); empty where none is
+    planned or the page has no runs."""
     if remedy is None or not pr.finished:
         return ""
     if not remedy.finished:
