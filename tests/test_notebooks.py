@@ -1,6 +1,7 @@
 """The notebook templates: clean, parameterised the way papermill expects."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -25,6 +26,9 @@ def test_every_page_has_a_template():
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_template_is_clean_and_parameterised(path: Path, caplog):
+    # nbformat.read fills in a missing cell id with a warning (a hard error in future nbformat versions)
+    raw = json.loads(path.read_text())
+    assert all("id" in c for c in raw["cells"]), [i for i, c in enumerate(raw["cells"]) if "id" not in c]
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
