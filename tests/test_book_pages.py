@@ -904,6 +904,20 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): test std(x) 0.0" in \
         pages.remedies_markdown(members, "smoke", **kw)
     assert "it learns from the images" in pages.remedies_markdown(members, "smoke", **kw)
+    # the remedy is a member of the fair comparison under its own name, beside the model's own runs, and the
+    # remedies sentence still names it once
+    assert {"vgg16_remedy", "resnet50v2_remedy"} <= set(pages.fair_members("laptop", **kw))
+    remedy = pages.remedy_runs(pr, "smoke", **kw)
+    assert pages.member_name("vgg16_remedy", remedy) == "VGG16 (remedy: lr 1e-4)"
+    assert pages.member_name("vgg16", pr) == "VGG16"
+    with_remedy = {"basic": pages.find_page_runs("basic", "smoke", experiment="basic_tvt", **kw), **members,
+                   "vgg16_remedy": remedy}
+    fair = pages.fair_comparison(with_remedy, n_boot=200)
+    names = [r["model"] for r in fair["rows"] if r["kind"] == "model"]
+    assert "VGG16 (remedy: lr 1e-4)" in names and "VGG16" in names
+    assert pages.remedies_markdown(with_remedy, "smoke", **kw).count("VGG16 with lr 1e-4") == 1
+    assert [p["model"] for p in pages.cost_accuracy_points(with_remedy, fair, cache_folder=book_root / "cache")
+            ].count("VGG16 (remedy: lr 1e-4)") == 1
 
     # the image path opened, but the predictions are still a function of z: not enough
     _predict_from_z(rd)

@@ -1045,7 +1045,7 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
     """For the results page: one sentence per model with a remedy run (:func:`remedy_summary`), or its state."""
     out = []
     for m, pr in members.items():
-        if not pr.finished or m == "basic":
+        if not pr.finished or m == "basic" or m.endswith(REMEDY_SUFFIX):
             continue
         remedy = remedy_runs(pr, profile, root=root, data=data)
         if remedy is None:
@@ -1299,7 +1299,9 @@ def fair_classical(data_path: str | Path, *, bands: str = "all", split: str = FA
 
 def fair_members(profile: str, root: str | Path = ".", data: str | None = None) -> dict[str, PageRuns]:
     """The runs made under the fair protocol (train/validation/test split), by model: the models whose plan
-    uses that split, and the basic CNN's experiment on it (``basic_tvt``)."""
+    uses that split, the basic CNN's experiment on it (``basic_tvt``), and the remedies tried for a deep model
+    (``<model>_remedy``: the fair recipe with one change, chosen without the test set), each under its own
+    key and name (:func:`member_name`) beside the model's own runs."""
     prof = get_profile(profile)
     out: dict[str, PageRuns] = {}
     for key, plan in prof.experiments.items():
@@ -1309,7 +1311,20 @@ def fair_members(profile: str, root: str | Path = ".", data: str | None = None) 
         plan = prof.plan(m)
         if plan.overrides.get("split") == FAIR_SPLIT and m not in out:
             out[m] = find_page_runs(m, profile, root=root, data=data)
+            remedy = m + REMEDY_SUFFIX
+            if prof.experiments.get(remedy) is not None and prof.experiments[remedy].overrides.get("split") == FAIR_SPLIT:
+                out[remedy] = find_page_runs(m, profile, root=root, experiment=remedy, data=data)
     return out
+
+
+def member_name(key: str, pr: PageRuns | None = None) -> str:
+    """The name of a fair-protocol member (:func:`fair_members`) in tables and text: the model's name, or
+    for a remedy 'VGG16 (remedy: lr 1e-4)'."""
+    if key.endswith(REMEDY_SUFFIX):
+        model = key[: -len(REMEDY_SUFFIX)]
+        change = (pr.label if pr is not None and pr.label else "").split(" (")[0] or "remedy"
+        return f"{display_name(model)} (remedy: {change})"
+    return display_name(key)
 
 
 def basic_on_same_split(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None
@@ -1342,12 +1357,12 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
 
     # runs made on another version of the data file are never compared: their test clusters are other clusters
     have = {m: pr for m, pr in members.items() if pr.finished and not pr.data_mismatch}
-    pending = [display_name(m) + (" (its stored runs were made on another version of the data file)"
+    pending = [member_name(m, pr) + (" (its stored runs were made on another version of the data file)"
                                   if pr.finished and pr.data_mismatch else "")
                for m, pr in members.items() if m not in have]
     if "basic" not in have:
         return {"rows": [], "pending": pending, "n_test": 0}
-    preds = {display_name(m): [r.predictions["test"] for r in pr.finished] for m, pr in have.items()}
+    preds = {member_name(m, pr): [r.predictions["test"] for r in pr.finished] for m, pr in have.items()}
     any_run = have["basic"].finished[0]
     mean_pred = M.mean_predictor(any_run.predictions["train"], any_run.predictions["test"])
     preds["predict the mean training mass"] = [mean_pred]
@@ -1358,13 +1373,13 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     for name, p in dict(references).items():
         preds[name] = [p]
     rows = compare.ranking(preds, reference=display_name("basic"), n_boot=n_boot)
-    ens = {display_name(m): (M.ensemble([r.predictions["test"] for r in pr.finished]) if len(pr.finished) > 1
+    ens = {member_name(m, pr): (M.ensemble([r.predictions["test"] for r in pr.finished]) if len(pr.finished) > 1
                              else pr.finished[0].predictions["test"]) for m, pr in have.items()}
     # the floor of the images: each model's ensemble against the redshift-only estimator on the same clusters
     zonly = preds.get(REDSHIFT_ONLY, [None])[0]
     learned = {name: M.learning_verdict(p, mean_pred, redshift_reference=zonly) for name, p in ens.items()}
     vs_z = {name: compare.paired_difference(p, zonly, n_boot=n_boot) for name, p in ens.items()} if zonly else {}
-    epochs = {display_name(m): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
+    epochs = {member_name(m, pr): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
               for m, pr in have.items()}
     for r in rows:
         v = learned.get(r["model"])
@@ -2024,7 +2039,7 @@ def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
     """For every model of the fair comparison: the cost of one forward pass (GFLOPs per image at the runs'
     input), the training wall time per seed (mean, with the hardware), the epochs, and the test std(x)
     (mean and standard deviation over seeds), read from the runs."""
-    by_name = {display_name(m): pr for m, pr in members.items()}
+    by_name = {member_name(m, pr): pr for m, pr in members.items()}
     out = []
     for r in fair.get("rows", []):
         pr = by_name.get(r["model"])
