@@ -763,10 +763,18 @@ def plot_cost_accuracy(points: Sequence[Mapping], *, mean_predictor: float | Non
     ref = next((p for p in points if p["name"] == "basic"), None)
     for ax, key, label in ((axes[0][0], "gflops", "GFLOPs per image (forward pass)"),
                            (axes[0][1], "wall_h", "training wall time per seed [h]")):
-        for p in points:
+        xs = np.log10([max(p[key], 1e-12) for p in points])
+        middle = 0.5 * (xs.min() + xs.max()) if len(xs) else 0.0
+        for p, lx in zip(points, xs):
             ax.errorbar(p[key], p["std_mean"], yerr=p["std_sd"] or None, fmt="o", ms=6, capsize=3,
                         color="k" if p is ref else TRAIN_COLOR)
-            ax.annotate(p["model"], (p[key], p["std_mean"]), xytext=(6, 4), textcoords="offset points", fontsize=8)
+            # names of the costly points go to their left, below the point where it lies under the basic CNN's
+            # line, so that neither leaves the axes nor sits on that line
+            left = p is not ref and lx > middle
+            below = ref is not None and p is not ref and p["std_mean"] < ref["std_mean"]
+            ax.annotate(p["model"], (p[key], p["std_mean"]), xytext=(-6 if left else 6, -6 if below else 4),
+                        textcoords="offset points", fontsize=8, ha="right" if left else "left",
+                        va="top" if below else "baseline")
         if ref is not None:
             ax.axhline(ref["std_mean"], color="k", ls="--", lw=0.8, label="basic CNN")
         if mean_predictor is not None:
