@@ -418,6 +418,36 @@ BN_GAP_FACTOR = 2.0          # inference-mode probe MSE > 2 x training-mode prob
 COLLAPSE_RATIO = 0.3         # prediction spread < 30 % of the label spread: collapse to the mean
 VANISHING_RATIO = 1e-3       # first-layer gradient < 1e-3 x output-layer gradient: vanishing gradients
 DEAD_RELU_FRACTION = 0.5     # more than half the ReLU channels never fire on the probe
+#: Thresholds of :func:`memorisation`: the training MSE falls below 80 % of what the redshift alone leaves on the
+#: training clusters, while the best validation MSE stays above 90 % of the redshift-only level there.
+MEMORISATION_TRAIN_RATIO = 0.8
+MEMORISATION_VAL_RATIO = 0.9
+
+
+def memorisation(history: Mapping[str, np.ndarray], train_floor: float, val_floor: float) -> dict | None:
+    """Does a run fit its training clusters without carrying it over to new ones?
+
+    ``history``: the run's per-epoch ``loss`` and ``val_loss`` (MSE in dex^2, in the labels' own units);
+    ``train_floor`` and ``val_floor``: the MSE [dex^2] that the redshift-only estimator (:func:`redshift_predictor`,
+    fitted on the training clusters) leaves on the training and on the validation clusters.  Found when the
+    lowest training loss is below :data:`MEMORISATION_TRAIN_RATIO` of ``train_floor`` (the network reads something
+    from its training images) while the best validation loss stays above :data:`MEMORISATION_VAL_RATIO` of
+    ``val_floor`` (what it read does not hold for other clusters): the failure the thesis's slides describe as
+    "very low training loss while predicting very poorly".  Returns a dict like :func:`training_findings`'s, or
+    None without the losses or floors.
+    """
+    tr = np.asarray(history.get("loss", []), dtype=np.float64)
+    va = np.asarray(history.get("val_loss", []), dtype=np.float64)
+    tr, va = tr[np.isfinite(tr)], va[np.isfinite(va)]
+    if not (tr.size and va.size and train_floor > 0 and val_floor > 0):
+        return None
+    t, v = float(tr.min()), float(va.min())
+    rt, rv = t / train_floor, v / val_floor
+    found = rt < MEMORISATION_TRAIN_RATIO and rv > MEMORISATION_VAL_RATIO
+    return dict(check="memorisation", value=rt, threshold=MEMORISATION_TRAIN_RATIO, found=found,
+                text=f"its training loss fell to {t:.3f} dex² ({rt:.0%} of the {train_floor:.3f} dex² the redshift "
+                f"alone leaves on the training clusters), its best validation loss to {v:.3f} dex² ({rv:.0%} of the "
+                f"redshift-only {val_floor:.3f} dex² on the validation clusters)")
 
 
 def first_epoch_without_gradient(history: Mapping[str, np.ndarray]) -> int | None:

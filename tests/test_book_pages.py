@@ -719,6 +719,8 @@ def test_diagnosis_reads_the_runs_diagnostics(book_root):
     # healthy numbers: nothing found, and the text says whether the model learned anyway
     for r in rows[1:]:
         r.update(mse_train_batchstats=0.11, pred_std_train=0.25)
+    for r in rows:
+        r.update(loss=0.2)                  # a training loss of 0.01 against a validation loss of 0.2: memorisation
     A.write_history(d / "history.csv", rows)
     pr = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0])
     assert "None of these failures shows, yet the model did not learn" in pages.diagnosis_markdown(pr)
@@ -874,21 +876,21 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     pr = pages.find_page_runs("vgg16", "smoke", epochs=6, seeds=[0], split="train-val-test", **kw)
     assert not pages.verdict(pr)["learned"] and pages.page_sections(pr, "smoke")["remedy"]
     other = pages.find_page_runs("resnet50v2", "smoke", **kw)
-    assert pages.remedy_runs(other, "smoke", **kw) is None and pages.remedy_markdown(other, None, "smoke", **kw) == ""
-    planned = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
+    assert pages.remedy_runs(other, "smoke", **kw) == [] and pages.remedy_markdown(other, None, "smoke", **kw) == ""
+    planned = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", **kw)
     assert planned.startswith("**The remedy, planned:** the same recipe with lr 1e-4") and "--lr 0.0001" in planned
     assert "seed 0: not started" in planned
     members = {"vgg16": pr}
     assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): not finished yet (seed 0: not started)" in \
         pages.remedies_markdown(members, "smoke", **kw)
 
-    _, rreq = pages.request_for("vgg16", "smoke", experiment="vgg16" + pages.REMEDY_SUFFIX, data="data/tiny.h5")
+    _, rreq = pages.request_for("vgg16", "smoke", experiment=profiles.remedy_key("vgg16", "lr1e-4"), data="data/tiny.h5")
     assert rreq.overrides["lr"] == 1e-4 and rreq.overrides["split"] == "train-val-test"
     rd = _write_run(book_root, rreq, 0, pred_fn=_good, epochs=1, n=800)
     _diagnostics_history(rd, [2e-2], 0.05)
     _, breq = pages.request_for("basic", "smoke", experiment="basic_tvt", data="data/tiny.h5")
     _write_run(book_root, breq, 0, pred_fn=_good, epochs=1, n=800)
-    text = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
+    text = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", **kw)
     assert "the same recipe with lr 1e-4 (the remedy of its dead ReLUs): 1 seed, 1 epoch; stopping: 1 epochs. " in text
     assert "the page's best run had no gradient at all in the first layer from epoch 3 on, 64% of its ReLU " \
            "channels dead; the remedy's best run has a first-layer gradient norm of 0.02, 5% of its ReLU channels " \
@@ -897,7 +899,10 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "Remedy minus basic CNN: +0.000 [+0.000, +0.000] dex (its run, the same clusters): cannot be told " \
            "apart. " in text
     assert "**The remedy works: with lr 1e-4 (the remedy of its dead ReLUs) VGG16 learns from the images.**" in text
-    s = pages.remedy_summary(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
+    assert "Lowest training loss and best validation loss: 0.100 and 0.100 dex² for the page's best run" in text
+    assert pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", first=False,
+                                 **kw).startswith("**A further remedy, tried:**")
+    s = pages.remedy_summary(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", **kw)
     assert s["works"] and s["vs_page"].diff < 0 and s["before"]["zero_from"] == 3
     assert pages._seed_stds([0.25]) == "0.250 dex (1 seed)"
     assert pages._seed_stds([0.25, 0.27, 0.26]) == "0.260 ± 0.010 dex (3 seeds)"
@@ -906,12 +911,12 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "it learns from the images" in pages.remedies_markdown(members, "smoke", **kw)
     # the remedy is a member of the fair comparison under its own name, beside the model's own runs, and the
     # remedies sentence still names it once
-    assert {"vgg16_remedy", "resnet50v2_remedy"} <= set(pages.fair_members("laptop", **kw))
-    remedy = pages.remedy_runs(pr, "smoke", **kw)
-    assert pages.member_name("vgg16_remedy", remedy) == "VGG16 (remedy: lr 1e-4)"
+    assert {"vgg16_remedy_lr1e-4", "resnet50v2_remedy_lr1e-4", "resnet50v2_remedy_rot90"} <= set(pages.fair_members("laptop", **kw))
+    remedy = pages.remedy_runs(pr, "smoke", **kw)[0]
+    assert pages.member_name("vgg16_remedy_lr1e-4", remedy) == "VGG16 (remedy: lr 1e-4)"
     assert pages.member_name("vgg16", pr) == "VGG16"
     with_remedy = {"basic": pages.find_page_runs("basic", "smoke", experiment="basic_tvt", **kw), **members,
-                   "vgg16_remedy": remedy}
+                   "vgg16_remedy_lr1e-4": remedy}
     fair = pages.fair_comparison(with_remedy, n_boot=200)
     names = [r["model"] for r in fair["rows"] if r["kind"] == "model"]
     assert "VGG16 (remedy: lr 1e-4)" in names and "VGG16" in names
@@ -921,11 +926,53 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
 
     # the image path opened, but the predictions are still a function of z: not enough
     _predict_from_z(rd)
-    text = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke", **kw)
+    text = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", **kw)
     assert "**The remedy keeps the image path open but is not enough:**" in text and "works" not in text
     assert "still does not learn from the images (predicts from the redshift alone)" in \
         pages.remedies_markdown(members, "smoke", **kw)
     # the remedy changed nothing
     _diagnostics_history(rd, [0.0], 0.7)
-    assert "**The remedy does not help:**" in pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw), "smoke",
+    assert "**The remedy does not help:**" in pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke",
                                                                      **kw)
+
+
+def test_diagnosis_finds_memorisation(book_root):
+    """A run whose training loss falls far below what the redshift alone leaves on its training clusters while its
+    validation loss stays at that level memorises: the diagnosis says so, with its remedies, and explains the
+    verdict by it; a run whose validation loss follows its training loss down does not."""
+    assert M.memorisation({"loss": [0.05], "val_loss": [0.09]}, 0.09, 0.09)["found"]
+    assert not M.memorisation({"loss": [0.05], "val_loss": [0.06]}, 0.09, 0.09)["found"]      # it generalises
+    assert not M.memorisation({"loss": [0.085], "val_loss": [0.09]}, 0.09, 0.09)["found"]     # it fits nothing
+    assert M.memorisation({"loss": [], "val_loss": []}, 0.09, 0.09) is None
+    _, req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", epochs=6, seeds=[0], split="train-val-test")
+    d = _write_run(book_root, req, 0, pred_fn=_good, epochs=6, n=800)
+    _diagnostics_history(d, [0.5] * 6, 0.0)
+    _predict_from_z(d)
+    pr = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0],
+                              split="train-val-test")
+    floors = [float(np.mean((q.pred - q.true) ** 2)) for q in
+              (M.redshift_predictor(pr.best.predictions["train"], pr.best.predictions["train"]),
+               M.redshift_predictor(pr.best.predictions["train"], pr.best.predictions["val"]))]
+    hist = pr.best.history
+    A.write_history(d / "history.csv", [
+        {**{k: float(hist[k][i]) for k in hist if k != "epoch"}, "epoch": int(hist["epoch"][i]),
+         "loss": floors[0] * (1.0 - 0.1 * (i + 1)), "val_loss": floors[1] * 1.02} for i in range(6)])
+    pr = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0],
+                              split="train-val-test")
+    mem = pages.memorisation_finding(pr.best)
+    assert mem["found"] and mem["value"] == pytest.approx(0.4)
+    text = pages.diagnosis_markdown(pr)
+    assert "**Signs of: memorisation.**" in text and "Over the whole run, its training loss fell to" in text
+    assert "memorisation: more augmentation (all eight orientations" in text
+    assert "The verdict is explained by memorisation" in text and "very low training loss" in text
+    # the validation loss follows the training loss down: no memorisation, whatever the verdict
+    A.write_history(d / "history.csv", [
+        {**{k: float(hist[k][i]) for k in hist if k != "epoch"}, "epoch": int(hist["epoch"][i]),
+         "loss": floors[0] * 0.5, "val_loss": floors[1] * 0.6} for i in range(6)])
+    pr = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=6, seeds=[0],
+                              split="train-val-test")
+    assert "memorisation" not in pages.diagnosis_markdown(pr).split("Over the whole run")[0]
+    assert "Signs of: memorisation" not in pages.diagnosis_markdown(pr)
+    # a run with the eight orientations is not offered them again
+    assert not any("eight orientations" in r for r in pages._remedies_not_tried("memorisation",
+                                                                                 {"augment": "flip-rot90"}))

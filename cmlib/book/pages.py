@@ -19,7 +19,7 @@ import numpy as np
 from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
-from .profiles import REMEDY_SUFFIX, RunPlan, display_name, fair_deep, get_profile, parse_seed_list
+from .profiles import REMEDY_INFIX, RunPlan, display_name, fair_deep, get_profile, is_remedy_key, parse_seed_list, remedy_key
 from .thesis import TABLE5
 
 __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "require_runs", "display_name",
@@ -863,7 +863,7 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
 
     ``uncertainties``: the model predicts an uncertainty; ``versus_basic``: it is not the basic CNN
     and the profile has basic-CNN runs; ``experiments``: the profile has thesis experiments with it;
-    ``remedy``: the profile plans a remedy run for it (:func:`remedy_markdown`).
+    ``remedy``: the profile plans remedy runs for it (:func:`remedy_markdown`).
     """
     prof = get_profile(profile)
     return {
@@ -873,7 +873,7 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
                            for k, p in prof.experiments.items()),
         "seed_spread": len(pr.finished) > 1,
         "diagnostics": bool(pr.finished) and "mse_train_eval" in pr.best.history,
-        "remedy": bool(pr.finished) and pr.model + REMEDY_SUFFIX in prof.experiments,
+        "remedy": bool(pr.finished) and any(k.startswith(remedy_key(pr.model, "")) for k in prof.experiments),
     }
 
 
@@ -886,6 +886,9 @@ REMEDIES = {
                              "rate"),
     "vanishing gradients": ("residual connections and normalisation (the ResNets have both)", "a learning-rate warm-up"),
     "dead ReLUs": ("a smaller learning rate", "a learning-rate warm-up", "He initialisation", "a leaky ReLU"),
+    "memorisation": ("more augmentation (all eight orientations: flips and 90-degree rotations)",
+                     "stronger weight decay", "a smaller head (global average pooling instead of Flatten)",
+                     "more training clusters"),
 }
 
 
@@ -896,7 +899,24 @@ def _remedies_not_tried(check: str, config: Mapping) -> list[str]:
         tried.add("a learning-rate warm-up")
     if config.get("label_scaling") == "standardize" and config.get("output_bias") == "prior":
         tried.add("standardised labels with the output started at the label prior")
+    if config.get("augment") == "flip-rot90":
+        tried.add("more augmentation (all eight orientations: flips and 90-degree rotations)")
     return [r for r in REMEDIES[check] if r not in tried]
+
+
+def memorisation_finding(run: Any) -> dict | None:
+    """:func:`cmlib.metrics.memorisation` for one run, with the redshift-only floors computed from its own
+    predictions (fitted on its training clusters); None for a run without validation predictions, redshifts or
+    an MSE loss (a Gaussian NLL's loss is not a squared error)."""
+    p = run.predictions
+    if run.config.get("loss", "mse") != "mse" or "train" not in p or "val" not in p:
+        return None
+    try:
+        floors = [float(np.mean((q.pred - q.true) ** 2))
+                  for q in (M.redshift_predictor(p["train"], p["train"]), M.redshift_predictor(p["train"], p["val"]))]
+    except CmlibError:
+        return None
+    return M.memorisation(run.history, *floors)
 
 
 def diagnosis_markdown(pr: PageRuns) -> str:
@@ -904,13 +924,18 @@ def diagnosis_markdown(pr: PageRuns) -> str:
     and whether that agrees with the learning verdict (generated from the run)."""
     best = pr.best
     found = M.training_findings(best.history)
+    mem = memorisation_finding(best) if found else None
+    if mem is not None:
+        found.append(mem)
     if not found:
         return ("The best run recorded no per-epoch diagnostics (runs made before cmlib recorded them have none; "
                 "train it again to get them).")
     v = verdict(pr)
     learned = v["learned"]
     text = (f"Median of the last epochs of the best run (seed {best.seed}), on a fixed probe of training clusters: "
-            + "; ".join(f["text"] for f in found) + ".")
+            + "; ".join(f["text"] for f in found if f is not mem) + ".")
+    if mem is not None:
+        text += f" Over the whole run, {mem['text']}."
     bad = [f for f in found if f["found"]]
     if bad:
         text += (" **Signs of: " + ", ".join(f["check"] for f in bad) + ".** Known remedies not tried in this run: "
@@ -923,6 +948,11 @@ def diagnosis_markdown(pr: PageRuns) -> str:
                      + (f" (from epoch {first} on the first layer gets no gradient at all)" if first else "")
                      + ", so nothing of the image reaches the output, and the network predicts from the redshift, "
                      "which its dense head receives directly.")
+        if mem is not None and mem["found"] and not learned:
+            text += (" The verdict is explained by memorisation: the network reads something from its training "
+                     "images, but what it reads does not hold for other clusters, so on new clusters it is no better "
+                     "than the redshift alone. This is the failure the thesis's slides report for deep models: "
+                     "\u201cvery low training loss while predicting very poorly\u201d.")
     else:
         text += (" None of these failures shows" + (", and the model learned." if learned else
                  ", yet the model did not learn from the images: the cause lies elsewhere (the number of "
@@ -930,22 +960,26 @@ def diagnosis_markdown(pr: PageRuns) -> str:
     return text
 
 
-def remedy_runs(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None) -> PageRuns | None:
-    """The runs of the remedy tried for this model (the profile's experiment ``<model>_remedy``,
-    :data:`~cmlib.book.profiles.FAIR_REMEDIES`), finished or not; None where the profile plans none."""
-    key = pr.model + REMEDY_SUFFIX
-    if key not in get_profile(profile).experiments:
-        return None
-    return find_page_runs(pr.model, profile, root=root, experiment=key, data=data)
+def remedy_runs(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None) -> list[PageRuns]:
+    """The runs of each remedy tried for this model, in the order tried (the profile's experiments
+    ``<model>_remedy_<slug>``, :data:`~cmlib.book.profiles.FAIR_REMEDIES`), finished or not; empty where the
+    profile plans none."""
+    prefix = remedy_key(pr.model, "")
+    return [find_page_runs(pr.model, profile, root=root, experiment=key, data=data)
+            for key in get_profile(profile).experiments if key.startswith(prefix)]
 
 
 def _image_path(history: Mapping) -> dict:
     """The image path of a run at its last epoch: the first layer's gradient norm, the epoch from which on it
-    stayed zero (None if it never did) and the fraction of dead ReLU channels (NaN where not recorded)."""
+    stayed zero (None if it never did) and the fraction of dead ReLU channels (NaN where not recorded); and its
+    lowest training and validation loss over the run."""
     g = np.asarray(history.get("grad_norm_first", [np.nan]), dtype=float)
     dead = np.asarray(history.get("dead_relu", [np.nan]), dtype=float)
+    def lowest(key: str) -> float:
+        a = np.asarray(history.get(key, [np.nan]), dtype=float)
+        return float(np.nanmin(a)) if np.isfinite(a).any() else float("nan")
     return {"grad_first": float(g[-1]), "zero_from": M.first_epoch_without_gradient(history),
-            "dead": float(dead[-1])}
+            "dead": float(dead[-1]), "train_min": lowest("loss"), "val_best": lowest("val_loss")}
 
 
 def remedy_summary(pr: PageRuns, remedy: PageRuns, profile: str, root: str | Path = ".",
@@ -995,14 +1029,15 @@ def _ci(d) -> str:
 
 
 def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: str | Path = ".",
-                    data: str | None = None) -> str:
-    """The architecture page's account of the remedy tried for its failure (``remedy``: :func:`remedy_runs`):
-    pending (with the command and the progress) or what it changed (:func:`remedy_summary`); empty where none is
-    planned or the page has no runs."""
+                    data: str | None = None, *, first: bool = True) -> str:
+    """The architecture page's account of a remedy tried for its failure (``remedy``: one of :func:`remedy_runs`;
+    ``first``: the first of them, else it is called a further remedy): pending (with the command and the progress)
+    or what it changed (:func:`remedy_summary`); empty where none is planned or the page has no runs."""
     if remedy is None or not pr.finished:
         return ""
+    name = "The remedy" if first else "A further remedy"
     if not remedy.finished:
-        return (f"**The remedy, planned:** the same recipe with {remedy.label}, "
+        return (f"**{name}, planned:** the same recipe with {remedy.label}, "
                 f"{counted(len(remedy.plan.seeds), 'seed')}. It is part of the book's "
                 f"compute plan but has not finished yet. {R.progress_text(remedy.request, Path(root))} Make it "
                 f"with `{remedy.request.command()}` (resumable).")
@@ -1015,12 +1050,14 @@ def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: s
         dead = f", {d['dead']:.0%} of its ReLU channels dead" if math.isfinite(d["dead"]) else ""
         return g + dead
     missing = len(remedy.plan.seeds) - s["seeds"]
-    text = (f"**The remedy, tried:** the same recipe with {s['label']}: {counted(s['seeds'], 'seed')}"
+    text = (f"**{name}, tried:** the same recipe with {s['label']}: {counted(s['seeds'], 'seed')}"
             + (f" of {len(remedy.plan.seeds)}" if missing else "")
             + ", " + (counted(s["epochs"][0] or 0, "epoch") if len(s["epochs"]) == 1 else
                       "/".join(str(e) for e in s["epochs"]) + " epochs")
             + f"; stopping: {'; '.join(s['stopped'])}. At the last "
-            f"epoch the page's best run had {path(b)}; the remedy's best run has {path(a)}. Test std(x) of the remedy: "
+            f"epoch the page's best run had {path(b)}; the remedy's best run has {path(a)}. Lowest training loss and "
+            f"best validation loss: {b['train_min']:.3f} and {b['val_best']:.3f} dex² for the page's best run, "
+            f"{a['train_min']:.3f} and {a['val_best']:.3f} dex² for the remedy's. Test std(x) of the remedy: "
             f"{_seed_stds(s['std_seeds'])}, against {b['std']:.3f} dex for the page's best run and "
             f"{a['redshift_std']:.3f} dex from the redshift alone. ")
     if s["vs_page"] is not None:
@@ -1045,20 +1082,19 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
     """For the results page: one sentence per model with a remedy run (:func:`remedy_summary`), or its state."""
     out = []
     for m, pr in members.items():
-        if not pr.finished or m == "basic" or m.endswith(REMEDY_SUFFIX):
+        if not pr.finished or m == "basic" or is_remedy_key(m):
             continue
-        remedy = remedy_runs(pr, profile, root=root, data=data)
-        if remedy is None:
-            continue
-        if not remedy.finished:
-            progress = R.seed_progress(remedy.request, Path(root))
-            out.append(f"{pr.label} with {remedy.label}: not finished yet ({progress})")
-            continue
-        s = remedy_summary(pr, remedy, profile, root=root, data=data)
-        a = s["after"]
-        words = ("learns from the images" if a["learned"] else f"still does not learn from the images ({a['short']})")
-        vs = f"; minus the basic CNN: {_vs_basic_words(s)}" if s["vs_basic"] is not None else ""
-        out.append(f"{pr.label} with {s['label']}: test std(x) {_seed_stds(s['std_seeds'])}{vs}; it {words}")
+        for remedy in remedy_runs(pr, profile, root=root, data=data):
+            if not remedy.finished:
+                progress = R.seed_progress(remedy.request, Path(root))
+                out.append(f"{pr.label} with {remedy.label}: not finished yet ({progress})")
+                continue
+            s = remedy_summary(pr, remedy, profile, root=root, data=data)
+            a = s["after"]
+            words = ("learns from the images" if a["learned"] else
+                     f"still does not learn from the images ({a['short']})")
+            vs = f"; minus the basic CNN: {_vs_basic_words(s)}" if s["vs_basic"] is not None else ""
+            out.append(f"{pr.label} with {s['label']}: test std(x) {_seed_stds(s['std_seeds'])}{vs}; it {words}")
     if not out:
         return ""
     return ("**Remedies tried** (the fair recipe with one change, for a model that did not learn; its page "
@@ -1300,7 +1336,7 @@ def fair_classical(data_path: str | Path, *, bands: str = "all", split: str = FA
 def fair_members(profile: str, root: str | Path = ".", data: str | None = None) -> dict[str, PageRuns]:
     """The runs made under the fair protocol (train/validation/test split), by model: the models whose plan
     uses that split, the basic CNN's experiment on it (``basic_tvt``), and the remedies tried for a deep model
-    (``<model>_remedy``: the fair recipe with one change, chosen without the test set), each under its own
+    (``<model>_remedy_<slug>``: the fair recipe with one change, chosen without the test set), each under its own
     key and name (:func:`member_name`) beside the model's own runs."""
     prof = get_profile(profile)
     out: dict[str, PageRuns] = {}
@@ -1311,18 +1347,18 @@ def fair_members(profile: str, root: str | Path = ".", data: str | None = None) 
         plan = prof.plan(m)
         if plan.overrides.get("split") == FAIR_SPLIT and m not in out:
             out[m] = find_page_runs(m, profile, root=root, data=data)
-            remedy = m + REMEDY_SUFFIX
-            if prof.experiments.get(remedy) is not None and prof.experiments[remedy].overrides.get("split") == FAIR_SPLIT:
-                out[remedy] = find_page_runs(m, profile, root=root, experiment=remedy, data=data)
+            for key, rplan in prof.experiments.items():
+                if key.startswith(remedy_key(m, "")) and rplan.overrides.get("split") == FAIR_SPLIT:
+                    out[key] = find_page_runs(m, profile, root=root, experiment=key, data=data)
     return out
 
 
 def member_name(key: str, pr: PageRuns | None = None) -> str:
     """The name of a fair-protocol member (:func:`fair_members`) in tables and text: the model's name, or
     for a remedy 'VGG16 (remedy: lr 1e-4)'."""
-    if key.endswith(REMEDY_SUFFIX):
-        model = key[: -len(REMEDY_SUFFIX)]
-        change = (pr.label if pr is not None and pr.label else "").split(" (")[0] or "remedy"
+    if is_remedy_key(key):
+        model = key.split(REMEDY_INFIX)[0]
+        change = (pr.label if pr is not None and pr.label else "").split(" (")[0] or key.split(REMEDY_INFIX)[1]
         return f"{display_name(model)} (remedy: {change})"
     return display_name(key)
 
