@@ -714,7 +714,8 @@ def plot_scaling(values_by_mode: Mapping[str, np.ndarray]) -> Figure:
 
 def plot_diagnostics(run: Run) -> Figure:
     """A run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) in four panels (2 x 2): the training error as
-    fit reports it and on the probe in inference and training mode (the BatchNorm gap); prediction and
+    fit reports it and on the probe in inference and training mode (the BatchNorm gap), with the validation loss
+    (memorisation: the training loss falls away from it); prediction and
     label spread (a collapse to the mean); gradient norms (vanishing gradients); dead ReLU channels."""
     h = run.history
     if "mse_train_eval" not in h:
@@ -726,12 +727,14 @@ def plot_diagnostics(run: Run) -> Figure:
     mk = _marker(len(ep))
     if run.config.get("loss", "mse") == "mse":
         a[0].plot(ep, h["loss"], color=TRAIN_COLOR, lw=1.2, marker=mk, ms=3, label="training loss (fit, augmented)")
+        # memorisation (cmlib.metrics.memorisation): the training loss falls away from the validation loss
+        a[0].plot(ep, h["val_loss"], color="0.45", lw=1.2, ls="-.", marker=mk, ms=3, label="validation loss")
     a[0].plot(ep, h["mse_train_eval"], color="k", lw=1.4, marker=mk, ms=3, label="probe, inference mode")
     a[0].plot(ep, h["mse_train_batchstats"], color=VAL_COLOR, lw=1.2, ls="--", marker=mk, ms=3,
               label="probe, training mode")
     a[0].set_yscale("log")
     a[0].set_ylabel("MSE [dex²]")
-    a[0].set_title("BatchNorm: inference vs training mode")
+    a[0].set_title("BatchNorm gap (probe)? memorisation (validation)?")
     a[1].plot(ep, h["pred_std_train"], color="k", lw=1.4, marker=mk, ms=3, label="predictions")
     a[1].plot(ep, h["label_std_train"], color="0.5", lw=1.0, ls=":", label="labels")
     a[1].set_ylim(bottom=0)
