@@ -920,6 +920,10 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     fair = pages.fair_comparison(with_remedy, n_boot=200)
     names = [r["model"] for r in fair["rows"] if r["kind"] == "model"]
     assert "VGG16 (remedy: lr 1e-4)" in names and "VGG16" in names
+    assert [r["model"] for r in fair["rows"] if r.get("remedy")] == ["VGG16 (remedy: lr 1e-4)"]
+    assert ("did not learn from the images with the common recipe in this budget (the remedies tried follow)"
+            in pages.findings_paragraph({"vgg16": pr}, "smoke", fair=fair))
+    assert "did not learn from the images in this budget." in pages.findings_paragraph({"vgg16": pr}, "smoke")
     assert pages.remedies_markdown(with_remedy, "smoke", **kw).count("VGG16 with lr 1e-4") == 1
     assert [p["model"] for p in pages.cost_accuracy_points(with_remedy, fair, cache_folder=book_root / "cache")
             ].count("VGG16 (remedy: lr 1e-4)") == 1

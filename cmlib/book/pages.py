@@ -629,10 +629,12 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
                     + ("" if cmp or not basic else "; the like-for-like comparison with the basic CNN follows"
                        if fair and fair.get("rows") else " (on other test clusters than the basic CNN's above, so "
                        "not compared with it here)") + ".")
-        elif n_deep == 1:
-            txt += " and did not learn from the images in this budget."
         else:
-            txt += "; none of them learned from the images in this budget."
+            remedied = fair is not None and any(r.get("remedy") for r in fair.get("rows", []))
+            txt += ((" and did not learn from the images" if n_deep == 1 else
+                     "; none of them learned from the images")
+                    + (" with the common recipe in this budget (the remedies tried follow)." if remedied
+                       else " in this budget."))
         parts.append(txt)
     if fair is not None and fair.get("rows"):
         parts.append(fair_answer(fair))
@@ -1417,6 +1419,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     vs_z = {name: compare.paired_difference(p, zonly, n_boot=n_boot) for name, p in ens.items()} if zonly else {}
     epochs = {member_name(m, pr): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
               for m, pr in have.items()}
+    remedies = {member_name(m, pr) for m, pr in have.items() if is_remedy_key(m)}
     for r in rows:
         v = learned.get(r["model"])
         r["learned"] = None if v is None else v["learned"]
@@ -1424,6 +1427,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         r["learned_short"] = "" if v is None else v["short"]
         r["epochs"] = epochs.get(r["model"], [])
         r["kind"] = "model" if r["model"] in learned else "reference"
+        r["remedy"] = r["model"] in remedies
         d = vs_z.get(r["model"])
         r["vs_redshift"] = None if d is None else {"diff": d.diff, "ci95": list(d.ci95), "verdict": d.verdict}
     return {"rows": rows, "pending": pending, "n_test": int(mean_pred.true.size)}
