@@ -19,7 +19,8 @@ import numpy as np
 from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
-from .profiles import REMEDY_INFIX, RunPlan, display_name, fair_deep, get_profile, is_remedy_key, parse_seed_list, remedy_key
+from .profiles import (REMEDY_INFIX, RunPlan, display_name, fair_deep, get_profile, is_remedy_key, parse_seed_list,
+                       remedy_key)
 from .thesis import TABLE5
 
 __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "require_runs", "display_name",
@@ -977,6 +978,7 @@ def _image_path(history: Mapping) -> dict:
     lowest training and validation loss over the run."""
     g = np.asarray(history.get("grad_norm_first", [np.nan]), dtype=float)
     dead = np.asarray(history.get("dead_relu", [np.nan]), dtype=float)
+
     def lowest(key: str) -> float:
         a = np.asarray(history.get(key, [np.nan]), dtype=float)
         return float(np.nanmin(a)) if np.isfinite(a).any() else float("nan")
