@@ -124,7 +124,7 @@ class Profile:
 #:
 #: - VGG16's ReLUs die at lr 1e-3 (its first layer gets no gradient from epoch 4 on); a 6-epoch probe of the
 #:   remedies (``benchmarks/vgg_remedies.py``) kept its image path open at lr 1e-4 with the thesis's
-#:   architecture unchanged, and at lr 1e-4 it learned (seeds 0-1: test std(x) 0.237, 0.235 dex).
+#:   architecture unchanged, and at lr 1e-4 it learned (seeds 0-2: test std(x) 0.237, 0.235, 0.232 dex).
 #: - ResNet50V2 shows none of those failures, yet ends at the redshift-only floor.  lr 1e-4 did not help (one
 #:   seed: its training loss fell faster, its validation loss did not): the run memorises its training clusters
 #:   (:func:`cmlib.metrics.memorisation`).  The next change aims at that: all eight orientations of each image
