@@ -129,7 +129,9 @@ class Profile:
 #:   seed: its training loss fell faster, its validation loss did not): the run memorises its training clusters
 #:   (:func:`cmlib.metrics.memorisation`).  The next change aims at that: all eight orientations of each image
 #:   (flips and 90-degree rotations, as Krippendorf et al. 2023 train) instead of the flips alone, which doubles
-#:   the distinct training images without changing the physics (a cluster has no preferred orientation).
+#:   the distinct training images without changing the physics (a cluster has no preferred orientation).  It
+#:   removed the memorisation (one seed: training loss 81 % of the redshift-only level, was 73 %) but the model
+#:   still ends at that level (test std(x) 0.288 dex): what is left is how slowly it learns.
 REMEDY_INFIX = "_remedy_"
 FAIR_REMEDIES = {
     "vgg16": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (the remedy of its dead ReLUs)", (0, 1, 2)),),
