@@ -424,6 +424,13 @@ MEMORISATION_TRAIN_RATIO = 0.8
 MEMORISATION_VAL_RATIO = 0.9
 
 
+def lowest(history: Mapping[str, np.ndarray], key: str) -> float:
+    """The lowest finite value of a run's history column ``key`` (e.g. ``loss``); NaN where it has none."""
+    a = np.asarray(history.get(key, []), dtype=np.float64)
+    a = a[np.isfinite(a)]
+    return float(a.min()) if a.size else float("nan")
+
+
 def memorisation(history: Mapping[str, np.ndarray], train_floor: float, val_floor: float) -> dict | None:
     """Does a run fit its training clusters without carrying it over to new ones?
 
@@ -436,12 +443,9 @@ def memorisation(history: Mapping[str, np.ndarray], train_floor: float, val_floo
     "very low training loss while predicting very poorly".  Returns a dict like :func:`training_findings`'s, or
     None without the losses or floors.
     """
-    tr = np.asarray(history.get("loss", []), dtype=np.float64)
-    va = np.asarray(history.get("val_loss", []), dtype=np.float64)
-    tr, va = tr[np.isfinite(tr)], va[np.isfinite(va)]
-    if not (tr.size and va.size and train_floor > 0 and val_floor > 0):
+    t, v = lowest(history, "loss"), lowest(history, "val_loss")
+    if not (np.isfinite(t) and np.isfinite(v) and train_floor > 0 and val_floor > 0):
         return None
-    t, v = float(tr.min()), float(va.min())
     rt, rv = t / train_floor, v / val_floor
     found = rt < MEMORISATION_TRAIN_RATIO and rv > MEMORISATION_VAL_RATIO
     return dict(check="memorisation", value=rt, threshold=MEMORISATION_TRAIN_RATIO, found=found,

@@ -20,7 +20,7 @@ from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
 from .profiles import (REMEDY_INFIX, RunPlan, display_name, fair_deep, get_profile, is_remedy_key, parse_seed_list,
-                       remedy_key)
+                       remedy_keys)
 from .thesis import TABLE5
 
 __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "require_runs", "display_name",
@@ -876,7 +876,7 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
                            for k, p in prof.experiments.items()),
         "seed_spread": len(pr.finished) > 1,
         "diagnostics": bool(pr.finished) and "mse_train_eval" in pr.best.history,
-        "remedy": bool(pr.finished) and any(k.startswith(remedy_key(pr.model, "")) for k in prof.experiments),
+        "remedy": bool(pr.finished) and bool(remedy_keys(prof, pr.model)),
     }
 
 
@@ -967,9 +967,8 @@ def remedy_runs(pr: PageRuns, profile: str, root: str | Path = ".", data: str | 
     """The runs of each remedy tried for this model, in the order tried (the profile's experiments
     ``<model>_remedy_<slug>``, :data:`~cmlib.book.profiles.FAIR_REMEDIES`), finished or not; empty where the
     profile plans none."""
-    prefix = remedy_key(pr.model, "")
     return [find_page_runs(pr.model, profile, root=root, experiment=key, data=data)
-            for key in get_profile(profile).experiments if key.startswith(prefix)]
+            for key in remedy_keys(get_profile(profile), pr.model)]
 
 
 def _image_path(history: Mapping) -> dict:
@@ -978,12 +977,8 @@ def _image_path(history: Mapping) -> dict:
     lowest training and validation loss over the run."""
     g = np.asarray(history.get("grad_norm_first", [np.nan]), dtype=float)
     dead = np.asarray(history.get("dead_relu", [np.nan]), dtype=float)
-
-    def lowest(key: str) -> float:
-        a = np.asarray(history.get(key, [np.nan]), dtype=float)
-        return float(np.nanmin(a)) if np.isfinite(a).any() else float("nan")
     return {"grad_first": float(g[-1]), "zero_from": M.first_epoch_without_gradient(history),
-            "dead": float(dead[-1]), "train_min": lowest("loss"), "val_best": lowest("val_loss")}
+            "dead": float(dead[-1]), "train_min": M.lowest(history, "loss"), "val_best": M.lowest(history, "val_loss")}
 
 
 def remedy_summary(pr: PageRuns, remedy: PageRuns, profile: str, root: str | Path = ".",
@@ -1351,8 +1346,8 @@ def fair_members(profile: str, root: str | Path = ".", data: str | None = None) 
         plan = prof.plan(m)
         if plan.overrides.get("split") == FAIR_SPLIT and m not in out:
             out[m] = find_page_runs(m, profile, root=root, data=data)
-            for key, rplan in prof.experiments.items():
-                if key.startswith(remedy_key(m, "")) and rplan.overrides.get("split") == FAIR_SPLIT:
+            for key in remedy_keys(prof, m):
+                if prof.experiments[key].overrides.get("split") == FAIR_SPLIT:
                     out[key] = find_page_runs(m, profile, root=root, experiment=key, data=data)
     return out
 

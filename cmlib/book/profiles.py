@@ -150,6 +150,12 @@ def is_remedy_key(key: str) -> bool:
     return REMEDY_INFIX in key
 
 
+def remedy_keys(profile: "Profile", model: str) -> list[str]:
+    """The keys of the remedy experiments a profile plans for ``model``, in the order tried."""
+    prefix = remedy_key(model, "")
+    return [k for k in profile.experiments if k.startswith(prefix)]
+
+
 def _deep(epochs: int, seeds=(0,), source="train", **over) -> dict[str, RunPlan]:
     return {m: RunPlan(m, epochs, tuple(seeds), dict(over), source) for m in deep_models()}
 
