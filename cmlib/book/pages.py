@@ -1339,9 +1339,9 @@ def fair_members(profile: str, root: str | Path = ".", data: str | None = None) 
     key and name (:func:`member_name`) beside the model's own runs."""
     prof = get_profile(profile)
     out: dict[str, PageRuns] = {}
-    for key, plan in prof.experiments.items():
-        if plan.model == "basic" and plan.overrides == {"split": FAIR_SPLIT}:
-            out["basic"] = find_page_runs("basic", profile, root=root, experiment=key, data=data)
+    basic = _fair_basic(profile, root=root, data=data)
+    if basic is not None:
+        out["basic"] = basic
     for m in prof.pages():
         plan = prof.plan(m)
         if plan.overrides.get("split") == FAIR_SPLIT and m not in out:
@@ -1350,6 +1350,19 @@ def fair_members(profile: str, root: str | Path = ".", data: str | None = None) 
                 if prof.experiments[key].overrides.get("split") == FAIR_SPLIT:
                     out[key] = find_page_runs(m, profile, root=root, experiment=key, data=data)
     return out
+
+
+def _fair_basic(profile: str, root: str | Path = ".", data: str | None = None) -> PageRuns | None:
+    """The basic CNN's runs under the fair protocol: its experiment on the fair split (``basic_tvt``), or its
+    page's runs where those use that split; None where the profile has neither."""
+    prof = get_profile(profile)
+    keys = [k for k, plan in prof.experiments.items()
+            if plan.model == "basic" and plan.overrides == {"split": FAIR_SPLIT}]
+    if keys:
+        return find_page_runs("basic", profile, root=root, experiment=keys[-1], data=data)
+    if "basic" in prof.pages() and prof.plan("basic").overrides.get("split") == FAIR_SPLIT:
+        return find_page_runs("basic", profile, root=root, data=data)
+    return None
 
 
 def member_name(key: str, pr: PageRuns | None = None) -> str:
@@ -1371,7 +1384,7 @@ def basic_on_same_split(pr: PageRuns, profile: str, root: str | Path = ".", data
         return None
     split = split_of(pr)
     candidates = [find_page_runs("basic", profile, root=root, data=data)]
-    fair = fair_members(profile, root=root, data=data).get("basic")
+    fair = _fair_basic(profile, root=root, data=data)     # not every fair member: only the basic CNN's runs
     if fair is not None:
         candidates.append(fair)
     return next((c for c in candidates if c.finished and split_of(c) == split), None)
