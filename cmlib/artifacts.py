@@ -358,23 +358,29 @@ def find_config_runs(roots: str | Path | Iterable[str | Path], cfg, seeds: Seque
     """The finished runs of configuration ``cfg`` (a :class:`cmlib.config.RunConfig`) for ``seeds``, read-only.
 
     Exact matches (same identity: directory ``<model>/<group_key>/seed-NN``) come
-    first.  If there are none, runs whose configuration differs only in the data
-    file's content hash are returned with ``similar=True`` (a page can then say
-    that its stored runs were made on another version of the data).
+    first; a seed without one is filled by a run of the same configuration in
+    another arithmetic precision (:data:`cmlib.config.ROUND_OFF_FIELDS`: the same
+    experiment up to round-off; its ``config.json`` says which precision it ran in).
+    If there are none at all, runs whose configuration differs only in the data
+    file's content hash (and the precision) are returned with ``similar=True`` (a
+    page can then say that its stored runs were made on another version of the data).
     Returns ``(runs, similar)``, one run per seed at most, in seed order.
     """
-    from .config import RunConfig
+    from .config import ROUND_OFF_FIELDS, RunConfig, round_off_variants
 
     if isinstance(roots, (str, Path)):
         roots = [roots]
+    roots = list(roots)
     want = {int(s) for s in seeds}
     exact: dict[int, Run] = {}
     similar: dict[int, Run] = {}
-    key = {k: v for k, v in cfg.semantic_dict().items() if k not in ("seed", "data_sha256")}
-    for root in roots:
-        for r in find_runs(root, model=cfg.model, group=cfg.group_key()):
-            if r.seed in want:
-                exact.setdefault(r.seed, r)
+    ignore = ("seed", "data_sha256", *ROUND_OFF_FIELDS)
+    key = {k: v for k, v in cfg.semantic_dict().items() if k not in ignore}
+    for variant in [cfg, *round_off_variants(cfg)]:
+        for root in roots:
+            for r in find_runs(root, model=cfg.model, group=variant.group_key()):
+                if r.seed in want:
+                    exact.setdefault(r.seed, r)
     if not exact:
         for root in roots:
             for r in find_runs(root, model=cfg.model):
@@ -384,7 +390,7 @@ def find_config_runs(roots: str | Path | Iterable[str | Path], cfg, seeds: Seque
                     other = RunConfig.from_dict(r.config).semantic_dict()
                 except CmlibError:
                     continue
-                if {k: v for k, v in other.items() if k not in ("seed", "data_sha256")} == key:
+                if {k: v for k, v in other.items() if k not in ignore} == key:
                     similar[r.seed] = r
     found = exact or similar
     return [found[s] for s in sorted(found)], not exact and bool(similar)

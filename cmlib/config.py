@@ -227,6 +227,37 @@ def resolve_precision(value: str) -> str:
     return "bfloat16" if has_bf16_hardware() else "float32"
 
 
+#: Run options that change a run by round-off only: bf16 against float32 arithmetic (the precision check,
+#: ``benchmarks/precision_check.py``, and ResNet50V2's three fair-protocol seeds: test std(x) 0.296 +- 0.001 dex
+#: in bf16, 0.297 +- 0.002 in float32).  Runs whose configurations differ only in these are the same
+#: experiment: a page that asks for one accepts the other (:func:`cmlib.artifacts.find_config_runs`), and a
+#: machine without bf16 units trains a planned bf16 run in float32 (:func:`precision_for_this_machine`).
+ROUND_OFF_FIELDS = ("precision",)
+
+
+def round_off_variants(cfg: RunConfig) -> list[RunConfig]:
+    """``cfg`` in the other arithmetic precisions (:data:`ROUND_OFF_FIELDS`): the same experiment, other run
+    directories."""
+    from dataclasses import replace
+
+    return [replace(cfg, precision=p) for p in ("bfloat16", "float32") if p != cfg.precision]
+
+
+def precision_for_this_machine(value: str) -> str:
+    """The precision in which this machine should train a run planned in ``value``.
+
+    'auto' is resolved (:func:`resolve_precision`); a planned 'bfloat16' becomes 'float32' where the
+    hardware has no bf16 units: there XLA emulates bf16, many times slower (a fair-protocol ResNet50 epoch
+    on 2 AVX2 cores without bf16 units had not finished after 20 min), and float32 changes the run by
+    round-off only (:data:`ROUND_OFF_FIELDS`).
+    """
+    if value == "bfloat16":
+        from .hardware import has_bf16_hardware
+
+        return value if has_bf16_hardware() else "float32"
+    return resolve_precision(value)
+
+
 def data_identity(path: str | os.PathLike) -> dict:
     """Content hash and size of a data file, from its header (cheap; full validation happens on load)."""
     p = Path(path)

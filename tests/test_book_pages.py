@@ -94,6 +94,61 @@ def book_root(tmp_path, tiny_h5):
     return tmp_path
 
 
+def test_a_run_in_another_precision_is_the_same_experiment(book_root, monkeypatch):
+    """bf16 and float32 differ by round-off only: a page that asks for bf16 seeds takes a float32 run for a
+    seed without a bf16 one (exact runs first), the run's own record says which it is, where an unfinished
+    seed stands is read from either precision, and training trains only the seeds missing in both."""
+    import cmlib.train as T
+    from cmlib import config as C
+
+    bf16 = runs.RunRequest("basic", "data/tiny.h5", 3, (0, 1, 2), {"precision": "bfloat16"}, runs_dir="results/runs")
+    fp32 = runs.RunRequest("basic", "data/tiny.h5", 3, (0, 1, 2), {"precision": "float32"}, runs_dir="results/runs")
+    other = runs.RunRequest("basic", "data/tiny.h5", 3, (0, 1, 2), {"precision": "float32", "lr": 5e-4},
+                            runs_dir="results/runs")
+    _write_run(book_root, bf16, 0, pred_fn=_good)
+    _write_run(book_root, fp32, 0, pred_fn=_flat)           # seed 0 exists in both: the exact one wins
+    _write_run(book_root, fp32, 1, pred_fn=_good)
+    _write_run(book_root, other, 2, pred_fn=_good)          # another recipe never counts
+    found, other_data = runs.find(bf16, book_root)
+    assert not other_data and [r.seed for r in found] == [0, 1]
+    assert [r.config["precision"] for r in found] == ["bfloat16", "float32"]
+    assert [r.config["precision"] for r in runs.find(fp32, book_root)[0]] == ["float32", "float32"]
+    assert C.ROUND_OFF_FIELDS == ("precision",)
+    # an interrupted float32 seed 2 is where the bf16 request's seed 2 stands
+    d = bf16.config(2, book_root).run_dir(book_root / "results/runs")
+    d2 = C.round_off_variants(bf16.config(2, book_root))[0].run_dir(book_root / "results/runs")
+    assert not d.exists() and d2 != d
+    d2.mkdir(parents=True)
+    A.write_status(d2, status="running", epochs_completed=7)
+    assert runs.seed_states(bf16, book_root)[2] == {"state": "in progress", "epoch": 7}
+    # training: only seed 2, in this machine's precision (float32 without bf16 units)
+    monkeypatch.setattr(C, "precision_for_this_machine", lambda p: "float32" if p == "bfloat16" else p)
+    left = runs.to_train(bf16, book_root)
+    assert left.seeds == (2,) and left.overrides["precision"] == "float32"
+    calls = []
+    monkeypatch.setattr(T, "train_seeds", lambda model, data, **kw: calls.append(kw) or [])
+    got = runs.train(bf16, book_root)
+    assert [c["seeds"] for c in calls] == [[2]] and calls[0]["precision"] == "float32"
+    assert [r.seed for r in got] == [0, 1]
+    monkeypatch.setattr(C, "precision_for_this_machine", lambda p: p)      # with bf16 units: as planned
+    assert runs.to_train(bf16, book_root).overrides["precision"] == "bfloat16"
+    import shutil
+    shutil.rmtree(d2)                                                      # seed 2 finished in float32
+    _write_run(book_root, fp32, 2, pred_fn=_good)
+    assert runs.to_train(bf16, book_root) is None
+
+
+def test_precision_for_this_machine(monkeypatch):
+    from cmlib import config as C
+    from cmlib import hardware
+
+    monkeypatch.setattr(hardware, "has_bf16_hardware", lambda: False)
+    assert [C.precision_for_this_machine(p) for p in ("bfloat16", "float32", "auto")] == ["float32"] * 3
+    monkeypatch.setattr(hardware, "has_bf16_hardware", lambda: True)
+    assert [C.precision_for_this_machine(p) for p in ("bfloat16", "float32", "auto")] == ["bfloat16", "float32",
+                                                                                          "bfloat16"]
+
+
 def test_missing_runs_name_the_command_and_nothing_trains(book_root, monkeypatch):
     import cmlib.train as T
 
@@ -407,7 +462,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     by = {p["name"]: p for p in pts}
     assert set(by) == {"basic", "resnet50v2", "vgg16"}
     assert by["resnet50v2"]["gflops"] > 10 * by["basic"]["gflops"] > 0
-    assert by["basic"]["wall_h"] == pytest.approx(3.0 / 3600) and by["basic"]["hardware"] == "test machine"
+    assert by["basic"]["wall_h"] == pytest.approx(3.0 / 3600) and by["basic"]["hardware"] == "test machine, float32"
     assert by["resnet50v2"]["std_mean"] == next(r["mean_seeds"] for r in res["rows"] if r["model"] == "ResNet50V2")
     assert list((book_root / "cache").glob("gflops-resnet50v2-*.json"))
     text = pages.cost_accuracy_markdown(pts, res)
@@ -510,7 +565,7 @@ def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
     assert pages.stop_kind(A.Run.load(d)) == "early stopping"
     md = pages.run_inventory_markdown("smoke", book_root, data="data/tiny.h5")
     assert md.count("\n| ") == len(rows) + 1 and "not shown to be converged" in md
-    assert basic["compute"] == "3 s on test machine"
+    assert basic["compute"] == "3 s on test machine, float32"
     assert pages._hardware_short({"machine": {"cpu_cores": 2, "gpu_names": []}}) == "2 CPU cores"
     assert pages._hardware_short({"machine": {"cpu_cores": 16, "gpu_names": ["NVIDIA H100"]}}) == "NVIDIA H100"
     # the laptop profile's stored experiments (the compute plan) follow the models, named by their label

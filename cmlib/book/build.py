@@ -799,8 +799,8 @@ def make_stored_runs(models: Sequence[str] | None = None, root: str | Path = "."
     deep = deep_models()
     plans.sort(key=lambda p: (p.model in deep, p.model in deep and len(p.seeds) < 3,
                               epoch_s.get(p.model, 1.0) * p.epochs * len(p.seeds)))
-    for p in plans:
-        print(plan_request(prof, p).command() + " --no-model-files")
+    for p in plans:  # as this machine trains them (float32 for a planned bf16 where there are no bf16 units)
+        print(plan_request(prof, p).for_this_machine().command() + " --no-model-files")
     if dry_run:
         return 0
     ensure_data(prof, root)

@@ -727,8 +727,9 @@ def _hardware_short(env: Mapping) -> str:
 
 
 def _hardware_of(runs: Sequence) -> str:
-    """The hardware of some runs, each kind once: '2 CPU cores', or '2 CPU cores / NVIDIA H100'."""
-    return " / ".join(sorted({_hardware_short(r.env) for r in runs}))
+    """The hardware and arithmetic of some runs, each kind once: '2 CPU cores, bfloat16', or
+    '2 CPU cores, bfloat16 / 2 CPU cores, float32' (a seed trained where there are no bf16 units)."""
+    return " / ".join(sorted({f"{_hardware_short(r.env)}, {r.config.get('precision', 'float32')}" for r in runs}))
 
 
 def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:
@@ -783,7 +784,8 @@ def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | Non
                "(below the models) have finished runs" if extra else "")
             + ". Protocol *fair*: train/validation/test split, the test set used once; *thesis*: the test set "
             "doubles as the validation set. Source *build*: trained by `make book`; *stored*: committed runs. "
-            "Compute: wall time summed over the finished seeds, and the hardware. A run that stopped at the *budget end* "
+            "Compute: wall time summed over the finished seeds, the hardware and the arithmetic (bf16 where the CPU "
+            "has bf16 units; a seed trained without them runs in float32, which changes it by round-off only). A run that stopped at the *budget end* "
             "(constant learning rate, epoch budget used up) is not shown to be converged; *early stopping* and "
             "*schedule end* (annealed learning rate) are.")
     return head + "\n\n" + "\n".join(out) + "\n"

@@ -51,6 +51,18 @@ class RunRequest:
         return resolve_config(self.model, str(Path(root) / self.data), epochs=int(self.epochs), seed=int(seed),
                               profile=self.profile, **self.overrides)
 
+    def for_this_machine(self) -> "RunRequest":
+        """The request as this machine trains it: a planned bf16 precision in float32 where the hardware has
+        no bf16 units (:func:`cmlib.config.precision_for_this_machine`; the same experiment up to round-off)."""
+        from dataclasses import replace
+
+        from ..config import precision_for_this_machine
+
+        if "precision" not in self.overrides:
+            return self
+        p = precision_for_this_machine(str(self.overrides["precision"]))
+        return self if p == self.overrides["precision"] else replace(self, overrides={**self.overrides, "precision": p})
+
     def command(self) -> str:
         """The ``cmlib train`` command that trains exactly these runs."""
         seeds = self.seeds
@@ -91,12 +103,19 @@ def seed_states(request: RunRequest, root: Path, seeds: Sequence[int] | None = N
 
     from ..artifacts import STATUS_RUNNING
 
+    from ..config import round_off_variants
+
     out: dict[int, dict | None] = {}
     for s in (request.seeds if seeds is None else seeds):
-        d = request.config(s, root).run_dir(runs_path(root, request.runs_dir))
-        try:
-            st = json.loads((d / "status.json").read_text())
-        except (OSError, ValueError):
+        cfg = request.config(s, root)
+        st = None
+        for c in [cfg, *round_off_variants(cfg)]:  # a run of the same experiment in another precision counts
+            try:
+                st = json.loads((c.run_dir(runs_path(root, request.runs_dir)) / "status.json").read_text())
+                break
+            except (OSError, ValueError):
+                continue
+        if st is None:
             out[s] = None
             continue
         state = st.get("status", "unknown")
@@ -118,15 +137,39 @@ def progress_text(request: RunRequest, root: Path, states: Mapping[int, dict | N
     return "Now: " + seed_progress(request, root, states) + "."
 
 
+def to_train(request: RunRequest, root: Path, found: Sequence | None = None) -> RunRequest | None:
+    """What of ``request`` is left to train on this machine: its seeds without a finished run of the same
+    experiment (:func:`find`, any precision, the same data; ``found``: its runs when the caller has them),
+    in this machine's precision (:meth:`RunRequest.for_this_machine`); None when every seed is done."""
+    from dataclasses import replace
+
+    if found is None:
+        runs, other_data = find(request, root)
+        found = [] if other_data else runs
+    done = {r.seed for r in found}
+    todo = tuple(s for s in request.seeds if s not in done)
+    return replace(request.for_this_machine(), seeds=todo) if todo else None
+
+
 def train(request: RunRequest, root: Path, *, keep_models: bool = True, verbose: bool = True) -> list:
-    """Train (or reuse, or resume) the runs of ``request``; used only by :mod:`cmlib.book.build`."""
+    """Train (or reuse, or resume) the runs of ``request``; used only by :mod:`cmlib.book.build`.
+
+    Seeds that have a finished run of the same experiment (:func:`find`, also in another arithmetic
+    precision) are reused; the others are trained as this machine trains them
+    (:meth:`RunRequest.for_this_machine`: float32 for a planned bf16 where there are no bf16 units).
+    """
     from ..train import train_seeds
 
-    results = train_seeds(request.model, str(Path(root) / request.data), epochs=int(request.epochs),
-                          seeds=list(request.seeds), runs_dir=runs_path(root, request.runs_dir),
-                          profile=request.profile, verbose=verbose, keep_models=keep_models,
-                          **request.overrides)
-    return [r.run for r in results]
+    found, other_data = find(request, root)
+    have = {} if other_data else {r.seed: r for r in found}
+    req = to_train(request, root, found=[] if other_data else found)
+    if req is not None:
+        results = train_seeds(req.model, str(Path(root) / req.data), epochs=int(req.epochs),
+                              seeds=list(req.seeds), runs_dir=runs_path(root, req.runs_dir),
+                              profile=req.profile, verbose=verbose, keep_models=keep_models,
+                              **req.overrides)
+        have.update({r.run.seed: r.run for r in results})
+    return [have[s] for s in sorted(have)]
 
 
 def provenance(runs: Sequence) -> dict:
