@@ -240,7 +240,7 @@ def round_off_variants(cfg: RunConfig) -> list[RunConfig]:
     directories."""
     from dataclasses import replace
 
-    return [replace(cfg, precision=p) for p in ("bfloat16", "float32") if p != cfg.precision]
+    return [replace(cfg, precision=p) for p in choices("precision") if p not in ("auto", cfg.precision)]
 
 
 def precision_for_this_machine(value: str) -> str:
@@ -251,11 +251,7 @@ def precision_for_this_machine(value: str) -> str:
     on 2 AVX2 cores without bf16 units had not finished after 20 min), and float32 changes the run by
     round-off only (:data:`ROUND_OFF_FIELDS`).
     """
-    if value == "bfloat16":
-        from .hardware import has_bf16_hardware
-
-        return value if has_bf16_hardware() else "float32"
-    return resolve_precision(value)
+    return resolve_precision("auto" if value == "bfloat16" else value)
 
 
 def data_identity(path: str | os.PathLike) -> dict:

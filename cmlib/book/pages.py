@@ -785,9 +785,9 @@ def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | Non
             + ". Protocol *fair*: train/validation/test split, the test set used once; *thesis*: the test set "
             "doubles as the validation set. Source *build*: trained by `make book`; *stored*: committed runs. "
             "Compute: wall time summed over the finished seeds, the hardware and the arithmetic (bf16 where the CPU "
-            "has bf16 units; a seed trained without them runs in float32, which changes it by round-off only). A run that stopped at the *budget end* "
-            "(constant learning rate, epoch budget used up) is not shown to be converged; *early stopping* and "
-            "*schedule end* (annealed learning rate) are.")
+            "has bf16 units; a seed trained without them runs in float32, which changes it by round-off only). "
+            "A run that stopped at the *budget end* (constant learning rate, epoch budget used up) is not shown "
+            "to be converged; *early stopping* and *schedule end* (annealed learning rate) are.")
     return head + "\n\n" + "\n".join(out) + "\n"
 
 

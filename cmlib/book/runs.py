@@ -102,7 +102,6 @@ def seed_states(request: RunRequest, root: Path, seeds: Sequence[int] | None = N
     import json
 
     from ..artifacts import STATUS_RUNNING
-
     from ..config import round_off_variants
 
     out: dict[int, dict | None] = {}
