@@ -45,6 +45,7 @@ def test_basic_run_writes_every_artifact(data, tmp_path):
     assert len(cfg["data_sha256"]) == 64
     env = json.loads((r.path / "env.json").read_text())
     assert env["backend"] == "tensorflow" and "cpu_cores" in env["machine"]
+    assert env["onednn"] is True  # the kernels the run used (cmlib._env switches them on)
     run = A.Run.load(r.path)
     assert list(run.history["epoch"]) == [1, 2]
     p = run.predictions

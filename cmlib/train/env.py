@@ -21,7 +21,7 @@ def environment(precision: str | None = None) -> dict:
     ``git_diff_sha256`` names the exact change (the hash of ``git diff HEAD``), so a
     stored run can always be traced to the code that made it.
     """
-    from .._env import import_keras
+    from .._env import import_keras, onednn_enabled
 
     keras = import_keras()
     backend = keras.backend.backend()
@@ -38,6 +38,7 @@ def environment(precision: str | None = None) -> dict:
         import tensorflow as tf
 
         env["tensorflow"] = tf.__version__
+        env["onednn"] = onednn_enabled()  # the kernels (3x apart in speed on an AVX2 CPU), see cmlib._env
         devices = [d.device_type + ":" + d.name.split(":")[-1] for d in tf.config.list_physical_devices()]
     elif backend == "jax":
         import jax
