@@ -65,6 +65,7 @@ benchmarks: install ## Run the speed and memory benchmarks (about an hour on 2 c
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_models.py --extra
+	$(PY) benchmarks/bench_kernels.py
 
 clean-book: ## Remove the built books and the executed notebooks (keeps data, runs and the environment)
 	rm -rf _build book/generated

@@ -524,6 +524,22 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
     assert "×2.00 faster for ResNet50V2, ×2.00 faster for EfficientNet-B7 (float32)" in text
 
 
+def test_kernels_text_reads_the_kernel_benchmark(tmp_path):
+    f = tmp_path / "kernels.json"
+    assert "bench_kernels.py" in pages.kernels_text(f)
+    f.write_text(json.dumps({
+        "created": "2026-11-28T10:59:50+00:00", "settings": {"steps": 8, "rounds": 3, "batch": 32,
+                                                             "input": "50x50x3 + redshift", "precision": "float32"},
+        "machine": {"cpu_cores": 2, "cpu_model": "AMD EPYC", "cpu_flags_avx512": []},
+        "rows": [{"loadavg": 1.4}, {"loadavg": 1.7}],
+        "summary": {"resnet50": {"median_s_per_step": {"eigen": 1.92, "onednn": 0.60, "onednn+xla": 2.89},
+                                 "eigen_over_onednn": 3.2, "xla_over_onednn": 4.8}}}))
+    text = pages.kernels_text(f)
+    assert "ResNet50 training step took 0.60 s with oneDNN, 1.92 s without (3.2× as long)" in text
+    assert "2.89 s with XLA on top (4.8× as long)" in text
+    assert "no AVX-512" in text and "load average 1.4–1.7" in text and "3 interleaved rounds of 8 steps" in text
+
+
 def test_recipe_comparison_needs_both_runs(book_root):
     rc = pages.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
     assert rc["panels"] == {} and len(rc["notes"]) == 2          # ResNet50V2 and VGG16: nothing on disk yet

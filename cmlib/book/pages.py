@@ -28,7 +28,7 @@ __all__ = ["PageRuns", "MissingRunsError", "request_for", "find_page_runs", "req
            "SUMMARY_HEADERS", "cluster_images", "cluster_png", "scatter_png", "classical_predictions",
            "table5_rows", "verdict", "verdict_markdown", "findings_paragraph", "fair_summary_rows",
            "config_rows", "training_text", "budgets_markdown", "run_inventory_rows", "run_inventory_markdown", "stop_kind", "best_deep_text", "page_sections",
-           "tuning_comparison_markdown", "counted", "and_list", "tuning_trial_rows", "precision_rows", "diagnosis_markdown",
+           "tuning_comparison_markdown", "kernels_text", "counted", "and_list", "tuning_trial_rows", "precision_rows", "diagnosis_markdown",
            "thesis_protocol_members", "thesis_protocol_comparison", "thesis_protocol_rows", "thesis_protocol_markdown"]
 
 
@@ -1788,6 +1788,33 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
                                  + (f" ({fair[m]['precision']})" if fair[m]["precision"] != "bfloat16" else "")
                                  for m, x in pairs) + ".")
     return rows, text
+
+
+def kernels_text(path: str | Path = "benchmarks/results/kernels.json") -> str:
+    """What ``benchmarks/bench_kernels.py`` found about TensorFlow's CPU kernels (oneDNN, XLA), in a paragraph."""
+    import json
+
+    f = Path(path)
+    if not f.exists():
+        return f"No kernel benchmark yet: `python benchmarks/bench_kernels.py` writes {path}."
+    b = json.loads(f.read_text())
+    mach = b["machine"]
+    simd = ", ".join(mach.get("cpu_flags_avx512") or []) or "no AVX-512"
+    loads = [r["loadavg"] for r in b["rows"]]
+    parts = []
+    for model, sm in b["summary"].items():
+        med = sm["median_s_per_step"]
+        parts.append(f"a {display_name(model)} training step took {med['onednn']:.2f} s with oneDNN, "
+                     f"{med['eigen']:.2f} s without ({sm['eigen_over_onednn']:.1f}× as long) and "
+                     f"{med['onednn+xla']:.2f} s with XLA on top ({sm['xla_over_onednn']:.1f}× as long)")
+    st = b["settings"]
+    return ("TensorFlow has two sets of CPU kernels for convolutions: Eigen's and Intel's oneDNN. It switches oneDNN on "
+            "by itself only on CPUs with AVX-512 VNNI, AVX-512 BF16 or AMX units; cmlib switches it on everywhere "
+            "(`TF_ENABLE_ONEDNN_OPTS=1` unless you set it), and each run's `env.json` records which kernels it used. "
+            f"Measured by `benchmarks/bench_kernels.py` on {mach.get('cpu_cores')} CPU cores ({mach.get('cpu_model')}, "
+            f"{simd}), {b['created'][:10]}, median of {st['rounds']} interleaved rounds of {st['steps']} steps "
+            f"(batch {st['batch']}, {st['input']}, {st['precision']}; load average {min(loads):.1f}–{max(loads):.1f}): "
+            + "; ".join(parts) + ". XLA compilation (`jit_compile`), which Keras leaves off on a CPU, stays off.")
 
 
 def epoch_parts_text(parts: Mapping) -> str:
