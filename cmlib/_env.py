@@ -39,13 +39,17 @@ def backend_name() -> str:
 
 
 def onednn_enabled() -> bool | None:
-    """Whether TensorFlow runs its oneDNN kernels in this process (None for other backends)."""
+    """Whether TensorFlow runs its oneDNN kernels in this process (None for other backends, or where this
+    TensorFlow does not say: the answer comes from a private TensorFlow module)."""
     if backend_name() != "tensorflow":
         return None
     import_keras()
-    from tensorflow.python.util import _pywrap_util_port
+    try:
+        from tensorflow.python.util import _pywrap_util_port
 
-    return bool(_pywrap_util_port.IsMklEnabled())
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 @contextlib.contextmanager
