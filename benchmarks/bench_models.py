@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from cmlib import __version__, models  # noqa: E402
 from cmlib.book import thesis  # noqa: E402
 from cmlib._io import atomic_write_json  # noqa: E402
+from cmlib._env import onednn_enabled  # noqa: E402
 
 TRAIN_IMAGES = thesis.TABLE2["train"]   # 7151, thesis Table 2
 QUICK_MODELS = ("basic", "vgg16", "resnet50v2")
@@ -177,8 +178,8 @@ def main(argv=None) -> int:
                         "python": platform.python_version()},
             "software": {"cmlib": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
                          "backend": keras.backend.backend(),
-                         # cmlib._env turns oneDNN off (bit-reproducible CPU results); it changes CPU speed a lot
-                         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")},
+                         # the kernels TensorFlow runs with (3.2x apart on an AVX2 CPU, bench_kernels.py)
+                         "onednn": onednn_enabled()},
             "settings": {"batch_size": args.batch, "warmup_steps": args.warmup, "min_timed_steps": args.steps,
                          "min_timed_s": args.min_time, "optimizer": "Adam(1e-3)",
                          "loss": "the model's recipe loss (mse; nll for krippendorf2023)",
@@ -208,8 +209,7 @@ def main(argv=None) -> int:
     print(format_rows(rows))
     print()
     print(f"epoch [s]: measured step time extrapolated to {TRAIN_IMAGES} images at batch {args.batch} "
-          f"(TensorFlow CPU, {os.cpu_count()} cores, TF_ENABLE_ONEDNN_OPTS="
-          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS')}, load {load_before} -> {_loadavg()}); "
+          f"(TensorFlow CPU, {os.cpu_count()} cores, oneDNN {onednn_enabled()}, load {load_before} -> {_loadavg()}); "
           "thesis GPU [s]: thesis Table 3.")
     for r in rows:
         if r["note"]:

@@ -243,6 +243,8 @@ def bench_throughput(n: int, rounds: int, batch_size: int, augment: str, bands: 
     """TensorFlow backend: the references, the tf.data path and (for information) the PyDataset path."""
     import tensorflow as tf
 
+    from cmlib._env import onednn_enabled
+
     b = _Bench(n, rounds, batch_size, augment, bands, pad)
     prep, model = b.prep, b.model
     ref_ds = (tf.data.Dataset.from_tensor_slices(({"image": b.x_img, "redshift": b.x_z}, b.y))
@@ -271,7 +273,7 @@ def bench_throughput(n: int, rounds: int, batch_size: int, augment: str, bands: 
         "cmlib PyDataset": max(drain(lambda: iter(D.ArrayBatches(prep.train, batch_size, plan))) for _ in range(3)),
     }
     out = {"config": b.config(tensorflow=tf.__version__,
-                              onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")),
+                              onednn=onednn_enabled()),
            **_summary(b.steps, wall, cpu, ("reference tf.data", "reference numpy"),
                       ("cmlib tf.data", "cmlib PyDataset")),
            "pipeline_alone_batches_per_cpu_s": {m: round(v, 1) for m, v in alone.items()}}
