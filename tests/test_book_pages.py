@@ -250,7 +250,8 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     assert "trained under the fair protocol (a train/validation/test split)" in text
     assert "better than the basic CNN" not in text and "not as good as the basic CNN" not in text
     assert "on other test clusters than the basic CNN's above, so not compared with it here" in text
-    fair = {"rows": [{"kind": "model", "verdict": "reference", "model": "Basic CNN"}], "n_test": 80, "pending": []}
+    fair = {"rows": [{"kind": "model", "verdict": "reference", "model": "Basic CNN", "seeds": 1, "mean_seeds": 0.2,
+                      "std_seeds": float("nan"), "ensemble": 0.2}], "n_test": 80, "pending": []}
     assert "the like-for-like comparison with the basic CNN follows" in pages.findings_paragraph(fair_only, "smoke",
                                                                                                  fair=fair)
     assert (pages.counted(1, "seed"), pages.counted(2, "seed"), pages.counted(0, "run")) == ("1 seed", "2 seeds", "0 runs")
@@ -430,17 +431,32 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert by["predict the mean training mass"]["kind"] == "reference"
     assert res["pending"] == ["ResNet152V2"] and res["n_test"] == 200
     text = pages.fair_answer(res)
-    assert "ResNet50V2 beats the basic CNN" in text and "VGG16 is worse" in text
-    g = by["ResNet50V2"]["mean_seeds"]
-    assert f"mean ± standard deviation over seeds: ResNet50V2 {g:.3f} (1 seed), Basic CNN " in text
+    # the answer is a list that names every model once, in its group, with its numbers
+    items = {line.split(":**")[0].removeprefix("- **"): line.split(":** ")[1]
+             for line in text.splitlines() if line.startswith("- **")}
+    g, b = by["ResNet50V2"], by["Basic CNN"]
+    lo, hi = g["ci95"]
+    assert items["Better than the basic CNN"] == (f"ResNet50V2 {g['mean_seeds']:.3f} (1 seed), "
+                                                  f"{g['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}].")
+    assert f"the basic CNN scores test std(x) = {b['mean_seeds']:.3f} dex (1 seed)" in text
+    assert "Cannot be told apart from it" not in items          # an empty group is left out, except "Better"
+    nolearn = next(v for k, v in items.items() if k.startswith("Did not learn from the images"))
+    assert nolearn.startswith("VGG16 ") and "about one mass for every cluster" in nolearn   # its own reason
+    assert items["Still in the compute plan (no finished runs yet)"] == "ResNet152V2."
+    assert [len(re.findall(rf"\b{m}\b", text)) for m in ("ResNet50V2", "VGG16", "ResNet152V2")] == [1, 1, 1]
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
     only_worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
-    assert "VGG16 is worse than the basic CNN." in only_worse
-    assert "Did not learn from the images: VGG16" in text and "ResNet152V2" in text
+    assert "- **Better than the basic CNN:** none." in only_worse and "VGG16 " in only_worse
+    assert "Still in the compute plan" not in only_worse
     # the redshift-only floor: on these clusters z says nothing of the mass, so the good model beats it
     assert by["ResNet50V2"]["vs_redshift"]["verdict"] == "better" and by[pages.REDSHIFT_ONLY]["kind"] == "reference"
-    assert "Predicting the mass from the redshift alone, without any image, scores " in text
-    assert re.search(r"; [^;]*ResNet50V2[^;]* beats? it", text)
+    z = by[pages.REDSHIFT_ONLY]["ensemble"]
+    assert f"(no better than the redshift alone, {z:.3f} dex; their pages say why)" in text
+    # a model that learned but is worse than the basic CNN has a group of its own
+    meh = pr_for("resnet50", lambda t, rng: t + rng.normal(0, 0.3, t.size))
+    worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "resnet50": meh}, n_boot=100))
+    assert "- **Worse, though it reads the images (it beats the prediction from the redshift alone" in worse
+    assert "ResNet50 " in worse.split("Worse, though")[1]
     rows = pages.fair_table_rows(res)
     assert [r["model"] for r in rows][0] == "ResNet50V2"
     assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "did-not-learn"

@@ -680,7 +680,7 @@ def write_generated(profile: Profile, root: Path) -> None:
     fair = fair_comparison(members)
     remedies = remedies_markdown(members, profile.name, root=root)
     atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name, fair=fair)
-                      + (" " + remedies if remedies else "") + "\n")
+                      + ("\n\n" + remedies if remedies else "") + "\n")
     atomic_write_text(gen / "run_inventory.md", run_inventory_markdown(profile.name, root))
 
 

@@ -637,9 +637,10 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
                     + (" with the common recipe in this budget (the remedies tried follow)." if remedied
                        else " in this budget."))
         parts.append(txt)
+    text = thesis + " ".join(parts)
     if fair is not None and fair.get("rows"):
-        parts.append(fair_answer(fair))
-    return thesis + " ".join(parts)
+        text += "\n\n" + fair_answer(fair)
+    return text
 
 
 #: Architecture families built with BatchNormalization layers (Keras applications: ResNet, ResNetV2,
@@ -1080,7 +1081,8 @@ def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: s
 
 def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str | Path = ".",
                       data: str | None = None) -> str:
-    """For the results page: one sentence per model with a remedy run (:func:`remedy_summary`), or its state."""
+    """For the results page: a list, one item per model with a remedy run (:func:`remedy_summary`), or its
+    state."""
     out = []
     for m, pr in members.items():
         if not pr.finished or m == "basic" or is_remedy_key(m):
@@ -1099,7 +1101,7 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
     if not out:
         return ""
     return ("**Remedies tried** (the fair recipe with one change, for a model that did not learn; its page "
-            "shows the diagnostics): " + "; ".join(out) + ".")
+            "shows the diagnostics):\n\n" + "\n".join(f"- {o}." for o in out))
 
 
 def declare_sections(flags: Mapping[str, bool]) -> None:
@@ -1471,63 +1473,58 @@ def fair_table_rows(result: Mapping) -> list[dict]:
     return out
 
 
-_VERDICTS = ("better", "indistinguishable", "worse")
-
-
-def _verdict_clauses(by_verdict: Mapping[str, Sequence[str]], reference: str, *, name_once: bool = True) -> str:
-    """"A beats the basic CNN; B cannot be told apart from it; C is worse": models grouped by their verdict
-    against ``reference``.  ``name_once``: the reference is named in the first clause and called "it" after."""
-    txt: list[str] = []
-
-    def ref() -> str:
-        return "it" if txt or not name_once else reference
-    if by_verdict.get("better"):
-        m = by_verdict["better"]
-        txt.append(f"{and_list(m)} beat{'s' if len(m) == 1 else ''} {ref()}")
-    if by_verdict.get("indistinguishable"):
-        txt.append(f"{and_list(by_verdict['indistinguishable'])} cannot be told apart from {ref()}")
-    if by_verdict.get("worse"):
-        m = by_verdict["worse"]
-        txt.append(f"{and_list(m)} {'is' if len(m) == 1 else 'are'} worse"
-                   + ("" if txt or not name_once else f" than {reference}"))
-    return "; ".join(txt)
-
-
 def fair_answer(result: Mapping) -> str:
-    """The answer to the thesis's question in one paragraph, generated from the fair comparison."""
-    rows = [r for r in result["rows"] if r["kind"] == "model" and r["verdict"] != "reference"]
+    """The answer to the thesis's question, generated from the fair comparison: one sentence on the protocol
+    and the basic CNN, then a list that names every model once, in the group its verdict puts it in (better
+    than the basic CNN, cannot be told apart, worse though it reads the images, did not learn from the images,
+    still in the compute plan), with its test std(x) over seeds and its paired difference to the basic CNN."""
     if not result["rows"]:
-        return ("**Under the fair protocol** no comparison is possible yet: the basic CNN's train-val-test runs are "
-                "not on disk.")
+        txt = ("**Under the fair protocol** no comparison is possible yet: the basic CNN's train-val-test runs are "
+               "not on disk.")
+        return txt + (f" Still in the compute plan: {', '.join(result['pending'])}." if result["pending"] else "")
     n = result["n_test"]
-    nolearn = [r["model"] for r in rows if r.get("learned") is False]
-    parts = [f"**Under the fair protocol** (one train/validation/test split for every model, early stopping and "
-             f"the best epoch chosen on the validation set, the {n} test clusters used only here; differences are "
-             "paired over the same clusters with a bootstrap 95 % interval), "]
-    if not rows:
-        parts.append("no deep model has finished runs yet.")
-    else:
-        parts.append(_verdict_clauses({k: [r["model"] for r in rows if r["verdict"] == k] for k in _VERDICTS},
-                                      "the basic CNN") + ".")
-        models = [r for r in result["rows"] if r["kind"] == "model"]
+    models = [r for r in result["rows"] if r["kind"] == "model"]
+    rows = [r for r in models if r["verdict"] != "reference"]
+    ref = next((r for r in models if r["verdict"] == "reference"), None)
 
-        def spread(r: Mapping) -> str:
-            if r["seeds"] > 1 and math.isfinite(r["std_seeds"]):
-                return f"{r['mean_seeds']:.3f} ± {r['std_seeds']:.3f} ({r['seeds']} seeds)"
-            return f"{r['mean_seeds']:.3f} (1 seed)"
-        parts.append(" Test std(x) in dex, mean ± standard deviation over seeds: "
-                     + and_list([f"{r['model']} {spread(r)}" for r in models]) + ".")
-        z = next((r for r in result["rows"] if r["model"] == REDSHIFT_ONLY), None)
-        vz = {k: [r["model"] for r in models if (r.get("vs_redshift") or {}).get("verdict") == k] for k in _VERDICTS}
-        if z is not None and any(vz.values()):
-            parts.append(f" Predicting the mass from the redshift alone, without any image, scores std(x) = "
-                         f"{z['ensemble']:.3f} dex: the floor that what a model reads from the images must beat; "
-                         + _verdict_clauses(vz, "it", name_once=False) + ".")
-        if nolearn:
-            parts.append(f" Did not learn from the images: {and_list(nolearn)}.")
-    if result["pending"]:
-        parts.append(f" Still in the compute plan (no finished runs yet): {', '.join(result['pending'])}.")
-    return "".join(parts)
+    def spread(r: Mapping) -> str:
+        if r["seeds"] > 1 and math.isfinite(r["std_seeds"]):
+            return f"{r['mean_seeds']:.3f} ± {r['std_seeds']:.3f} ({r['seeds']} seeds)"
+        return f"{r['mean_seeds']:.3f} (1 seed)"
+
+    def entry(r: Mapping, why: bool = False) -> str:
+        lo, hi = r["ci95"]
+        extra = (f"; {r['learned_short']}" if why and r.get("learned_short")
+                 and r["learned_short"] != "no better than the redshift alone" else "")   # the group's own words
+        return f"{r['model']} {spread(r)[:-1]}{extra}), {r['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+    lead = (f"**Under the fair protocol** (one train/validation/test split for every model, early stopping and the "
+            f"best epoch chosen on the validation set, the {n} test clusters used only here)")
+    if ref is not None:
+        lead += (f", the basic CNN scores test std(x) = {ref['mean_seeds']:.3f}"
+                 + (f" ± {ref['std_seeds']:.3f} dex over {ref['seeds']} seeds, the ensemble of its seeds "
+                    f"{ref['ensemble']:.3f} dex" if ref["seeds"] > 1 and math.isfinite(ref["std_seeds"])
+                    else " dex (1 seed)"))
+    lead += (". Each model below: its test std(x) in dex (mean ± standard deviation over seeds), then the "
+             "difference of its seeds' ensemble from the basic CNN's on the same clusters with a bootstrap 95 % "
+             "interval (positive: worse).")
+    if not rows:
+        lead += " No other model has finished runs yet."
+    z = next((r for r in result["rows"] if r["model"] == REDSHIFT_ONLY), None)
+    floor = f", {z['ensemble']:.3f} dex" if z is not None else ""
+    learned = [r for r in rows if r.get("learned") is not False]
+    groups = [
+        ("Better than the basic CNN", [entry(r) for r in learned if r["verdict"] == "better"], True),
+        ("Cannot be told apart from it", [entry(r) for r in learned if r["verdict"] == "indistinguishable"], False),
+        (f"Worse, though it reads the images (it beats the prediction from the redshift alone{floor})",
+         [entry(r) for r in learned if r["verdict"] == "worse"], False),
+        (f"Did not learn from the images (no better than the redshift alone{floor}; their pages say why)",
+         [entry(r, why=True) for r in rows if r.get("learned") is False], False),
+        ("Still in the compute plan (no finished runs yet)", list(result["pending"]), False),
+    ]
+    items = [f"- **{head}:** " + ("; ".join(found) if found else "none") + "."
+             for head, found, always in groups if found or (always and rows)]
+    return lead + ("\n\n" + "\n".join(items) if items else "")
 
 
 def fair_classical_cached(data_path: str | Path, bands_list=("thesis", "all"), *,
