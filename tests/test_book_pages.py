@@ -482,7 +482,12 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert by["resnet50v2"]["std_mean"] == next(r["mean_seeds"] for r in res["rows"] if r["model"] == "ResNet50V2")
     assert list((book_root / "cache").glob("gflops-resnet50v2-*.json"))
     text = pages.cost_accuracy_markdown(pts, res)
-    assert "ResNet50V2: " in text and "the basic CNN's operations" in text
+    assert "The lowest test std(x) is ResNet50V2's" in text and "× the basic CNN's operations" in text
+    rows = {r["model"]: r for r in pages.cost_accuracy_rows(pts)}
+    assert list(rows)[0] == "Basic CNN" and rows["Basic CNN"]["minus basic CNN [dex]"] == "\u2013"
+    g = by["resnet50v2"]
+    assert rows["ResNet50V2"]["× basic CNN's operations"] == f"{g['gflops'] / by['basic']['gflops']:.0f}×"
+    assert rows["ResNet50V2"]["minus basic CNN [dex]"] == f"{g['std_mean'] - by['basic']['std_mean']:+.3f}"
     from cmlib import plots
     assert len(plots.plot_cost_accuracy(pts, mean_predictor=0.3).axes) == 2
 

@@ -2133,19 +2133,39 @@ def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
     return out
 
 
+def _times(x: float) -> str:
+    """A ratio for a reader: '3.4×', '227×'."""
+    return f"{x:.{1 if x < 10 else 0}f}×"
+
+
+def cost_accuracy_rows(points: Sequence[Mapping]) -> list[dict]:
+    """The cost-accuracy figure as table rows, cheapest first: what each model cost (operations per image,
+    training time per seed) and what it bought (test std(x), mean over seeds), each against the basic CNN."""
+    ref = next((p for p in points if p["name"] == "basic"), None)
+    times = _times
+    out = []
+    for p in sorted(points, key=lambda q: q["gflops"]):
+        rel = ref is not None and p is not ref
+        out.append({"model": p["model"], "GFLOPs per image": f"{p['gflops']:.3g}",
+                    "× basic CNN's operations": times(p["gflops"] / ref["gflops"]) if rel else "\u2013",
+                    "hours per seed": f"{p['wall_h']:.2g}", "epochs": f"{p['epochs']:.0f}",
+                    "× basic CNN's time": times(p["wall_h"] / ref["wall_h"]) if rel else "\u2013",
+                    "hardware": p["hardware"],
+                    "test std(x), mean over seeds": f"{p['std_mean']:.3f}",
+                    "minus basic CNN [dex]": f"{p['std_mean'] - ref['std_mean']:+.3f}" if rel else "\u2013"})
+    return out
+
+
 def cost_accuracy_markdown(points: Sequence[Mapping], fair: Mapping) -> str:
-    """The cost-accuracy figure in words: what each model cost and what it bought, against the basic CNN."""
+    """How to read the cost-accuracy table (:func:`cost_accuracy_rows`), or why there is none."""
     if not points:
         return "No finished fair-protocol runs to compare."
     ref = next((p for p in points if p["name"] == "basic"), None)
-    parts = []
-    for p in sorted(points, key=lambda q: q["gflops"]):
-        s = (f"{p['model']}: {p['gflops']:.3g} GFLOPs per image, {p['wall_h']:.2g} h per seed on {p['hardware']} "
-             f"({p['epochs']:.0f} epochs), test std(x) {p['std_mean']:.3f} (mean over seeds)")
-        if ref is not None and p is not ref:
-            fo, ft = p["gflops"] / ref["gflops"], p["wall_h"] / ref["wall_h"]
-            s += (f" ({fo:.{1 if fo < 10 else 0}f}× the basic CNN's operations, {ft:.{1 if ft < 10 else 0}f}× "
-                  f"its training time, {p['std_mean'] - ref['std_mean']:+.3f} dex)")
-        parts.append(s)
-    return ("Cost and accuracy, from the runs: " + "; ".join(parts) + ". The differences here are of the means "
-            "over seeds; the table above compares the ensembles, with their intervals.")
+    best = min(points, key=lambda p: p["std_mean"])
+    txt = (f"Cost and accuracy, from the runs, cheapest first. The lowest test std(x) is {best['model']}'s "
+           f"({best['std_mean']:.3f} dex)")
+    if ref is not None and best is not ref:
+        txt += (f", for {_times(best['gflops'] / ref['gflops'])} the basic CNN's operations per image and "
+                f"{_times(best['wall_h'] / ref['wall_h'])} its training time")
+    return txt + (". The differences here are of the means over seeds; the table of the answer above compares "
+                  "the ensembles, with their intervals.")
