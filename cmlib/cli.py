@@ -557,6 +557,32 @@ def _terminate(signum, frame):  # pragma: no cover - exercised by the SIGTERM te
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _show_cmlib_warnings_plainly(command: str) -> None:
+    """Print cmlib's own warnings (:class:`cmlib.errors.CmlibWarning`) as ``cmlib COMMAND: warning: ...`` on
+    stderr, without the source path and line Python adds; other warnings keep Python's format.  Installed
+    once per process (``main`` may run several times in one, e.g. in the tests)."""
+    import warnings
+
+    from .errors import CmlibWarning
+
+    _warning_command[0] = command
+    if getattr(warnings.showwarning, "_cmlib", False):
+        return
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CmlibWarning):
+            print(f"cmlib {_warning_command[0]}: warning: {message}", file=sys.stderr if file is None else file,
+                  flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+    show._cmlib = True
+    warnings.showwarning = show
+
+
+_warning_command = ["cmlib"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
@@ -570,6 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0
+    _show_cmlib_warnings_plainly(args.command)
     try:
         return int(func(args) or 0)
     except CmlibError as exc:

@@ -26,3 +26,12 @@ class OutputExistsError(CmlibError, FileExistsError):
 
 class UnsafeInputError(CmlibError):
     """Refused to load an input that could execute code (e.g. a pickle) without explicit trust."""
+
+
+class CmlibWarning(UserWarning):
+    """Something works but not as the user probably wants (e.g. many times slower); the message says why and
+    what to do instead.  The command-line interface prints it as ``cmlib COMMAND: warning: ...``."""
+
+
+class EmulatedPrecisionWarning(CmlibWarning):
+    """bf16 asked for on hardware without bf16 units, where it is emulated and many times slower."""

@@ -149,6 +149,54 @@ def test_precision_for_this_machine(monkeypatch):
                                                                                           "bfloat16"]
 
 
+def test_a_planned_bf16_run_is_shown_with_a_command_that_runs_well_anywhere(monkeypatch):
+    """A page's command for a bf16 plan says --precision auto: bf16 where there are bf16 units, float32 where
+    bf16 would be emulated (many times slower); what the pages accept either way."""
+    from cmlib import config as C
+    from cmlib import hardware
+    from cmlib.book.runs import RunRequest
+
+    req = RunRequest(model="resnet50v2", data="data/x.h5", epochs=30, seeds=(0, 1, 2),
+                     overrides={"lr": 0.001, "precision": "bfloat16"}, runs_dir="results/runs")
+    cmd = req.command()
+    assert cmd == ("cmlib train --model resnet50v2 --data data/x.h5 --epochs 30 --seeds 0-2 --lr 0.001 "
+                   "--precision auto --runs-dir results/runs")
+    for units in (False, True):
+        monkeypatch.setattr(hardware, "has_bf16_hardware", lambda units=units: units)
+        assert C.resolve_precision("auto") == C.precision_for_this_machine("bfloat16")
+    f32 = RunRequest(model="efficientnetb7", data="d.h5", epochs=3, seeds=(0,), overrides={"precision": "float32"})
+    assert f32.command().endswith("--precision float32")
+
+
+def test_bf16_on_hardware_without_bf16_units_warns_plainly(monkeypatch, capsys):
+    import warnings
+
+    from cmlib import cli, hardware
+    from cmlib.errors import EmulatedPrecisionWarning
+    from cmlib.train.engine import warn_if_bf16_is_emulated
+
+    monkeypatch.setattr(hardware, "has_bf16_hardware", lambda: False)
+    with pytest.warns(EmulatedPrecisionWarning, match="--precision auto"):
+        assert warn_if_bf16_is_emulated("bfloat16") is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_if_bf16_is_emulated("float32") is False
+        monkeypatch.setattr(hardware, "has_bf16_hardware", lambda: True)
+        assert warn_if_bf16_is_emulated("bfloat16") is False
+    # the command line prints it as its own warning, without Python's source path; other warnings go on to the
+    # handler that was there before (here a recorder; restored after the test)
+    seen = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *a, **k: seen.append(str(message)))
+    cli._show_cmlib_warnings_plainly("train")
+    cli._show_cmlib_warnings_plainly("train")            # installed once, however often main runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("emulated", EmulatedPrecisionWarning)
+        warnings.warn("something else", UserWarning)
+    assert capsys.readouterr().err == "cmlib train: warning: emulated\n"
+    assert seen == ["something else"]
+
+
 def test_missing_runs_name_the_command_and_nothing_trains(book_root, monkeypatch):
     import cmlib.train as T
 

@@ -64,13 +64,18 @@ class RunRequest:
         return self if p == self.overrides["precision"] else replace(self, overrides={**self.overrides, "precision": p})
 
     def command(self) -> str:
-        """The ``cmlib train`` command that trains exactly these runs."""
+        """The ``cmlib train`` command that trains these runs on any machine.
+
+        A planned bf16 precision is written ``--precision auto``: bf16 where the hardware has bf16 units, float32
+        elsewhere, where bf16 is emulated and many times slower; the two are the same experiment up to
+        round-off, and the pages accept either (:func:`cmlib.config.precision_for_this_machine`)."""
         seeds = self.seeds
         if len(seeds) > 1 and list(seeds) == list(range(min(seeds), max(seeds) + 1)):
             s = f"{min(seeds)}-{max(seeds)}"
         else:
             s = ",".join(str(x) for x in seeds)
-        over = "".join(f" --{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in self.overrides.items())
+        shown = {k: ("auto" if k == "precision" and v == "bfloat16" else v) for k, v in self.overrides.items()}
+        over = "".join(f" --{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in shown.items())
         runs = "" if self.runs_dir == TRAINED_RUNS_DIR else f" --runs-dir {self.runs_dir}"
         return f"cmlib train --model {self.model} --data {self.data} --epochs {self.epochs} --seeds {s}{over}{runs}"
 
