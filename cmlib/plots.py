@@ -24,7 +24,7 @@ from .errors import InputError  # noqa: E402
 from .metrics import Predictions  # noqa: E402
 
 #: Colours of the reference estimators (not models of the registry).
-REFERENCE_COLORS = {"classical": "#17becf", "mean": "#7f7f7f"}
+REFERENCE_COLORS = {"classical": "#17becf", "mean": "#7f7f7f", "redshift": "#b8860b"}
 #: Colours of the registered models, by registration order (the basic CNN dark grey): a model added
 #: to the registry gets the next colour, and every other model keeps its own.
 _PALETTE = ("#4d4d4d", "#8c564b", "#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#2ca02c", "#98df8a",
@@ -350,8 +350,9 @@ def plot_model_vs_reference(run_or_preds, reference, *, subset: str = "test", mo
 
 
 def plot_binned(preds_by_label: Mapping[str, Predictions], *, by: str = "mass", bins=None,
-                colors: Mapping[str, str] | None = None) -> Figure:
-    """Bias (top) and scatter (bottom) of x in bins of true mass or redshift."""
+                colors: Mapping[str, str] | None = None, styles: Mapping[str, str] | None = None) -> Figure:
+    """Bias (top) and scatter (bottom) of x in bins of true mass or redshift; ``styles``: a line style per
+    label (e.g. dashed for the reference estimators), solid otherwise."""
     fig, (a1, a2) = _new(2, 1, figsize=(6.4, 5.6), sharex=True)
     for label, p in preds_by_label.items():
         var = p.true if by == "mass" else p.z
@@ -360,9 +361,9 @@ def plot_binned(preds_by_label: Mapping[str, Predictions], *, by: str = "mass", 
         b = bins if bins is not None else ((13.0, 13.5, 14.0, 14.5, 15.0) if by == "mass" else 5)
         rows = [r for r in M.binned_metrics(p.pred, p.true, var, b) if r["n"] >= 5]
         c = [r["center"] for r in rows]
-        col = (colors or {}).get(label)
-        a1.plot(c, [r["bias"] for r in rows], marker="o", label=label, color=col)
-        a2.plot(c, [r["std"] for r in rows], marker="o", label=label, color=col)
+        col, ls = (colors or {}).get(label), (styles or {}).get(label, "-")
+        a1.plot(c, [r["bias"] for r in rows], marker="o", label=label, color=col, ls=ls)
+        a2.plot(c, [r["std"] for r in rows], marker="o", label=label, color=col, ls=ls)
     a1.axhline(0, color="k", lw=0.8)
     a1.set_ylabel("bias = mean(x) [dex]")
     a2.set_ylabel("std(x) [dex]")

@@ -85,6 +85,10 @@ def test_every_plot_function(tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000, name
     with pytest.raises(ValueError, match="uncertaint"):
         P.plot_calibration(basic0.predictions["test"])
+    styled = P.plot_binned({"a": basic0.predictions["test"], "ref": deep.predictions["test"]}, by="z",
+                           colors={"ref": "#b8860b"}, styles={"ref": "--"})
+    assert {ln.get_label(): ln.get_linestyle() for ln in styled.axes[1].lines if ln.get_label() in ("a", "ref")} \
+        == {"a": "-", "ref": "--"}
 
 
 def test_loss_axes_are_logarithmic_only_for_positive_losses(tmp_path):

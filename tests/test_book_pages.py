@@ -478,6 +478,16 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert by["Basic CNN"]["verdict"] == "reference"
     assert by["predict the mean training mass"]["kind"] == "reference"
     assert res["pending"] == ["ResNet152V2"] and res["n_test"] == 200
+    # the mass and redshift bins: the models that learned and the references, on the same test clusters
+    binned = pages.fair_binned_sets({"basic": basic, "resnet50v2": good, "vgg16": flat, "resnet152v2": missing}, res,
+                                    {"classical (fair, 10 bands)": basic.finished[0].predictions["test"]})
+    assert list(binned["sets"]) == ["Basic CNN", "ResNet50V2", "predict from the redshift alone",
+                                    "predict the mean training mass", "classical (fair, 10 bands)"]
+    assert all(np.array_equal(p.cluster_id, binned["sets"]["Basic CNN"].cluster_id) for p in binned["sets"].values())
+    assert binned["styles"] == dict.fromkeys(list(binned["sets"])[2:], "--")
+    assert "did not learn from the images: VGG16;" in binned["note"] and "ResNet152V2" not in binned["note"]
+    assert binned["colors"]["ResNet50V2"] != binned["colors"]["Basic CNN"]
+    assert pages.fair_binned_sets({}, {"rows": []})["sets"] == {}
     text = pages.fair_answer(res)
     # the answer is a list that names every model once, in its group, with its numbers
     items = {line.split(":**")[0].removeprefix("- **"): line.split(":** ")[1]

@@ -1178,6 +1178,59 @@ def test_sets(pages_: Mapping[str, PageRuns], classical: Mapping[str, M.Predicti
     return sets, colors
 
 
+def fair_binned_sets(members: Mapping[str, PageRuns], fair: Mapping,
+                     references: Mapping[str, M.Predictions] = ()) -> dict:
+    """What the mass and redshift bins of the results page draw: under the fair protocol, on the same test
+    clusters, the ensemble of each model's seeds that learned from the images, and as dashed references the
+    prediction from the redshift alone, the mean training mass and ``references`` (e.g. the fair classical
+    estimator).  A model that did not learn is left out (its predictions are about those of the redshift
+    alone, which is drawn); ``note`` names them.
+
+    Returns ``{"sets": {label: Predictions}, "colors": {...}, "styles": {...}, "note": str}``; empty sets where
+    the fair comparison has no rows."""
+    from .. import plots
+
+    rows = {r["model"]: r for r in fair.get("rows", []) if r.get("kind") == "model"}
+    sets, colors, styles, left_out = {}, {}, {}, []
+    used: set[str] = set()
+    any_run = None
+    for key, pr in members.items():
+        name = member_name(key, pr)
+        r = rows.get(name)
+        if r is None or not pr.finished:
+            continue
+        any_run = any_run or pr.finished[0]
+        if r.get("learned") is False:
+            left_out.append(name)
+            continue
+        tests = [run.predictions["test"] for run in pr.finished]
+        label = name + (f" ({len(tests)} seeds)" if len(tests) > 1 else "")
+        sets[label] = M.ensemble(tests) if len(tests) > 1 else tests[0]
+        c = plots.color(pr.model)
+        colors[label] = c if c not in used else None     # a remedy beside its own model: the next free colour
+        used.add(c)
+    if any_run is None:
+        return {"sets": {}, "colors": {}, "styles": {}, "note": ""}
+    train, test = any_run.predictions["train"], any_run.predictions["test"]
+    refs: dict[str, tuple[M.Predictions, str]] = {}
+    try:
+        refs["predict from the redshift alone"] = (M.redshift_predictor(train, test), plots.color("redshift"))
+    except CmlibError:
+        pass
+    refs["predict the mean training mass"] = (M.mean_predictor(train, test), plots.color("mean"))
+    for name, p in dict(references).items():
+        refs[name] = (p, plots.color("classical"))
+    for name, (p, c) in refs.items():
+        sets[name], colors[name], styles[name] = p, c, "--"
+    note = (f"Each line is a model's ensemble of seeds under the fair protocol, all on the same {test.true.size} "
+            "test clusters; dashed lines are the references.")
+    if left_out:
+        note += (f" Left out because they did not learn from the images: {and_list(left_out)}; their predictions "
+                 "are about those of the redshift alone, the dashed line of that name, and each model's page shows "
+                 "its own bins.")
+    return {"sets": sets, "colors": colors, "styles": styles, "note": note}
+
+
 def mean_predictor_note(pages_: Mapping[str, PageRuns]) -> str:
     """How the mean predictor's σ compares with the thesis's deep models (numbers generated)."""
     first = next((p for p in pages_.values() if p.finished), None)
