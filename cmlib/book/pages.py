@@ -1540,16 +1540,15 @@ def fair_answer(result: Mapping) -> str:
     rows = [r for r in models if r["verdict"] != "reference"]
     ref = next((r for r in models if r["verdict"] == "reference"), None)
 
-    def spread(r: Mapping) -> str:
-        if r["seeds"] > 1 and math.isfinite(r["std_seeds"]):
-            return f"{r['mean_seeds']:.3f} ± {r['std_seeds']:.3f} ({r['seeds']} seeds)"
-        return f"{r['mean_seeds']:.3f} (1 seed)"
-
     def entry(r: Mapping, why: bool = False) -> str:
+        """'VGG16 0.300 (1 seed; predicts from the redshift alone), +0.072 [+0.056, +0.088]'."""
+        several = r["seeds"] > 1 and math.isfinite(r["std_seeds"])
+        value = f"{r['mean_seeds']:.3f}" + (f" ± {r['std_seeds']:.3f}" if several else "")
+        notes = [counted(r["seeds"], "seed")]
+        if why and r.get("learned_short") and r["learned_short"] != "no better than the redshift alone":
+            notes.append(r["learned_short"])                 # that one is the group's own heading
         lo, hi = r["ci95"]
-        extra = (f"; {r['learned_short']}" if why and r.get("learned_short")
-                 and r["learned_short"] != "no better than the redshift alone" else "")   # the group's own words
-        return f"{r['model']} {spread(r)[:-1]}{extra}), {r['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        return f"{r['model']} {value} ({'; '.join(notes)}), {r['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
     lead = (f"**Under the fair protocol** (one train/validation/test split for every model, early stopping and the "
             f"best epoch chosen on the validation set, the {n} test clusters used only here)")
@@ -2195,14 +2194,13 @@ def cost_accuracy_rows(points: Sequence[Mapping]) -> list[dict]:
     """The cost-accuracy figure as table rows, cheapest first: what each model cost (operations per image,
     training time per seed) and what it bought (test std(x), mean over seeds), each against the basic CNN."""
     ref = next((p for p in points if p["name"] == "basic"), None)
-    times = _times
     out = []
     for p in sorted(points, key=lambda q: q["gflops"]):
         rel = ref is not None and p is not ref
         out.append({"model": p["model"], "GFLOPs per image": f"{p['gflops']:.3g}",
-                    "× basic CNN's operations": times(p["gflops"] / ref["gflops"]) if rel else "\u2013",
+                    "× basic CNN's operations": _times(p["gflops"] / ref["gflops"]) if rel else "\u2013",
                     "hours per seed": f"{p['wall_h']:.2g}", "epochs": f"{p['epochs']:.0f}",
-                    "× basic CNN's time": times(p["wall_h"] / ref["wall_h"]) if rel else "\u2013",
+                    "× basic CNN's time": _times(p["wall_h"] / ref["wall_h"]) if rel else "\u2013",
                     "hardware": p["hardware"],
                     "test std(x), mean over seeds": f"{p['std_mean']:.3f}",
                     "minus basic CNN [dex]": f"{p['std_mean'] - ref['std_mean']:+.3f}" if rel else "\u2013"})
