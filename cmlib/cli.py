@@ -557,30 +557,18 @@ def _terminate(signum, frame):  # pragma: no cover - exercised by the SIGTERM te
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _show_cmlib_warnings_plainly(command: str) -> None:
-    """Print cmlib's own warnings (:class:`cmlib.errors.CmlibWarning`) as ``cmlib COMMAND: warning: ...`` on
-    stderr, without the source path and line Python adds; other warnings keep Python's format.  Installed
-    once per process (``main`` may run several times in one, e.g. in the tests)."""
-    import warnings
-
+def _plain_warnings(command: str, default: Callable) -> Callable:
+    """A ``warnings.showwarning`` that prints cmlib's own warnings (:class:`cmlib.errors.CmlibWarning`) as
+    ``cmlib COMMAND: warning: ...`` on stderr, without the source path and line Python adds, and hands every
+    other warning to ``default``.  ``main`` installs it for one command only (``warnings.catch_warnings``)."""
     from .errors import CmlibWarning
-
-    _warning_command[0] = command
-    if getattr(warnings.showwarning, "_cmlib", False):
-        return
-    default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, CmlibWarning):
-            print(f"cmlib {_warning_command[0]}: warning: {message}", file=sys.stderr if file is None else file,
-                  flush=True)
+            print(f"cmlib {command}: warning: {message}", file=sys.stderr if file is None else file, flush=True)
         else:
             default(message, category, filename, lineno, file, line)
-    show._cmlib = True
-    warnings.showwarning = show
-
-
-_warning_command = ["cmlib"]
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -596,7 +584,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0
-    _show_cmlib_warnings_plainly(args.command)
+    import warnings
+
+    with warnings.catch_warnings():       # the plain format for this command only, restored afterwards
+        warnings.showwarning = _plain_warnings(args.command, warnings.showwarning)
+        return _run(func, args)
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; a :class:`CmlibError` becomes its message on stderr and its exit code."""
     try:
         return int(func(args) or 0)
     except CmlibError as exc:

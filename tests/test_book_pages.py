@@ -161,9 +161,9 @@ def test_a_planned_bf16_run_is_shown_with_a_command_that_runs_well_anywhere(monk
     cmd = req.command()
     assert cmd == ("cmlib train --model resnet50v2 --data data/x.h5 --epochs 30 --seeds 0-2 --lr 0.001 "
                    "--precision auto --runs-dir results/runs")
-    for units in (False, True):
+    for units, resolved in ((False, "float32"), (True, "bfloat16")):      # what --precision auto trains
         monkeypatch.setattr(hardware, "has_bf16_hardware", lambda units=units: units)
-        assert C.resolve_precision("auto") == C.precision_for_this_machine("bfloat16")
+        assert C.resolve_precision("auto") == resolved
     f32 = RunRequest(model="efficientnetb7", data="d.h5", epochs=3, seeds=(0,), overrides={"precision": "float32"})
     assert f32.command().endswith("--precision float32")
 
@@ -183,18 +183,22 @@ def test_bf16_on_hardware_without_bf16_units_warns_plainly(monkeypatch, capsys):
         assert warn_if_bf16_is_emulated("float32") is False
         monkeypatch.setattr(hardware, "has_bf16_hardware", lambda: True)
         assert warn_if_bf16_is_emulated("bfloat16") is False
-    # the command line prints it as its own warning, without Python's source path; other warnings go on to the
-    # handler that was there before (here a recorder; restored after the test)
+    # the command line prints it as its own warning, without Python's source path, for that command only;
+    # other warnings go on to the handler that was there before (here a recorder)
     seen = []
     monkeypatch.setattr(warnings, "showwarning", lambda message, *a, **k: seen.append(str(message)))
-    cli._show_cmlib_warnings_plainly("train")
-    cli._show_cmlib_warnings_plainly("train")            # installed once, however often main runs
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
+
+    def command(args):
         warnings.warn("emulated", EmulatedPrecisionWarning)
         warnings.warn("something else", UserWarning)
-    assert capsys.readouterr().err == "cmlib train: warning: emulated\n"
-    assert seen == ["something else"]
+        return 0
+    monkeypatch.setattr(cli, "cmd_profiles", command)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main(["profiles"]) == 0
+        assert capsys.readouterr().err == "cmlib profiles: warning: emulated\n" and seen == ["something else"]
+        warnings.warn("after the command", EmulatedPrecisionWarning)      # the plain format is gone again
+    assert capsys.readouterr().err == "" and seen == ["something else", "after the command"]
 
 
 def test_missing_runs_name_the_command_and_nothing_trains(book_root, monkeypatch):
@@ -485,7 +489,8 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
                                     "predict the mean training mass", "classical (fair, 10 bands)"]
     assert all(np.array_equal(p.cluster_id, binned["sets"]["Basic CNN"].cluster_id) for p in binned["sets"].values())
     assert binned["styles"] == dict.fromkeys(list(binned["sets"])[2:], "--")
-    assert "did not learn from the images: VGG16;" in binned["note"] and "ResNet152V2" not in binned["note"]
+    assert "did not learn from the images: VGG16 (about one mass for every cluster);" in binned["note"]
+    assert "ResNet152V2" not in binned["note"]
     assert binned["colors"]["ResNet50V2"] != binned["colors"]["Basic CNN"]
     assert pages.fair_binned_sets({}, {"rows": []})["sets"] == {}
     text = pages.fair_answer(res)
@@ -500,7 +505,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert "Cannot be told apart from it" not in items          # an empty group is left out, except "Better"
     nolearn = next(v for k, v in items.items() if k.startswith("Did not learn from the images"))
     assert nolearn.startswith("VGG16 ") and "about one mass for every cluster" in nolearn   # its own reason
-    assert items["Still in the compute plan (no finished runs yet)"] == "ResNet152V2."
+    assert items["Still in the compute plan"] == "ResNet152V2."
     assert [len(re.findall(rf"\b{m}\b", text)) for m in ("ResNet50V2", "VGG16", "ResNet152V2")] == [1, 1, 1]
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
     only_worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
@@ -509,7 +514,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     # the redshift-only floor: on these clusters z says nothing of the mass, so the good model beats it
     assert by["ResNet50V2"]["vs_redshift"]["verdict"] == "better" and by[pages.REDSHIFT_ONLY]["kind"] == "reference"
     z = by[pages.REDSHIFT_ONLY]["ensemble"]
-    assert f"(no better than the redshift alone, {z:.3f} dex; their pages say why)" in text
+    assert f"- **Did not learn from the images (the redshift alone scores {z:.3f} dex; each model's page" in text
     # a model that learned but is worse than the basic CNN has a group of its own
     meh = pr_for("resnet50", lambda t, rng: t + rng.normal(0, 0.3, t.size))
     worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "resnet50": meh}, n_boot=100))
@@ -548,6 +553,30 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert rows["ResNet50V2"]["minus basic CNN [dex]"] == f"{g['std_mean'] - by['basic']['std_mean']:+.3f}"
     from cmlib import plots
     assert len(plots.plot_cost_accuracy(pts, mean_predictor=0.3).axes) == 2
+
+
+def test_fair_answer_edge_cases():
+    """The lead and the headings stay true: a basic CNN that did not learn, no redshift-only fit, one run."""
+    nan = float("nan")
+    basic = {"model": "Basic CNN", "kind": "model", "verdict": "reference", "seeds": 3, "mean_seeds": 0.30,
+             "std_seeds": nan, "ensemble": 0.30, "learned": False, "learned_short": "about one mass for every cluster"}
+    deep = {"model": "VGG16", "kind": "model", "verdict": "worse", "seeds": 1, "mean_seeds": 0.32, "std_seeds": nan,
+            "ensemble": 0.32, "learned": True, "learned_short": "", "ci95": [0.01, 0.03], "diff_vs_reference": 0.02}
+    text = pages.fair_answer({"rows": [basic, deep], "pending": [], "n_test": 50})
+    assert "0.300 dex (3 seeds, the ensemble of its seeds 0.300 dex)" in text        # its seeds, not "1 seed"
+    assert "it did not learn from the images itself (about one mass for every cluster)" in text
+    assert "- **Worse, though it reads the images (it beats predicting the mean training mass):** VGG16" in text
+    alone = pages.fair_answer({"rows": [dict(basic, learned=True)], "pending": ["ResNet50"], "n_test": 50})
+    assert "Each model below" not in alone and "No other model has finished runs yet." in alone
+    assert alone.endswith("- **Still in the compute plan:** ResNet50.") and "Better than" not in alone
+    pts = [{"model": "Basic CNN", "name": "basic", "gflops": 0.002, "wall_h": 0.1, "hardware": "cpu", "epochs": 9,
+            "std_mean": 0.24, "std_sd": 0.0, "seeds": 1},
+           {"model": "VGG16", "name": "vgg16", "gflops": 1.4, "wall_h": nan, "hardware": "cpu", "epochs": 9,
+            "std_mean": 0.23, "std_sd": 0.0, "seeds": 1}]
+    row = pages.cost_accuracy_rows(pts)[1]
+    assert row["hours per seed"] == row["× basic CNN's time"] == "\u2013" and row["× basic CNN's operations"] == "700×"
+    assert "nan" not in pages.cost_accuracy_markdown(pts, {}) and "700× the basic CNN's operations per image." \
+        in pages.cost_accuracy_markdown(pts, {})
 
 
 def test_training_benchmark_rows_read_the_benchmark(tmp_path):

@@ -10,7 +10,7 @@ module               what it does
                      artifacts (``resolve_config``, ``run_dir_for``, ``find_runs``): finds runs
                      read-only, or hands a request to the trainer
 ``pages``            what the pages show: runs of a page (read-only), verdicts, tables,
-                     provenance, the generated findings paragraph
+                     provenance, the generated findings (the answer in short)
 ``widgets``          interactive widgets that also work in the static HTML book
 ``profiles``         compute budgets: what a book build trains, with how much
 ``handin``           a student's hand-in summary and the teacher's class table

@@ -11,7 +11,7 @@
    ``book/generated/`` with the profile's parameters; a notebook whose inputs
    (template, parameters, cmlib code, data, run artifacts) did not change is
    not executed again; then the generated pieces: the table of contents of the
-   profile's pages and the findings paragraph that the intro and conclusion include;
+   profile's pages and the findings (the answer in short) that the intro and conclusion include;
 4. **html**: ``jupyter-book build`` with warnings as errors, into ``_build/html``
    (the teacher's build, with the exercise solutions shown, into ``_build/teacher/_build/html``).
 
@@ -667,7 +667,7 @@ def _retitle(nb, title: str) -> None:
 
 
 def write_generated(profile: Profile, root: Path) -> None:
-    """The generated pieces of the book: the profile's table of contents, the findings paragraph and the
+    """The generated pieces of the book: the profile's table of contents, the findings (the answer in short) and the
     run inventory (what was actually run, per model)."""
     from .pages import (fair_comparison, fair_members, find_page_runs, findings_paragraph, remedies_markdown,
                         run_inventory_markdown)

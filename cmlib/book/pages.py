@@ -572,9 +572,10 @@ def _protocol_words(pr: PageRuns) -> str:
 
 
 def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mapping | None = None) -> str:
-    """One plain paragraph: what the thesis found, and what this build's runs find (regenerated).
+    """The answer in short: a paragraph on what the thesis found and what this build's runs find (regenerated).
 
-    With ``fair`` (:func:`fair_comparison`) the paragraph ends with the answer under the fair protocol."""
+    With ``fair`` (:func:`fair_comparison`) the answer under the fair protocol follows it (:func:`fair_answer`:
+    a sentence and a list)."""
     tm, ts = _thesis_best_deep()
     tb = TABLE5["basic"]["sigma_test"]
     thesis = (f"**What the thesis found.** No deep model beat the basic CNN: the best, {display_name(tm)}, came "
@@ -1183,8 +1184,8 @@ def fair_binned_sets(members: Mapping[str, PageRuns], fair: Mapping,
     """What the mass and redshift bins of the results page draw: under the fair protocol, on the same test
     clusters, the ensemble of each model's seeds that learned from the images, and as dashed references the
     prediction from the redshift alone, the mean training mass and ``references`` (e.g. the fair classical
-    estimator).  A model that did not learn is left out (its predictions are about those of the redshift
-    alone, which is drawn); ``note`` names them.
+    estimator).  A model that did not learn is left out (its bins would say nothing of what the images tell);
+    ``note`` names each with its reason.
 
     Returns ``{"sets": {label: Predictions}, "colors": {...}, "styles": {...}, "note": str}``; empty sets where
     the fair comparison has no rows."""
@@ -1201,7 +1202,7 @@ def fair_binned_sets(members: Mapping[str, PageRuns], fair: Mapping,
             continue
         any_run = any_run or pr.finished[0]
         if r.get("learned") is False:
-            left_out.append(name)
+            left_out.append(f"{name} ({r['learned_short']})" if r.get("learned_short") else name)
             continue
         tests = [run.predictions["test"] for run in pr.finished]
         label = name + (f" ({len(tests)} seeds)" if len(tests) > 1 else "")
@@ -1225,9 +1226,8 @@ def fair_binned_sets(members: Mapping[str, PageRuns], fair: Mapping,
     note = (f"Each line is a model's ensemble of seeds under the fair protocol, all on the same {test.true.size} "
             "test clusters; dashed lines are the references.")
     if left_out:
-        note += (f" Left out because they did not learn from the images: {and_list(left_out)}; their predictions "
-                 "are about those of the redshift alone, the dashed line of that name, and each model's page shows "
-                 "its own bins.")
+        note += (f" Left out because they did not learn from the images: {and_list(left_out)}; each model's page "
+                 "shows its own bins.")
     return {"sets": sets, "colors": colors, "styles": styles, "note": note}
 
 
@@ -1544,35 +1544,40 @@ def fair_answer(result: Mapping) -> str:
         """'VGG16 0.300 (1 seed; predicts from the redshift alone), +0.072 [+0.056, +0.088]'."""
         several = r["seeds"] > 1 and math.isfinite(r["std_seeds"])
         value = f"{r['mean_seeds']:.3f}" + (f" ± {r['std_seeds']:.3f}" if several else "")
-        notes = [counted(r["seeds"], "seed")]
-        if why and r.get("learned_short") and r["learned_short"] != "no better than the redshift alone":
-            notes.append(r["learned_short"])                 # that one is the group's own heading
+        notes = [counted(r["seeds"], "seed")] + ([r["learned_short"]] if why and r.get("learned_short") else [])
         lo, hi = r["ci95"]
         return f"{r['model']} {value} ({'; '.join(notes)}), {r['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
     lead = (f"**Under the fair protocol** (one train/validation/test split for every model, early stopping and the "
             f"best epoch chosen on the validation set, the {n} test clusters used only here)")
     if ref is not None:
+        several = ref["seeds"] > 1 and math.isfinite(ref["std_seeds"])
         lead += (f", the basic CNN scores test std(x) = {ref['mean_seeds']:.3f}"
-                 + (f" ± {ref['std_seeds']:.3f} dex over {ref['seeds']} seeds, the ensemble of its seeds "
-                    f"{ref['ensemble']:.3f} dex" if ref["seeds"] > 1 and math.isfinite(ref["std_seeds"])
-                    else " dex (1 seed)"))
-    lead += (". Each model below: its test std(x) in dex (mean ± standard deviation over seeds), then the "
-             "difference of its seeds' ensemble from the basic CNN's on the same clusters with a bootstrap 95 % "
-             "interval (positive: worse).")
-    if not rows:
+                 + (f" ± {ref['std_seeds']:.3f}" if several else "") + f" dex ({counted(ref['seeds'], 'seed')}"
+                 + (f", the ensemble of its seeds {ref['ensemble']:.3f} dex" if ref["seeds"] > 1 else "") + ")")
+        if ref.get("learned") is False:      # then "better than the basic CNN" says little: say so
+            lead += f"; it did not learn from the images itself ({ref.get('learned_short', '')})"
+    lead += "."
+    if rows:
+        lead += (" Each model below: its test std(x) in dex (mean ± standard deviation over seeds), then the "
+                 "difference of its seeds' ensemble from the basic CNN's on the same clusters with a bootstrap 95 % "
+                 "interval (positive: worse).")
+    else:
         lead += " No other model has finished runs yet."
     z = next((r for r in result["rows"] if r["model"] == REDSHIFT_ONLY), None)
-    floor = f", {z['ensemble']:.3f} dex" if z is not None else ""
+    # what "learned" had to beat (metrics.learning_verdict): the redshift-only fit where there is one
+    floor = (f"the prediction from the redshift alone, {z['ensemble']:.3f} dex" if z is not None
+             else "predicting the mean training mass")
     learned = [r for r in rows if r.get("learned") is not False]
     groups = [
         ("Better than the basic CNN", [entry(r) for r in learned if r["verdict"] == "better"], True),
         ("Cannot be told apart from it", [entry(r) for r in learned if r["verdict"] == "indistinguishable"], False),
-        (f"Worse, though it reads the images (it beats the prediction from the redshift alone{floor})",
+        (f"Worse, though it reads the images (it beats {floor})",
          [entry(r) for r in learned if r["verdict"] == "worse"], False),
-        (f"Did not learn from the images (no better than the redshift alone{floor}; their pages say why)",
+        ("Did not learn from the images (" + (f"the redshift alone scores {z['ensemble']:.3f} dex; " if z is not None else "")
+         + "each model's page shows the diagnosis)",
          [entry(r, why=True) for r in rows if r.get("learned") is False], False),
-        ("Still in the compute plan (no finished runs yet)", list(result["pending"]), False),
+        ("Still in the compute plan", list(result["pending"]), False),
     ]
     items = [f"- **{head}:** " + ("; ".join(found) if found else "none") + "."
              for head, found, always in groups if found or (always and rows)]
@@ -2186,8 +2191,8 @@ def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
 
 
 def _times(x: float) -> str:
-    """A ratio for a reader: '3.4×', '227×'."""
-    return f"{x:.{1 if x < 10 else 0}f}×"
+    """A ratio for a reader: '3.4×', '227×' ('\u2013' where it is not known, e.g. a run without a wall time)."""
+    return f"{x:.{1 if x < 10 else 0}f}×" if math.isfinite(x) else "\u2013"
 
 
 def cost_accuracy_rows(points: Sequence[Mapping]) -> list[dict]:
@@ -2199,7 +2204,8 @@ def cost_accuracy_rows(points: Sequence[Mapping]) -> list[dict]:
         rel = ref is not None and p is not ref
         out.append({"model": p["model"], "GFLOPs per image": f"{p['gflops']:.3g}",
                     "× basic CNN's operations": _times(p["gflops"] / ref["gflops"]) if rel else "\u2013",
-                    "hours per seed": f"{p['wall_h']:.2g}", "epochs": f"{p['epochs']:.0f}",
+                    "hours per seed": f"{p['wall_h']:.2g}" if math.isfinite(p["wall_h"]) else "\u2013",
+                    "epochs": f"{p['epochs']:.0f}",
                     "× basic CNN's time": _times(p["wall_h"] / ref["wall_h"]) if rel else "\u2013",
                     "hardware": p["hardware"],
                     "test std(x), mean over seeds": f"{p['std_mean']:.3f}",
@@ -2216,7 +2222,8 @@ def cost_accuracy_markdown(points: Sequence[Mapping], fair: Mapping) -> str:
     txt = (f"Cost and accuracy, from the runs, cheapest first. The lowest test std(x) is {best['model']}'s "
            f"({best['std_mean']:.3f} dex)")
     if ref is not None and best is not ref:
-        txt += (f", for {_times(best['gflops'] / ref['gflops'])} the basic CNN's operations per image and "
-                f"{_times(best['wall_h'] / ref['wall_h'])} its training time")
+        txt += f", for {_times(best['gflops'] / ref['gflops'])} the basic CNN's operations per image"
+        if math.isfinite(best["wall_h"] / ref["wall_h"]):
+            txt += f" and {_times(best['wall_h'] / ref['wall_h'])} its training time"
     return txt + (". The differences here are of the means over seeds; the table of the answer above compares "
                   "the ensembles, with their intervals.")

@@ -67,8 +67,9 @@ class RunRequest:
         """The ``cmlib train`` command that trains these runs on any machine.
 
         A planned bf16 precision is written ``--precision auto``: bf16 where the hardware has bf16 units, float32
-        elsewhere, where bf16 is emulated and many times slower; the two are the same experiment up to
-        round-off, and the pages accept either (:func:`cmlib.config.precision_for_this_machine`)."""
+        elsewhere, where bf16 is emulated and many times slower (as :meth:`for_this_machine` trains it); the
+        two are the same experiment up to round-off, and the pages accept either
+        (:func:`cmlib.config.round_off_variants`, :func:`cmlib.artifacts.find_config_runs`)."""
         seeds = self.seeds
         if len(seeds) > 1 and list(seeds) == list(range(min(seeds), max(seeds) + 1)):
             s = f"{min(seeds)}-{max(seeds)}"

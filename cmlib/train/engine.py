@@ -89,7 +89,6 @@ def train_seeds(model: str, data: str | os.PathLike, *, epochs: int, seeds: Sequ
     """Train ``model`` on ``data`` once per seed (reusing finished runs, resuming interrupted ones)."""
     seeds = parse_seeds(seeds)
     cfgs = [resolve_config(model, data, epochs=epochs, seed=s, profile=profile, **overrides) for s in seeds]
-    warn_if_bf16_is_emulated(cfgs[0].precision if cfgs else "float32")
     results = []
     for cfg in cfgs:
         r = train_run(cfg, runs_dir, data_path=data, force=force, verbose=verbose, keep_models=keep_models,
@@ -114,7 +113,7 @@ def warn_if_bf16_is_emulated(precision: str) -> bool:
                   "float32 here (a ResNet50 epoch did not end in 20 min against about 2 min in float32 on 2 AVX2 "
                   "cores). Use --precision auto (bf16 where there are bf16 units, float32 elsewhere) or float32: "
                   "the same experiment up to round-off, which the book's pages accept for one another.",
-                  EmulatedPrecisionWarning, stacklevel=3)
+                  EmulatedPrecisionWarning, stacklevel=2)
     return True
 
 
@@ -146,6 +145,7 @@ def train_run(cfg: RunConfig, runs_dir: str | os.PathLike = "runs", *, data_path
             if done is not None:
                 return done
         policy_s = checkpoint_interval_s
+        warn_if_bf16_is_emulated(cfg.precision)          # only where a run is about to train
         try:
             return _train(cfg, run_dir, data_path, verbose=verbose, keep_models=keep_models,
                           checkpoint_interval_s=policy_s, extra_callbacks=callbacks)
