@@ -475,7 +475,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     _, missing_req = pages.request_for("resnet152v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
     missing = pages.find_page_runs("resnet152v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
     res = pages.fair_comparison({"basic": basic, "resnet50v2": good, "vgg16": flat, "resnet152v2": missing},
-                                n_boot=300)
+                                {"classical (fair, 10 bands)": basic.finished[0].predictions["test"]}, n_boot=300)
     by = {r["model"]: r for r in res["rows"]}
     assert by["ResNet50V2"]["verdict"] == "better" and by["ResNet50V2"]["learned"] is True
     assert by["VGG16"]["verdict"] == "worse" and by["VGG16"]["learned"] is False
@@ -484,7 +484,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert res["pending"] == ["ResNet152V2"] and res["n_test"] == 200
     # the mass and redshift bins: the models that learned and the references, on the same test clusters
     binned = pages.fair_binned_sets({"basic": basic, "resnet50v2": good, "vgg16": flat, "resnet152v2": missing}, res,
-                                    {"classical (fair, 10 bands)": basic.finished[0].predictions["test"]})
+                                    ["classical (fair, 10 bands)"])
     assert list(binned["sets"]) == ["Basic CNN", "ResNet50V2", "predict from the redshift alone",
                                     "predict the mean training mass", "classical (fair, 10 bands)"]
     assert all(np.array_equal(p.cluster_id, binned["sets"]["Basic CNN"].cluster_id) for p in binned["sets"].values())

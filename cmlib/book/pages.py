@@ -1179,51 +1179,44 @@ def test_sets(pages_: Mapping[str, PageRuns], classical: Mapping[str, M.Predicti
     return sets, colors
 
 
-def fair_binned_sets(members: Mapping[str, PageRuns], fair: Mapping,
-                     references: Mapping[str, M.Predictions] = ()) -> dict:
-    """What the mass and redshift bins of the results page draw: under the fair protocol, on the same test
-    clusters, the ensemble of each model's seeds that learned from the images, and as dashed references the
-    prediction from the redshift alone, the mean training mass and ``references`` (e.g. the fair classical
-    estimator).  A model that did not learn is left out (its bins would say nothing of what the images tell);
-    ``note`` names each with its reason.
+def fair_binned_sets(members: Mapping[str, PageRuns], fair: Mapping, references: Sequence[str] = ()) -> dict:
+    """What the mass and redshift bins of the results page draw, taken from the fair comparison
+    (:func:`fair_comparison`), so on the same test clusters: the ensemble of each model's seeds that learned from
+    the images, and as dashed references the prediction from the redshift alone, the mean training mass and the
+    comparison's rows named in ``references`` (e.g. the fair classical estimator).  A model that did not learn is
+    left out (its bins would say nothing of what the images tell); ``note`` names each with its reason.
+    ``members`` give the colours (a model's own) and the seed counts.
 
     Returns ``{"sets": {label: Predictions}, "colors": {...}, "styles": {...}, "note": str}``; empty sets where
     the fair comparison has no rows."""
     from .. import plots
 
-    rows = {r["model"]: r for r in fair.get("rows", []) if r.get("kind") == "model"}
+    preds = fair.get("predictions", {})
+    rows = {r["model"]: r for r in fair.get("rows", [])}
+    if not rows:
+        return {"sets": {}, "colors": {}, "styles": {}, "note": ""}
     sets, colors, styles, left_out = {}, {}, {}, []
     used: set[str] = set()
-    any_run = None
     for key, pr in members.items():
         name = member_name(key, pr)
         r = rows.get(name)
-        if r is None or not pr.finished:
+        if r is None or r.get("kind") != "model":
             continue
-        any_run = any_run or pr.finished[0]
         if r.get("learned") is False:
             left_out.append(f"{name} ({r['learned_short']})" if r.get("learned_short") else name)
             continue
-        tests = [run.predictions["test"] for run in pr.finished]
-        label = name + (f" ({len(tests)} seeds)" if len(tests) > 1 else "")
-        sets[label] = M.ensemble(tests) if len(tests) > 1 else tests[0]
+        label = name + (f" ({r['seeds']} seeds)" if r["seeds"] > 1 else "")
+        sets[label] = preds[name]
         c = plots.color(pr.model)
         colors[label] = c if c not in used else None     # a remedy beside its own model: the next free colour
         used.add(c)
-    if any_run is None:
-        return {"sets": {}, "colors": {}, "styles": {}, "note": ""}
-    train, test = any_run.predictions["train"], any_run.predictions["test"]
-    refs: dict[str, tuple[M.Predictions, str]] = {}
-    try:
-        refs["predict from the redshift alone"] = (M.redshift_predictor(train, test), plots.color("redshift"))
-    except CmlibError:
-        pass
-    refs["predict the mean training mass"] = (M.mean_predictor(train, test), plots.color("mean"))
-    for name, p in dict(references).items():
-        refs[name] = (p, plots.color("classical"))
-    for name, (p, c) in refs.items():
-        sets[name], colors[name], styles[name] = p, c, "--"
-    note = (f"Each line is a model's ensemble of seeds under the fair protocol, all on the same {test.true.size} "
+    refs = [(REDSHIFT_ONLY, "predict from the redshift alone", "redshift"),
+            ("predict the mean training mass", "predict the mean training mass", "mean")]
+    refs += [(name, name, "classical") for name in references]
+    for name, label, color_key in refs:
+        if name in preds:
+            sets[label], colors[label], styles[label] = preds[name], plots.color(color_key), "--"
+    note = (f"Each line is a model's ensemble of seeds under the fair protocol, all on the same {fair['n_test']} "
             "test clusters; dashed lines are the references.")
     if left_out:
         note += (f" Left out because they did not learn from the images: {and_list(left_out)}; each model's page "
@@ -1455,8 +1448,9 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     mean +- std over seeds, the ensemble, the paired difference to the basic CNN with its 95 %
     bootstrap interval and verdict, and whether the model learned at all (vs predicting the mean
     training mass).  ``references`` (name -> test predictions, e.g. the classical estimator) are
-    compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished) and
-    ``n_test``.
+    compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished),
+    ``n_test`` and ``predictions`` (row name -> the test predictions compared: a model's seed ensemble, or
+    the reference's own).
     """
     from .. import compare
 
@@ -1497,15 +1491,21 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         r["remedy"] = r["model"] in remedies
         d = vs_z.get(r["model"])
         r["vs_redshift"] = None if d is None else {"diff": d.diff, "ci95": list(d.ci95), "verdict": d.verdict}
-    return {"rows": rows, "pending": pending, "n_test": int(mean_pred.true.size)}
+    predictions = {**ens, **{name: p[0] for name, p in preds.items() if name not in ens}}
+    return {"rows": rows, "pending": pending, "n_test": int(mean_pred.true.size), "predictions": predictions}
+
+
+def _seeds_value(r: Mapping) -> str:
+    """A comparison row's test std(x) over seeds: '0.239 ± 0.002', or '0.300' for one seed (no fake spread)."""
+    several = r["seeds"] > 1 and math.isfinite(r["std_seeds"])
+    return f"{r['mean_seeds']:.3f}" + (f" ± {r['std_seeds']:.3f}" if several else "")
 
 
 def fair_table_rows(result: Mapping) -> list[dict]:
     """The fair comparison as table rows (one seed: no spread shown)."""
     out = []
     for r in result["rows"]:
-        spread = (f"{r['mean_seeds']:.3f} ± {r['std_seeds']:.3f}" if r["seeds"] > 1 and math.isfinite(r["std_seeds"])
-                  else f"{r['mean_seeds']:.3f}")
+        spread = _seeds_value(r)
         if r["verdict"] == "reference":
             diff, verdict_text = "\u2013", "reference"
         else:
@@ -1542,8 +1542,7 @@ def fair_answer(result: Mapping) -> str:
 
     def entry(r: Mapping, why: bool = False) -> str:
         """'VGG16 0.300 (1 seed; predicts from the redshift alone), +0.072 [+0.056, +0.088]'."""
-        several = r["seeds"] > 1 and math.isfinite(r["std_seeds"])
-        value = f"{r['mean_seeds']:.3f}" + (f" ± {r['std_seeds']:.3f}" if several else "")
+        value = _seeds_value(r)
         notes = [counted(r["seeds"], "seed")] + ([r["learned_short"]] if why and r.get("learned_short") else [])
         lo, hi = r["ci95"]
         return f"{r['model']} {value} ({'; '.join(notes)}), {r['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
@@ -1551,9 +1550,7 @@ def fair_answer(result: Mapping) -> str:
     lead = (f"**Under the fair protocol** (one train/validation/test split for every model, early stopping and the "
             f"best epoch chosen on the validation set, the {n} test clusters used only here)")
     if ref is not None:
-        several = ref["seeds"] > 1 and math.isfinite(ref["std_seeds"])
-        lead += (f", the basic CNN scores test std(x) = {ref['mean_seeds']:.3f}"
-                 + (f" ± {ref['std_seeds']:.3f}" if several else "") + f" dex ({counted(ref['seeds'], 'seed')}"
+        lead += (f", the basic CNN scores test std(x) = {_seeds_value(ref)} dex ({counted(ref['seeds'], 'seed')}"
                  + (f", the ensemble of its seeds {ref['ensemble']:.3f} dex" if ref["seeds"] > 1 else "") + ")")
         if ref.get("learned") is False:      # then "better than the basic CNN" says little: say so
             lead += f"; it did not learn from the images itself ({ref.get('learned_short', '')})"
