@@ -762,7 +762,7 @@ def plot_diagnostics(run: Run) -> Figure:
 def plot_cost_accuracy(points: Sequence[Mapping], *, mean_predictor: float | None = None) -> Figure:
     """Test std(x) (mean ± standard deviation over seeds) against the cost of a model: GFLOPs per image (left)
     and training wall time per seed (right), log scales; the basic CNN's level dashed, predicting the mean
-    mass dotted. ``points``: :func:`cmlib.book.pages.cost_accuracy_points`."""
+    mass dotted. ``points``: :func:`cmlib.book.comparison.cost_accuracy_points`."""
     fig, axes = _new(1, 2, figsize=(12.0, 4.4), squeeze=False)
     ref = next((p for p in points if p["name"] == "basic"), None)
     for ax, key, label in ((axes[0][0], "gflops", "GFLOPs per image (forward pass)"),

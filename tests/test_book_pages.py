@@ -18,7 +18,7 @@ from cmlib import artifacts as A
 from cmlib import metrics as M
 from cmlib import models
 from cmlib._io import atomic_write_json
-from cmlib.book import build, exercises, handin, pages, profiles, runs
+from cmlib.book import build, comparison, exercises, handin, pages, profiles, runs, training_reports
 from cmlib.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,15 +28,15 @@ BOOK = ROOT / "cmlib" / "book"
 # ---------------------------------------------------------------- pages never train
 
 def test_page_modules_do_not_import_training():
-    code = ("import sys; import cmlib.book.pages, cmlib.book.widgets, cmlib.book.handin, cmlib.book.exercises, "
-            "cmlib.book.profiles; bad = [m for m in ('cmlib.train', 'tensorflow', 'keras') if m in sys.modules]; "
+    code = ("import sys; import cmlib.book.pages, cmlib.book.comparison, cmlib.book.training_reports, "
+            "cmlib.book.widgets, cmlib.book.handin, cmlib.book.exercises, cmlib.book.profiles; bad = [m for m in ('cmlib.train', 'tensorflow', 'keras') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("name", ["pages", "widgets", "handin", "exercises", "profiles", "thesis", "references",
-                                  "runs", "build"])
+@pytest.mark.parametrize("name", ["pages", "comparison", "training_reports", "widgets", "handin", "exercises",
+                                  "profiles", "thesis", "runs", "build"])
 def test_no_module_level_training_import(name):
     tree = ast.parse((BOOK / f"{name}.py").read_text())
     for node in tree.body:                       # module level only
@@ -253,12 +253,12 @@ def test_summary_rows_single_seed_have_no_spread_and_a_mean_predictor_row(book_r
     assert rows[0][""].endswith("did not learn")
     assert any(r[""].startswith("predict the training mean") for r in rows)
     assert "Did not learn" in pages.verdict_markdown(pr) and "barely vary" in pages.verdict_markdown(pr)
-    t5 = pages.table5_rows({"basic": pr})
-    assert "1 seed, 3 epochs run of at most 3" in pages.budgets_markdown({"basic": pr})
+    t5 = comparison.table5_rows({"basic": pr})
+    assert "1 seed, 3 epochs run of at most 3" in comparison.budgets_markdown({"basic": pr})
     assert t5[0]["learned?"] == "did not learn" and t5[0]["runs"].startswith("1 run")
     assert t5[-2]["model"].startswith("predict the training mean") and t5[-1]["model"] == pages.REDSHIFT_ONLY
     assert any(r[""] == pages.REDSHIFT_ONLY for r in rows)           # the floor of the images, on every page
-    fair = pages.fair_summary_rows({"basic": pr})
+    fair = comparison.fair_summary_rows({"basic": pr})
     assert not any("±" in str(v) for r in fair for v in r.values())
 
 
@@ -269,7 +269,7 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     _write_run(book_root, dreq, 0, pred_fn=_flat)
     pr = {m: pages.find_page_runs(m, "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
           for m in ("basic", "vgg16")}
-    text = pages.findings_paragraph(pr, "smoke")
+    text = comparison.findings_paragraph(pr, "smoke")
     sig = pr["basic"].best.metrics["test"]["sigma"]
     assert f"{sig:.3f}" in text
     assert "ResNet152V2" in text and "0.134" in text          # the thesis's best deep model, from Table 5
@@ -283,14 +283,14 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     _write_run(book_root, rreq, 0, pred_fn=_good)
     pr["resnet50v2"] = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3,
                                             seeds=[0])
-    text = pages.findings_paragraph(pr, "smoke")
+    text = comparison.findings_paragraph(pr, "smoke")
     assert "The 2 deep models with runs so far were trained under the thesis's protocol" in text
     assert "not as good as the basic CNN" in text or "better than the basic CNN" in text     # same split: compared
     assert "; 1 of them did not learn (VGG16); the best that learned, ResNet50V2, reaches σ = " in text
     _, dreq1 = pages.request_for("vgg16", "smoke", data="data/tiny.h5", epochs=3, seeds=[1])
     _write_run(book_root, dreq1, 1, pred_fn=_good)          # a VGG16 seed that learned becomes its best run
     pr["vgg16"] = pages.find_page_runs("vgg16", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
-    text = pages.findings_paragraph(pr, "smoke")
+    text = comparison.findings_paragraph(pr, "smoke")
     assert "for 3 epochs against the thesis's 4000; both learned, and the best, " in text
     # a deep model under the fair protocol is not compared with a basic CNN on the thesis split (other test clusters)
     _, freq = pages.request_for("resnet152v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0],
@@ -298,13 +298,13 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     _write_run(book_root, freq, 0, pred_fn=lambda t, rng: t + rng.normal(0, 0.01, t.size))
     fair_only = {"basic": pr["basic"], "resnet152v2": pages.find_page_runs(
         "resnet152v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0], split="train-val-test")}
-    text = pages.findings_paragraph(fair_only, "smoke")
+    text = comparison.findings_paragraph(fair_only, "smoke")
     assert "trained under the fair protocol (a train/validation/test split)" in text
     assert "better than the basic CNN" not in text and "not as good as the basic CNN" not in text
     assert "on other test clusters than the basic CNN's above, so not compared with it here" in text
     fair = {"rows": [{"kind": "model", "verdict": "reference", "model": "Basic CNN", "seeds": 1, "mean_seeds": 0.2,
                       "std_seeds": float("nan"), "ensemble": 0.2}], "n_test": 80, "pending": []}
-    assert "the like-for-like comparison with the basic CNN follows" in pages.findings_paragraph(fair_only, "smoke",
+    assert "the like-for-like comparison with the basic CNN follows" in comparison.findings_paragraph(fair_only, "smoke",
                                                                                                  fair=fair)
     assert (pages.counted(1, "seed"), pages.counted(2, "seed"), pages.counted(0, "run")) == ("1 seed", "2 seeds", "0 runs")
 
@@ -474,7 +474,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     flat = pr_for("vgg16", _flat)
     _, missing_req = pages.request_for("resnet152v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
     missing = pages.find_page_runs("resnet152v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
-    res = pages.fair_comparison({"basic": basic, "resnet50v2": good, "vgg16": flat, "resnet152v2": missing},
+    res = comparison.fair_comparison({"basic": basic, "resnet50v2": good, "vgg16": flat, "resnet152v2": missing},
                                 {"classical (fair, 10 bands)": basic.finished[0].predictions["test"]}, n_boot=300)
     by = {r["model"]: r for r in res["rows"]}
     assert by["ResNet50V2"]["verdict"] == "better" and by["ResNet50V2"]["learned"] is True
@@ -483,7 +483,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert by["predict the mean training mass"]["kind"] == "reference"
     assert res["pending"] == ["ResNet152V2"] and res["n_test"] == 200
     # the mass and redshift bins: the models that learned and the references, on the same test clusters
-    binned = pages.fair_binned_sets({"basic": basic, "resnet50v2": good, "vgg16": flat, "resnet152v2": missing}, res,
+    binned = comparison.fair_binned_sets({"basic": basic, "resnet50v2": good, "vgg16": flat, "resnet152v2": missing}, res,
                                     ["classical (fair, 10 bands)"])
     assert list(binned["sets"]) == ["Basic CNN", "ResNet50V2", "predict from the redshift alone",
                                     "predict the mean training mass", "classical (fair, 10 bands)"]
@@ -492,8 +492,8 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert "did not learn from the images: VGG16 (about one mass for every cluster);" in binned["note"]
     assert "ResNet152V2" not in binned["note"]
     assert binned["colors"]["ResNet50V2"] != binned["colors"]["Basic CNN"]
-    assert pages.fair_binned_sets({}, {"rows": []})["sets"] == {}
-    text = pages.fair_answer(res)
+    assert comparison.fair_binned_sets({}, {"rows": []})["sets"] == {}
+    text = comparison.fair_answer(res)
     # the answer is a list that names every model once, in its group, with its numbers
     items = {line.split(":**")[0].removeprefix("- **"): line.split(":** ")[1]
              for line in text.splitlines() if line.startswith("- **")}
@@ -508,7 +508,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert items["Still in the compute plan"] == "ResNet152V2."
     assert [len(re.findall(rf"\b{m}\b", text)) for m in ("ResNet50V2", "VGG16", "ResNet152V2")] == [1, 1, 1]
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
-    only_worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
+    only_worse = comparison.fair_answer(comparison.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
     assert "- **Better than the basic CNN:** none." in only_worse and "VGG16 " in only_worse
     assert "Still in the compute plan" not in only_worse
     # the redshift-only floor: on these clusters z says nothing of the mass, so the good model beats it
@@ -517,36 +517,36 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert f"- **Did not learn from the images (the redshift alone scores {z:.3f} dex; each model's page" in text
     # a model that learned but is worse than the basic CNN has a group of its own
     meh = pr_for("resnet50", lambda t, rng: t + rng.normal(0, 0.3, t.size))
-    worse = pages.fair_answer(pages.fair_comparison({"basic": basic, "resnet50": meh}, n_boot=100))
+    worse = comparison.fair_answer(comparison.fair_comparison({"basic": basic, "resnet50": meh}, n_boot=100))
     assert "- **Worse, though it reads the images (it beats the prediction from the redshift alone" in worse
     assert "ResNet50 " in worse.split("Worse, though")[1]
-    rows = pages.fair_table_rows(res)
+    rows = comparison.fair_table_rows(res)
     assert [r["model"] for r in rows][0] == "ResNet50V2"
     assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "did-not-learn"
     assert next(r for r in rows if r["model"] == "VGG16")["learned"] == "no: about one mass for every cluster"
     assert "±" not in next(r for r in rows if r["model"] == "ResNet50V2")["std(x) test, per seed"]   # one seed
-    assert "no comparison is possible yet" in pages.fair_answer(pages.fair_comparison({"vgg16": flat}))
+    assert "no comparison is possible yet" in comparison.fair_answer(comparison.fair_comparison({"vgg16": flat}))
     # runs made on another version of the data are never compared (other clusters): pending, saying why
     import dataclasses
-    other = pages.fair_comparison({"basic": dataclasses.replace(basic, data_mismatch=True), "resnet50v2": good},
+    other = comparison.fair_comparison({"basic": dataclasses.replace(basic, data_mismatch=True), "resnet50v2": good},
                                   n_boot=100)
     assert other["rows"] == [] and "another version of the data file" in " ".join(other["pending"])
-    mixed = pages.fair_comparison({"basic": basic, "resnet50v2": dataclasses.replace(good, data_mismatch=True)},
+    mixed = comparison.fair_comparison({"basic": basic, "resnet50v2": dataclasses.replace(good, data_mismatch=True)},
                                   n_boot=100)
     assert "ResNet50V2" not in {r["model"] for r in mixed["rows"]}
     assert mixed["pending"] == ["ResNet50V2 (its stored runs were made on another version of the data file)"]
     # cost against accuracy: GFLOPs at the runs' input, wall time per seed, std(x) of the fair comparison
     members = {"basic": basic, "resnet50v2": good, "vgg16": flat}
-    pts = pages.cost_accuracy_points(members, res, cache_folder=book_root / "cache")
+    pts = comparison.cost_accuracy_points(members, res, cache_folder=book_root / "cache")
     by = {p["name"]: p for p in pts}
     assert set(by) == {"basic", "resnet50v2", "vgg16"}
     assert by["resnet50v2"]["gflops"] > 10 * by["basic"]["gflops"] > 0
     assert by["basic"]["wall_h"] == pytest.approx(3.0 / 3600) and by["basic"]["hardware"] == "test machine, float32"
     assert by["resnet50v2"]["std_mean"] == next(r["mean_seeds"] for r in res["rows"] if r["model"] == "ResNet50V2")
     assert list((book_root / "cache").glob("gflops-resnet50v2-*.json"))
-    text = pages.cost_accuracy_markdown(pts, res)
+    text = comparison.cost_accuracy_markdown(pts, res)
     assert "The lowest test std(x) is ResNet50V2's" in text and "× the basic CNN's operations" in text
-    rows = {r["model"]: r for r in pages.cost_accuracy_rows(pts)}
+    rows = {r["model"]: r for r in comparison.cost_accuracy_rows(pts)}
     assert list(rows)[0] == "Basic CNN" and rows["Basic CNN"]["minus basic CNN [dex]"] == "\u2013"
     g = by["resnet50v2"]
     assert rows["ResNet50V2"]["× basic CNN's operations"] == f"{g['gflops'] / by['basic']['gflops']:.0f}×"
@@ -562,26 +562,26 @@ def test_fair_answer_edge_cases():
              "std_seeds": nan, "ensemble": 0.30, "learned": False, "learned_short": "about one mass for every cluster"}
     deep = {"model": "VGG16", "kind": "model", "verdict": "worse", "seeds": 1, "mean_seeds": 0.32, "std_seeds": nan,
             "ensemble": 0.32, "learned": True, "learned_short": "", "ci95": [0.01, 0.03], "diff_vs_reference": 0.02}
-    text = pages.fair_answer({"rows": [basic, deep], "pending": [], "n_test": 50})
+    text = comparison.fair_answer({"rows": [basic, deep], "pending": [], "n_test": 50})
     assert "0.300 dex (3 seeds, the ensemble of its seeds 0.300 dex)" in text        # its seeds, not "1 seed"
     assert "it did not learn from the images itself (about one mass for every cluster)" in text
     assert "- **Worse, though it reads the images (it beats predicting the mean training mass):** VGG16" in text
-    alone = pages.fair_answer({"rows": [dict(basic, learned=True)], "pending": ["ResNet50"], "n_test": 50})
+    alone = comparison.fair_answer({"rows": [dict(basic, learned=True)], "pending": ["ResNet50"], "n_test": 50})
     assert "Each model below" not in alone and "No other model has finished runs yet." in alone
     assert alone.endswith("- **Still in the compute plan:** ResNet50.") and "Better than" not in alone
     pts = [{"model": "Basic CNN", "name": "basic", "gflops": 0.002, "wall_h": 0.1, "hardware": "cpu", "epochs": 9,
             "std_mean": 0.24, "std_sd": 0.0, "seeds": 1},
            {"model": "VGG16", "name": "vgg16", "gflops": 1.4, "wall_h": nan, "hardware": "cpu", "epochs": 9,
             "std_mean": 0.23, "std_sd": 0.0, "seeds": 1}]
-    row = pages.cost_accuracy_rows(pts)[1]
+    row = comparison.cost_accuracy_rows(pts)[1]
     assert row["hours per seed"] == row["× basic CNN's time"] == "\u2013" and row["× basic CNN's operations"] == "700×"
-    assert "nan" not in pages.cost_accuracy_markdown(pts, {}) and "700× the basic CNN's operations per image." \
-        in pages.cost_accuracy_markdown(pts, {})
+    assert "nan" not in comparison.cost_accuracy_markdown(pts, {}) and "700× the basic CNN's operations per image." \
+        in comparison.cost_accuracy_markdown(pts, {})
 
 
 def test_training_benchmark_rows_read_the_benchmark(tmp_path):
     f = tmp_path / "training.json"
-    assert pages.training_benchmark_rows(f)[0] == [] and "bench_training.py" in pages.training_benchmark_rows(f)[1]
+    assert training_reports.training_benchmark_rows(f)[0] == [] and "bench_training.py" in training_reports.training_benchmark_rows(f)[1]
     f.write_text(json.dumps({
         "created": "2026-11-27T10:00:00+00:00", "overhead_target": 1.15, "bf16_speedup": {"resnet50v2": 2.1},
         "machine": {"cpu_cores": 2, "cpu_model": "AMD EPYC", "cpu_bf16_units": ["avx512_bf16"], "backend": "tensorflow",
@@ -589,7 +589,7 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
         "rows": [{"model": "resnet50v2", "precision": p, "input_shape": [50, 50, 3], "epoch_step_only_s": s,
                   "epoch_whole_s": s * o, "overhead": o} for p, s, o in (("float32", 200.0, 1.05),
                                                                           ("bfloat16", 95.0, 1.3))]}))
-    rows, text = pages.training_benchmark_rows(f)
+    rows, text = training_reports.training_benchmark_rows(f)
     assert [r["precision"] for r in rows] == ["float32", "bfloat16"] and rows[1]["bf16 speed-up"] == "×2.10"
     assert rows[1]["_class"] == "over-target" and rows[0]["_class"] == ""
     assert "avx512_bf16" in text and "2 CPU cores" in text and "71×71" not in text
@@ -600,7 +600,7 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
                       "epoch_step_only_s": 2.2, "epoch_whole_s": 2.4, "overhead": 1.09, "rounds": 3,
                       "timed_epochs": 7, "measured": "2026-11-27T17:00:05+00:00", "load": [0.8, 1.0, 1.2]})
     f.write_text(json.dumps(b))
-    rows, text = pages.training_benchmark_rows(f)
+    rows, text = training_reports.training_benchmark_rows(f)
     assert "load average 0.8)" in text and "part by part" not in text
     # the parts of a small CNN's epoch (benchmarks/epoch_parts.py), when measured
     part = {"median": 0.1, "min": 0.1, "max": 0.1}
@@ -608,7 +608,7 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
         {"model": "basic", "precision": "float32", "repeats": 4, "fit_epoch_spread": 0.79,
          "fit_epoch_s": {"median": 2.0, "min": 1.43, "max": 2.56}, "evaluate_val_s": part, "diagnostics_s": part,
          "checkpoint_s": part, "input_only_s": part, "fixed_overhead": 0.10}]}))
-    rows, text = pages.training_benchmark_rows(f)
+    rows, text = training_reports.training_benchmark_rows(f)
     assert "varied by up to 79%" in text and "×1.10–1.10" in text and "epoch 1.43–2.56 s" in text
     assert "Krippendorf et al. (2023) 3 rounds of 7 timed epochs (2026-11-27 17:00 UTC, load average 0.8)" in text
     # the thesis's padded input beside it (bench_training.py --input thesis)
@@ -616,7 +616,7 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
         "created": "2026-11-27T11:00:00+00:00", "machine": {"loadavg_before": [1.5], "loadavg_after": [1.9]},
         "rows": [{"model": "resnet50v2", "precision": "float32", "input_shape": [71, 71, 3],
                   "epoch_step_only_s": 190.0, "epoch_whole_s": 200.0, "overhead": 1.05}]}))
-    rows, text = pages.training_benchmark_rows(f)
+    rows, text = training_reports.training_benchmark_rows(f)
     assert [r["input"] for r in rows] == ["50×50×3", "50×50×3", "50×50×10", "71×71×3"]
     assert "×2.00 faster for ResNet50V2" in text and "load average 1.5–1.9" in text
     # EfficientNet-B7's fair recipe keeps float32 (profiles.FAIR_FLOAT32): its own precision's row is compared
@@ -628,13 +628,13 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
     t["rows"].append({"model": "efficientnetb7", "precision": "float32", "input_shape": [71, 71, 3],
                       "epoch_step_only_s": 800.0, "epoch_whole_s": 810.0, "overhead": 1.01})
     (tmp_path / "training_thesis_input.json").write_text(json.dumps(t))
-    text = pages.training_benchmark_rows(f)[1]
+    text = training_reports.training_benchmark_rows(f)[1]
     assert "×2.00 faster for ResNet50V2, ×2.00 faster for EfficientNet-B7 (float32)" in text
 
 
 def test_kernels_text_reads_the_kernel_benchmark(tmp_path):
     f = tmp_path / "kernels.json"
-    assert "bench_kernels.py" in pages.kernels_text(f)
+    assert "bench_kernels.py" in training_reports.kernels_text(f)
     f.write_text(json.dumps({
         "created": "2026-11-28T10:59:50+00:00", "settings": {"steps": 8, "rounds": 3, "batch": 32,
                                                              "input": "50x50x3 + redshift", "precision": "float32"},
@@ -642,14 +642,14 @@ def test_kernels_text_reads_the_kernel_benchmark(tmp_path):
         "rows": [{"loadavg": 1.4}, {"loadavg": 1.7}],
         "summary": {"resnet50": {"median_s_per_step": {"eigen": 1.92, "onednn": 0.60, "onednn+xla": 2.89},
                                  "eigen_over_onednn": 3.2, "xla_over_onednn": 4.8}}}))
-    text = pages.kernels_text(f)
+    text = training_reports.kernels_text(f)
     assert "ResNet50 training step took 0.60 s with oneDNN, 1.92 s without (3.2× as long)" in text
     assert "2.89 s with XLA on top (4.8× as long)" in text
     assert "no AVX-512" in text and "load average 1.4–1.7" in text and "3 interleaved rounds of 8 steps" in text
 
 
 def test_recipe_comparison_needs_both_runs(book_root):
-    rc = pages.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
+    rc = training_reports.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
     assert rc["panels"] == {} and len(rc["notes"]) == 2          # ResNet50V2 and VGG16: nothing on disk yet
     assert all("not started" in n for n in rc["notes"])
     assert rc["notes"][0].startswith("ResNet50V2: thesis optimisation (Adam 1e-3, constant) (seed 0: not started); "
@@ -659,7 +659,7 @@ def test_recipe_comparison_needs_both_runs(book_root):
     _, thesis_opt = pages.request_for("resnet50v2", "laptop", experiment="resnet50v2_thesis_opt", data="data/tiny.h5")
     _write_run(book_root, chosen, 0, pred_fn=_good, n=800)
     _write_run(book_root, thesis_opt, 0, pred_fn=lambda t, rng: t + rng.normal(0, 0.3, t.size), n=800)
-    rc = pages.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
+    rc = training_reports.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
     assert list(rc["panels"]) == ["ResNet50V2"] and len(rc["rows"]) == 2 and len(rc["notes"]) == 1
     assert [r["stopped by"] for r in rc["rows"]] == ["budget end", "schedule end"]
     (v,) = rc["verdicts"]
@@ -784,7 +784,7 @@ def test_a_page_whose_kernel_hangs_is_executed_once_more_then_fails(tmp_path, mo
 
 def test_precision_rows_read_the_check(tmp_path):
     f = tmp_path / "precision.json"
-    rows, text = pages.precision_rows(f)
+    rows, text = training_reports.precision_rows(f)
     assert rows == [] and "precision_check.py --train" in text
     side = {"seeds": [0, 1, 2], "values": [0.23, 0.235, 0.227], "mean": 0.2307, "std": 0.004}
     f.write_text(json.dumps({"date": "2026-11-27T15:52:32+00:00", "missing": ["resnet50v2"], "rows": [
@@ -797,7 +797,7 @@ def test_precision_rows_read_the_check(tmp_path):
          "bfloat16": {**side, "seeds": [0], "std": None}, "diff": 0.05, "seed_spread": None, "agree": None},
         {"model": "resnet50v2", "measure": "std", "float32": side, "bfloat16": side, "diff": -0.002,
          "seed_spread": 0.001, "agree": False}]}))
-    rows, text = pages.precision_rows(f)
+    rows, text = training_reports.precision_rows(f)
     assert rows[0]["float32 test std(x) [dex]"] == "0.231 ± 0.004 (3 seeds)" and rows[0]["difference"] == "-0.003"
     col = "difference within the seed spread"
     assert rows[0][col] == "yes" and rows[1][col] == "– (one seed)" and rows[2][col] == "no (2.0× the spread)"
@@ -828,8 +828,8 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
                                                  epochs=3, seeds=[0], early_stopping=10)}
     fair_members = {"basic": pr_for("basic", {0: 0.15}, split="train-val-test"),
                     "resnet50v2": pr_for("resnet50v2", {0: 0.30}, split="train-val-test")}
-    fair = pages.fair_comparison(fair_members, n_boot=100)
-    res = pages.thesis_protocol_comparison(proto, fair, fair_basic=fair_members["basic"], root=book_root)
+    fair = comparison.fair_comparison(fair_members, n_boot=100)
+    res = comparison.thesis_protocol_comparison(proto, fair, fair_basic=fair_members["basic"], root=book_root)
     by = {r["model"]: r for r in res["rows"]}
     assert by["basic"]["seeds"] == 2 and by["basic"]["std"] == pytest.approx(0.10, abs=0.02)   # the best seed
     assert by["basic"]["sigma_thesis"] == pytest.approx(0.13)
@@ -839,10 +839,10 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert by["vgg16"]["fair_std"] is None and by["vgg16"]["optimism"] is None
     assert res["n_train"] == {"thesis": 800, "fair": 800}
     assert len(res["pending"]) == 1 and res["pending"][0].startswith("ResNet152V2 (seed 0: not started")
-    rows = pages.thesis_protocol_rows(res)
+    rows = comparison.thesis_protocol_rows(res)
     assert rows[0]["reported run"].startswith("best of 2 seeds") and rows[0]["σ test, thesis"] == "0.130"
     assert next(r for r in rows if r["model"] == "VGG16")["std(x) test, fair protocol"].startswith("\u2013")
-    text = pages.thesis_protocol_markdown(res)
+    text = comparison.thesis_protocol_markdown(res)
     assert "Better than the basic CNN's best run" in text and "ResNet50V2" in text.split("Better than")[1]
     assert "not better: VGG16" in text
     assert "The verdict changes between the two protocols for ResNet50V2" in text
@@ -850,7 +850,7 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert set(res["floors"]) == {"thesis", "fair"}
     assert (f"predicting the mean training mass scores std(x) = {res['floors']['thesis']:.3f} on the thesis split's "
             "test set") in text and "dex better than a fair evaluation does" in text and "+0." not in text
-    assert pages.thesis_protocol_markdown({"rows": [], "pending": []}).startswith("No runs")
+    assert comparison.thesis_protocol_markdown({"rows": [], "pending": []}).startswith("No runs")
 
 
 def test_diagnosis_reads_the_runs_diagnostics(book_root):
@@ -928,7 +928,7 @@ def test_table4_reads_every_setting_from_the_code():
     from cmlib.book import profiles
     from cmlib.book.thesis import TABLE4
 
-    rows = {r["parameter"]: r for r in pages.table4_rows()}
+    rows = {r["parameter"]: r for r in training_reports.table4_rows()}
     fair = "cmlib stored deep runs (fair recipe)"
     assert set(rows) >= set(TABLE4) | {"Bands / input", "Labels and output", "Arithmetic"}
     assert rows["Optimizer"][fair] == "AdamW (weight decay 0.01)" and rows["Optimizer"]["thesis (deep models)"] == "Adam"
@@ -971,7 +971,7 @@ def test_uncertainty_rows_average_every_seed_and_name_the_split(book_root):
                  for k, p in run.predictions.items()}
         A.write_predictions(d / "predictions.csv", preds)
     pr = pages.find_page_runs("krippendorf2023", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
-    (row,) = pages.uncertainty_rows([("Krippendorf", pr), ("absent", None)])
+    (row,) = comparison.uncertainty_rows([("Krippendorf", pr), ("absent", None)])
     stds = [M.point_metrics(r.predictions["test"].pred, r.predictions["test"].true)["std"] for r in pr.finished]
     assert row["seeds"] == 2 and row["split"] == pages.split_of(pr)
     assert row["test std(x) [dex]"] == f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"
@@ -1003,7 +1003,7 @@ def test_a_model_is_set_beside_the_basic_cnn_of_its_own_split(book_root):
     assert pages.basic_on_same_split(empty, "smoke", root=book_root, **kw) is None
     # the results page's best deep model is set beside the basic CNN of its own split, and says which
     basic_page = pages.find_page_runs("basic", "smoke", root=book_root, **kw)
-    best, ref, text = pages.best_deep_text({"basic": basic_page, "resnet50v2": deep}, "smoke", root=book_root, **kw)
+    best, ref, text = comparison.best_deep_text({"basic": basic_page, "resnet50v2": deep}, "smoke", root=book_root, **kw)
     assert best == "resnet50v2" and pages.split_of(ref) == "train-val-test"
     assert f"against {ref.best.metrics['test']['sigma']:.3f} for the basic CNN, both on the train-val-test split" in text
 
@@ -1090,21 +1090,21 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "it learns from the images" in pages.remedies_markdown(members, "smoke", **kw)
     # the remedy is a member of the fair comparison under its own name, beside the model's own runs, and the
     # remedies sentence still names it once
-    assert {"vgg16_remedy_lr1e-4", "resnet50v2_remedy_lr1e-4", "resnet50v2_remedy_rot90"} <= set(pages.fair_members("laptop", **kw))
+    assert {"vgg16_remedy_lr1e-4", "resnet50v2_remedy_lr1e-4", "resnet50v2_remedy_rot90"} <= set(comparison.fair_members("laptop", **kw))
     remedy = pages.remedy_runs(pr, "smoke", **kw)[0]
-    assert pages.member_name("vgg16_remedy_lr1e-4", remedy) == "VGG16 (remedy: lr 1e-4)"
-    assert pages.member_name("vgg16", pr) == "VGG16"
+    assert comparison.member_name("vgg16_remedy_lr1e-4", remedy) == "VGG16 (remedy: lr 1e-4)"
+    assert comparison.member_name("vgg16", pr) == "VGG16"
     with_remedy = {"basic": pages.find_page_runs("basic", "smoke", experiment="basic_tvt", **kw), **members,
                    "vgg16_remedy_lr1e-4": remedy}
-    fair = pages.fair_comparison(with_remedy, n_boot=200)
+    fair = comparison.fair_comparison(with_remedy, n_boot=200)
     names = [r["model"] for r in fair["rows"] if r["kind"] == "model"]
     assert "VGG16 (remedy: lr 1e-4)" in names and "VGG16" in names
     assert [r["model"] for r in fair["rows"] if r.get("remedy")] == ["VGG16 (remedy: lr 1e-4)"]
     assert ("did not learn from the images with the common recipe in this budget (the remedies tried follow)"
-            in pages.findings_paragraph({"vgg16": pr}, "smoke", fair=fair))
-    assert "did not learn from the images in this budget." in pages.findings_paragraph({"vgg16": pr}, "smoke")
+            in comparison.findings_paragraph({"vgg16": pr}, "smoke", fair=fair))
+    assert "did not learn from the images in this budget." in comparison.findings_paragraph({"vgg16": pr}, "smoke")
     assert pages.remedies_markdown(with_remedy, "smoke", **kw).count("VGG16 with lr 1e-4") == 1
-    assert [p["model"] for p in pages.cost_accuracy_points(with_remedy, fair, cache_folder=book_root / "cache")
+    assert [p["model"] for p in comparison.cost_accuracy_points(with_remedy, fair, cache_folder=book_root / "cache")
             ].count("VGG16 (remedy: lr 1e-4)") == 1
 
     # the image path opened, but the predictions are still a function of z: not enough

@@ -88,7 +88,7 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
     import shutil
     from types import SimpleNamespace
 
-    from cmlib.book import pages
+    from cmlib.book import training_reports
 
     report = tune.read_report(REPO / "results" / "tune" / "basic.json")
     if not report or not report.get("best"):
@@ -103,29 +103,30 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
         return lambda *a, **k: SimpleNamespace(finished=finished, data="data/smoke.h5",
                                                request=SimpleNamespace(command=lambda: "cmlib train basic ..."))
 
-    monkeypatch.setattr(pages, "find_page_runs", fake_page_runs([other]))
-    text = pages.tuning_comparison_markdown(report, "smoke", root=tmp_path)
+    monkeypatch.setattr(training_reports, "find_page_runs", fake_page_runs([other]))
+    text = training_reports.tuning_comparison_markdown(report, "smoke", root=tmp_path)
     assert "No test comparison under the `smoke` profile" in text and "data_sha256" in text
     assert "--data data/smoke.h5" in text and "On the test set" not in text
-    monkeypatch.setattr(pages, "find_page_runs", fake_page_runs([other, tuned]))
-    text = pages.tuning_comparison_markdown(report, "laptop", root=tmp_path)
+    monkeypatch.setattr(training_reports, "find_page_runs", fake_page_runs([other, tuned]))
+    text = training_reports.tuning_comparison_markdown(report, "laptop", root=tmp_path)
     assert "**On the test set the tuned basic CNN is not distinguishable from the thesis recipe**" in text
     assert f"`lr={best['options']['lr']:.3g}`" in text and "`split=train-val-test`" in text   # floats to 3 digits
-    monkeypatch.setattr(pages, "find_page_runs", fake_page_runs([]))
-    assert "is not on disk: `cmlib train basic ...`" in pages.tuning_comparison_markdown(report, "laptop",
-                                                                                          root=tmp_path)
-    assert "no complete trial" in pages.tuning_comparison_markdown(None, "laptop", root=tmp_path)
+    monkeypatch.setattr(training_reports, "find_page_runs", fake_page_runs([]))
+    assert "is not on disk: `cmlib train basic ...`" in training_reports.tuning_comparison_markdown(
+        report, "laptop", root=tmp_path)
+    assert "no complete trial" in training_reports.tuning_comparison_markdown(None, "laptop", root=tmp_path)
     # a profile without the reference experiment (classroom: its build stopped here with a KeyError)
-    assert "trains no train-val-test run" in pages.tuning_comparison_markdown(report, "classroom", root=tmp_path)
+    assert "trains no train-val-test run" in training_reports.tuning_comparison_markdown(report, "classroom",
+                                                                                         root=tmp_path)
 
 
 def test_trial_rows_are_formatted_for_reading():
-    from cmlib.book import pages
+    from cmlib.book import pages, training_reports
 
     rep = tune.study_report(_study([0.0568412, None, 0.221424]), settings={"trials": 3})
     rep["trials"].append({**rep["trials"][0], "number": 3, "state": "running", "value": None,
                           "params": {"lr": 0.00056, "augment": "flip"}})
-    rows = pages.tuning_trial_rows(rep)
+    rows = training_reports.tuning_trial_rows(rep)
     assert [r["best val. loss"] for r in rows] == ["0.0568", "\u2013", "0.2214", "\u2013"]
     assert rows[0]["lr"] == "1.0e-04" and rows[3]["lr"] == "5.6e-04" and rows[3]["state"] == "running"
     assert rows[0]["augment"] == "flip" and list(rows[0])[:4] == ["trial", "state", "best val. loss", "epochs"]

@@ -669,8 +669,8 @@ def _retitle(nb, title: str) -> None:
 def write_generated(profile: Profile, root: Path) -> None:
     """The generated pieces of the book: the profile's table of contents, the findings (the answer in short) and the
     run inventory (what was actually run, per model)."""
-    from .pages import (fair_comparison, fair_members, find_page_runs, findings_paragraph, remedies_markdown,
-                        run_inventory_markdown)
+    from .comparison import fair_comparison, fair_members, findings_paragraph
+    from .pages import find_page_runs, remedies_markdown, run_inventory_markdown
 
     gen = root / GENERATED
     gen.mkdir(parents=True, exist_ok=True)

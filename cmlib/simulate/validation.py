@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..book.references import EFEDS_CHIU2022
+from .references import EFEDS_CHIU2022
 
 N_FIELD = 441
 EFEDS_RELAXED_FRACTION = 0.31          # Ghirardini et al. 2022
