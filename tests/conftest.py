@@ -73,6 +73,9 @@ def smoke_book(tmp_path_factory):
     Data simulation, one-epoch training of every model and experiment, papermill
     execution of every notebook and ``jupyter-book build -W``: the integration test.
     """
+    import contextlib
+    import os
+    import sys
     from pathlib import Path
 
     from cmlib.book.build import build_book
@@ -81,5 +84,17 @@ def smoke_book(tmp_path_factory):
     # what a checkout holds after `make test` (pytest's cache) must not break the -W build
     (root / ".pytest_cache").mkdir()
     (root / ".pytest_cache" / "README.md").write_text("# pytest cache directory #\n")
-    assert build_book(profile="smoke", root=root, source=Path(__file__).resolve().parents[1]) == 0
+    # what a newcomer's terminal shows (the build's log and its kernels' stderr), kept for test_book.py
+    log = root.parent / "smokebook-output.txt"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            os.dup2(f.fileno(), 2)          # the kernels write to the process's stderr, not to sys.stderr
+            ok = build_book(profile="smoke", root=root, source=Path(__file__).resolve().parents[1])
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr.write(log.read_text())   # shown where it would have been, also when the build failed
+    assert ok == 0
     return root

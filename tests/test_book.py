@@ -53,6 +53,14 @@ def test_no_page_shows_an_error_or_log_noise(smoke_book):
         assert "output stderr" not in text, f
 
 
+def test_the_build_output_is_the_builds_own(smoke_book):
+    """The terminal shows the build's progress, not the page kernels' log (ipykernel's TCP warning at every
+    start, "KeyboardInterrupt caught in kernel" at every shutdown)."""
+    text = (smoke_book.parent / "smokebook-output.txt").read_text()
+    assert "[cmlib book] notebooks:" in text               # the capture works: the build's own log is there
+    assert "[IPKernelApp]" not in text, [l for l in text.splitlines() if "[IPKernelApp]" in l][:3]
+
+
 def test_executed_notebooks_are_clean(smoke_book):
     for job in book.notebook_jobs(SMOKE):
         nb = nbformat.read(smoke_book / "book" / "generated" / f"{job.name}.ipynb", as_version=4)

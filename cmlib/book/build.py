@@ -396,6 +396,14 @@ def notebook_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
+#: The page kernels' own log is kept off the build's output: ipykernel 7 warns at every start that its local
+#: TCP socket is unencrypted and logs "KeyboardInterrupt caught in kernel" when nbclient shuts it down, twenty
+#: alarming lines per build that say nothing about the pages.  A page's errors and warnings are not lost: a
+#: failing cell raises in the build (and the page is kept as FAILED), a dead kernel is retried, and warnings
+#: in a cell are the page's own stderr output (which tests/test_book.py keeps out of every page).
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
 def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | None = None,
                       force: bool = False, kernel: str = "python3", workers: int | None = None) -> list[str]:
     """Execute the profile's pages with papermill (``workers`` at a time, default
@@ -448,7 +456,7 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
                     pm.execute_notebook(str(root / "notebooks" / job.template), str(tmp), parameters=job.params,
                                         kernel_name=kernel, cwd=str(root), progress_bar=False, log_output=False,
                                         request_save_on_cell_execute=False, execution_timeout=CELL_TIMEOUT_S,
-                                        start_timeout=120)
+                                        start_timeout=120, extra_arguments=KERNEL_ARGS)
                     break
                 except (CellTimeoutError, DeadKernelError) as exc:
                     # a kernel that died, or a cell that never answered: seen on loaded machines when a

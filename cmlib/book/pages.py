@@ -427,9 +427,7 @@ def scatter_png(model: str, p, highlight: Sequence[int] = (), *, title: str = ""
     return plots.to_png_bytes(fig, dpi=80)
 
 
-# ---------------------------------------------------------------- the classical reference
-
-# ---------------------------------------------------------------- generated prose
+# ---------------------------------------------------------------- a model's page: its runs, training, diagnosis and remedies; the run inventory
 
 def split_of(pr: PageRuns) -> str:
     """The split of a model's best run ('thesis' or 'train-val-test'); 'thesis' when it has no runs yet."""
@@ -874,7 +872,7 @@ def declare_sections(flags: Mapping[str, bool]) -> None:
 SECTIONS_MIME = "application/vnd.cmlib.sections+json"
 
 
-# ---------------------------------------------------------------- results page
+# ---------------------------------------------------------------- the beyond-the-thesis page
 
 def experiment_summary(pr: PageRuns, subset: str = "test") -> dict:
     """One table row of an experiment: runs, best σ, mean ± std (several seeds only), std(x), ensemble."""
@@ -966,7 +964,7 @@ def example_clusters(d) -> list[int]:
     return [int(order[-1]), int(np.argmin(np.abs(d.log_m500 - 14.18) + np.abs(d.z - 0.3)))]
 
 
-# ---------------------------------------------------------------- the fair comparison (the thesis's question)
+# ---------------------------------------------------------------- the basic CNN on a model's split (the fair protocol)
 
 FAIR_SPLIT = "train-val-test"
 
@@ -999,7 +997,7 @@ def basic_on_same_split(pr: PageRuns, profile: str, root: str | Path = ".", data
     return next((c for c in candidates if c.finished and split_of(c) == split), None)
 
 
-# ---------------------------------------------------------------- the training-parameters page
+# ---------------------------------------------------------------- a page whose runs are still to come: what the thesis reports
 
 def thesis_result_lines(model: str) -> list[str]:
     """Markdown lines: what the thesis reports for one model (Table 5's best of ten runs, Table 3's size and
@@ -1025,11 +1023,3 @@ def thesis_result_lines(model: str) -> list[str]:
     out += ["", f"{TABLE5_NOTES['sigma']} This page will set the book's own runs beside these numbers when they "
             "finish."]
     return out
-
-
-# ---------------------------------------------------------------- the tuning page
-
-# ---------------------------------------------------------------- the thesis's own protocol (results page)
-
-# ---------------------------------------------------------------- cost against accuracy (results page)
-
