@@ -84,17 +84,19 @@ def smoke_book(tmp_path_factory):
     # what a checkout holds after `make test` (pytest's cache) must not break the -W build
     (root / ".pytest_cache").mkdir()
     (root / ".pytest_cache" / "README.md").write_text("# pytest cache directory #\n")
-    # what a newcomer's terminal shows (the build's log and its kernels' stderr), kept for test_book.py
+    # the build's log and everything written to stderr (its kernels' log), kept for test_book.py; a killed run
+    # leaves it at the path printed here
     log = root.parent / "smokebook-output.txt"
-    sys.stderr.flush()
+    print(f"smoke book: building in {root}; its output goes to {log} and is shown when the build ends",
+          file=sys.stderr, flush=True)
     saved = os.dup(2)
     try:
-        with open(log, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
             os.dup2(f.fileno(), 2)          # the kernels write to the process's stderr, not to sys.stderr
             ok = build_book(profile="smoke", root=root, source=Path(__file__).resolve().parents[1])
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-        sys.stderr.write(log.read_text())   # shown where it would have been, also when the build failed
+        sys.stderr.write(log.read_text(errors="replace"))   # shown where it would have been, also on failure
     assert ok == 0
     return root

@@ -56,7 +56,7 @@ def test_no_page_shows_an_error_or_log_noise(smoke_book):
 def test_the_build_output_is_the_builds_own(smoke_book):
     """The terminal shows the build's progress, not the page kernels' log (ipykernel's TCP warning at every
     start, "KeyboardInterrupt caught in kernel" at every shutdown)."""
-    text = (smoke_book.parent / "smokebook-output.txt").read_text()
+    text = (smoke_book.parent / "smokebook-output.txt").read_text(errors="replace")
     assert "[cmlib book] notebooks:" in text               # the capture works: the build's own log is there
     assert "[IPKernelApp]" not in text, [l for l in text.splitlines() if "[IPKernelApp]" in l][:3]
 

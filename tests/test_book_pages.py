@@ -493,6 +493,8 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert "ResNet152V2" not in binned["note"]
     assert binned["colors"]["ResNet50V2"] != binned["colors"]["Basic CNN"]
     assert comparison.fair_binned_sets({}, {"rows": []})["sets"] == {}
+    with pytest.raises(ValueError, match="no such reference in the fair comparison: classical, 3 bands"):
+        comparison.fair_binned_sets({"basic": basic}, res, ["classical, 3 bands"])
     text = comparison.fair_answer(res)
     # the answer is a list that names every model once, in its group, with its numbers
     items = {line.split(":**")[0].removeprefix("- **"): line.split(":** ")[1]
@@ -766,7 +768,7 @@ def test_a_page_whose_kernel_hangs_is_executed_once_more_then_fails(tmp_path, mo
     calls = []
 
     def flaky(src, dst, **kw):
-        calls.append(1)
+        calls.append(kw["extra_arguments"])
         if len(calls) <= hangs[0]:
             raise CellTimeoutError("A cell timed out while it was being executed, after 600 seconds.")
         nbformat.write(nb, dst)
@@ -775,6 +777,8 @@ def test_a_page_whose_kernel_hangs_is_executed_once_more_then_fails(tmp_path, mo
     prof = profiles.get_profile("smoke")
     hangs = [1]
     assert build.execute_notebooks(prof, tmp_path, force=True, workers=1) == ["p"] and len(calls) == 2
+    # the first execution keeps the kernel's log quiet, the retry shows it (the cause of a second failure)
+    assert calls == [build.KERNEL_ARGS, []] and build.KERNEL_ARGS == ["--IPKernelApp.log_level=CRITICAL"]
     calls.clear()
     hangs[0] = 2
     with pytest.raises(CmlibError, match="did not finish twice"):
@@ -829,7 +833,7 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     fair_members = {"basic": pr_for("basic", {0: 0.15}, split="train-val-test"),
                     "resnet50v2": pr_for("resnet50v2", {0: 0.30}, split="train-val-test")}
     fair = comparison.fair_comparison(fair_members, n_boot=100)
-    res = comparison.thesis_protocol_comparison(proto, fair, fair_basic=fair_members["basic"], root=book_root)
+    res = comparison.thesis_protocol_comparison(proto, fair, basic_runs=fair_members["basic"], root=book_root)
     by = {r["model"]: r for r in res["rows"]}
     assert by["basic"]["seeds"] == 2 and by["basic"]["std"] == pytest.approx(0.10, abs=0.02)   # the best seed
     assert by["basic"]["sigma_thesis"] == pytest.approx(0.13)

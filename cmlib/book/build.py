@@ -396,11 +396,14 @@ def notebook_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-#: The page kernels' own log is kept off the build's output: ipykernel 7 warns at every start that its local
-#: TCP socket is unencrypted and logs "KeyboardInterrupt caught in kernel" when nbclient shuts it down, twenty
-#: alarming lines per build that say nothing about the pages.  A page's errors and warnings are not lost: a
-#: failing cell raises in the build (and the page is kept as FAILED), a dead kernel is retried, and warnings
-#: in a cell are the page's own stderr output (which tests/test_book.py keeps out of every page).
+#: The page kernels' own log is kept off the build's output on a page's first execution: ipykernel 7 warns at
+#: every start that its local TCP socket is unencrypted and logs "KeyboardInterrupt caught in kernel" when
+#: nbclient shuts it down, twenty alarming lines per build that say nothing about the pages.  A failing cell
+#: still raises in the build (the page is kept as FAILED), and a cell's own warnings are its stderr output
+#: (which tests/test_book.py keeps out of every page).  What the quiet log could hide is a kernel's own failure
+#: (a connection file it cannot load, an exception in its message handler): the build then sees a dead kernel
+#: or a cell that never answers, and executes the page once more with the kernel's log at its default level,
+#: so that a second failure shows its cause.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
@@ -456,7 +459,8 @@ def execute_notebooks(profile: Profile, root: Path, *, only: Sequence[str] | Non
                     pm.execute_notebook(str(root / "notebooks" / job.template), str(tmp), parameters=job.params,
                                         kernel_name=kernel, cwd=str(root), progress_bar=False, log_output=False,
                                         request_save_on_cell_execute=False, execution_timeout=CELL_TIMEOUT_S,
-                                        start_timeout=120, extra_arguments=KERNEL_ARGS)
+                                        start_timeout=120,
+                                        extra_arguments=KERNEL_ARGS if attempt == 1 else [])
                     break
                 except (CellTimeoutError, DeadKernelError) as exc:
                     # a kernel that died, or a cell that never answered: seen on loaded machines when a

@@ -251,7 +251,7 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
 def best_deep_text(pages: Mapping[str, PageRuns], profile: str, root: str | Path = ".", data: str | None = None
                    ) -> tuple[str | None, PageRuns | None, str]:
     """The deep model this build compares with the basic CNN (best test σ among those that learned, else among
-    all), the basic CNN's runs on that model's split (:func:`basic_on_same_split`) and a sentence on the two."""
+    all), the basic CNN's runs on that model's split (:func:`cmlib.book.pages.basic_on_same_split`) and a sentence on the two."""
     deep = {m: p for m, p in pages.items() if p.finished and get_spec_family(m) not in ("basic", "baseline")}
     if not deep:
         return None, None, "No deep-model runs are available in this build."
@@ -378,6 +378,11 @@ def fair_binned_sets(members: Mapping[str, PageRuns], fair: Mapping, references:
         used.add(c)
     refs = [(REDSHIFT_ONLY, "predict from the redshift alone", "redshift"),
             ("predict the mean training mass", "predict the mean training mass", "mean")]
+    unknown = [name for name in references if name not in preds]
+    if unknown:
+        raise ValueError(f"fair_binned_sets: no such reference in the fair comparison: {', '.join(unknown)}; it "
+                         f"compared: {', '.join(n for n in preds if rows.get(n, {}).get('kind') == 'reference')}. "
+                         "Pass the reference to fair_comparison first.")
     refs += [(name, name, "classical") for name in references]
     for name, label, color_key in refs:
         if name in preds:
@@ -629,15 +634,15 @@ def uncertainty_rows(items: Sequence[tuple[str, PageRuns | None]]) -> list[dict]
             us.append(M.uncertainty_metrics(p.pred, p.true, p.sigma))
             stds.append(M.point_metrics(p.pred, p.true)["std"])
 
-        def pm(vals, fmt: str) -> str:
+        def spread(vals, spec: str) -> str:
             v = np.asarray(vals, dtype=float)
-            return format(v.mean(), fmt) + (f" ± {format(v.std(ddof=1), fmt)}" if v.size > 1 else "")
+            return format(v.mean(), spec) + (f" ± {format(v.std(ddof=1), spec)}" if v.size > 1 else "")
         rows.append({"model": label, "split": split_of(pr), "seeds": len(pr.finished),
-                     "test std(x) [dex]": pm(stds, ".3f"),
-                     "median σ_pred [dex]": pm([u["sigma_pred_median"] for u in us], ".3f"),
-                     "±1σ coverage": pm([u["coverage_1sigma"] for u in us], ".0%"),
-                     "±2σ coverage": pm([u["coverage_2sigma"] for u in us], ".0%"),
-                     "pull std": pm([u["pull_std"] for u in us], ".2f")})
+                     "test std(x) [dex]": spread(stds, ".3f"),
+                     "median σ_pred [dex]": spread([u["sigma_pred_median"] for u in us], ".3f"),
+                     "±1σ coverage": spread([u["coverage_1sigma"] for u in us], ".0%"),
+                     "±2σ coverage": spread([u["coverage_2sigma"] for u in us], ".0%"),
+                     "pull std": spread([u["pull_std"] for u in us], ".2f")})
     return rows
 
 
@@ -655,7 +660,7 @@ def thesis_protocol_members(profile: str, root: str | Path = ".", data: str | No
 
 
 def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | None = None, *,
-                               fair_basic: PageRuns | None = None, root: str | Path = ".") -> dict:
+                               basic_runs: PageRuns | None = None, root: str | Path = ".") -> dict:
     """Thesis Table 5 reproduced under the thesis's protocol, beside the thesis's numbers and the fair protocol.
 
     For each model: the run the thesis would report (the lowest test sigma of its seeds, the epoch chosen on
@@ -665,7 +670,7 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
     thesis-protocol one: how much better the thesis's way of reporting makes a model look (it also contains
     the larger training set of the thesis split and, for the deep models, the different recipe and input).
 
-    ``fair_basic`` (the basic CNN's fair-protocol runs) gives the fair split's training-set size.
+    ``basic_runs`` (the basic CNN's fair-protocol runs) gives the fair split's training-set size.
     Returns ``{"rows": [...], "pending": [text, ...], "n_train": {"thesis": n, "fair": n}}``.
     """
     fair_by = {r["model"]: r for r in (fair or {}).get("rows", []) if r.get("kind") == "model"}
@@ -691,9 +696,9 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
                "fair_seeds": 0 if f is None else f["seeds"]}
         row["optimism"] = None if row["fair_std"] is None else row["fair_std"] - row["std"]
         rows.append(row)
-    if fair_basic is not None and fair_basic.finished:
-        n_train["fair"] = int(fair_basic.finished[0].predictions["train"].true.size)
-        floors["fair"] = _floor_std(fair_basic.finished[0])
+    if basic_runs is not None and basic_runs.finished:
+        n_train["fair"] = int(basic_runs.finished[0].predictions["train"].true.size)
+        floors["fair"] = _floor_std(basic_runs.finished[0])
     return {"rows": rows, "pending": pending, "n_train": n_train, "floors": floors}
 
 

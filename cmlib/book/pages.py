@@ -25,8 +25,8 @@ from . import runs as R
 from .profiles import RunPlan, display_name, get_profile, is_remedy_key, parse_seed_list, remedy_keys
 from .thesis import TABLE5
 
-__all__ = ["MissingRunsError", "PageRuns", "request_for", "find_page_runs", "require_runs", "and_list", "counted",
-           "fmt", "html_table", "provenance_markdown", "run_yourself_markdown", "verdict", "verdict_markdown",
+__all__ = ["MissingRunsError", "PageRuns", "display_name", "request_for", "find_page_runs", "require_runs",
+           "and_list", "counted", "fmt", "html_table", "provenance_markdown", "run_yourself_markdown", "verdict", "verdict_markdown",
            "seed_rows", "pm", "summary_rows", "cluster_images", "cluster_png", "scatter_png", "split_of",
            "get_spec_family", "stop_kind", "hardware_of", "run_inventory_rows", "run_inventory_markdown",
            "config_rows", "run_input_shape", "training_text", "page_sections", "memorisation_finding",
