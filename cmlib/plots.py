@@ -759,6 +759,22 @@ def plot_diagnostics(run: Run) -> Figure:
     return fig
 
 
+def label_offsets(x: np.ndarray, y: np.ndarray, *, min_gap: float, near: float, down: bool = False) -> np.ndarray:
+    """New vertical positions of point labels (display units) so that two labels within ``near`` of each other
+    in x are at least ``min_gap`` apart in y: taken in order of y (of -y when ``down``: labels that hang below
+    their points make room downwards), each label moves away from the ones already placed, as little as it must."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    sign = -1.0 if down else 1.0
+    out = y.copy()
+    placed: list[int] = []
+    for i in np.argsort(sign * y, kind="stable"):
+        for j in sorted(placed, key=lambda k: sign * out[k]):
+            if abs(x[i] - x[j]) < near and sign * (out[i] - out[j]) < min_gap:
+                out[i] = out[j] + sign * min_gap
+        placed.append(int(i))
+    return out
+
+
 def plot_cost_accuracy(points: Sequence[Mapping], *, mean_predictor: float | None = None) -> Figure:
     """Test std(x) (mean ± standard deviation over seeds) against the cost of a model: GFLOPs per image (left)
     and training wall time per seed (right), log scales; the basic CNN's level dashed, predicting the mean
@@ -769,22 +785,36 @@ def plot_cost_accuracy(points: Sequence[Mapping], *, mean_predictor: float | Non
                            (axes[0][1], "wall_h", "training wall time per seed [h]")):
         xs = np.log10([max(p[key], 1e-12) for p in points])
         middle = 0.5 * (xs.min() + xs.max()) if len(xs) else 0.0
-        for p, lx in zip(points, xs):
+        for p in points:
             ax.errorbar(p[key], p["std_mean"], yerr=p["std_sd"] or None, fmt="o", ms=6, capsize=3,
                         color="k" if p is ref else TRAIN_COLOR)
-            # names of the costly points go to their left, below the point where it lies under the basic CNN's
-            # line, so that neither leaves the axes nor sits on that line
-            left = p is not ref and lx > middle
-            below = ref is not None and p is not ref and p["std_mean"] < ref["std_mean"]
-            ax.annotate(p["model"], (p[key], p["std_mean"]), xytext=(-6 if left else 6, -6 if below else 4),
-                        textcoords="offset points", fontsize=8, ha="right" if left else "left",
-                        va="top" if below else "baseline")
+        ax.set_xscale("log")
+        ax.margins(x=0.3)                       # room for the names of the outermost points
+        ax.autoscale_view()
+        # names of the costly points go to their left, below the point where it lies under the basic CNN's
+        # line, so that neither leaves the axes nor sits on that line; names that would overlap are moved apart
+        # vertically, with a thin line to their point
+        sides = [(p is not ref and lx > middle, ref is not None and p is not ref and p["std_mean"] < ref["std_mean"])
+                 for p, lx in zip(points, xs)]
+        anchor = ax.transData.transform([(p[key], p["std_mean"]) for p in points]) if points else np.zeros((0, 2))
+        pt = 72.0 / fig.dpi                     # points per pixel
+        shift = np.zeros(len(points))
+        for side in set(sides):
+            idx = [i for i, sd in enumerate(sides) if sd == side]
+            base = np.array([(-6 if side[1] else 4) / pt] * len(idx))
+            moved = label_offsets(anchor[idx, 0], anchor[idx, 1] + base, min_gap=11.0 / pt * 0.9,
+                                  near=200.0 / pt, down=side[1])
+            shift[idx] = moved - (anchor[idx, 1] + base)
+        for p, (left, below), dy in zip(points, sides, shift):
+            off = (-6 if left else 6, (-6 if below else 4) + dy * pt)
+            ax.annotate(p["model"], (p[key], p["std_mean"]), xytext=off, textcoords="offset points", fontsize=8,
+                        ha="right" if left else "left", va="top" if below else "baseline",
+                        arrowprops=dict(arrowstyle="-", lw=0.5, color="0.5", shrinkA=0, shrinkB=3)
+                        if abs(dy * pt) > 2 else None)
         if ref is not None:
             ax.axhline(ref["std_mean"], color="k", ls="--", lw=0.8, label="basic CNN")
         if mean_predictor is not None:
             ax.axhline(mean_predictor, color="0.5", ls=":", lw=1.0, label="predict the mean mass")
-        ax.set_xscale("log")
-        ax.margins(x=0.3)                       # room for the names of the outermost points
         ax.set_xlabel(label)
         ax.set_ylabel("test std(x) [dex]")
         if ax.get_legend_handles_labels()[0]:

@@ -104,3 +104,14 @@ def test_loss_axes_are_logarithmic_only_for_positive_losses(tmp_path):
     assert P.plot_seed_histories([pos]).axes[0].get_yscale() == "log"
     assert all(ax.get_yscale() == "symlog"
                for ax in P.plot_history_comparison({"a": pos, "b": neg}, sma_k=3).axes)
+
+
+def test_label_offsets_move_overlapping_names_apart_and_leave_the_others():
+    x = np.array([100.0, 105.0, 400.0, 110.0])
+    y = np.array([50.0, 52.0, 51.0, 80.0])
+    out = P.label_offsets(x, y, min_gap=10.0, near=50.0)
+    assert out[0] == 50.0 and out[1] == 60.0              # the higher of two close names moves up, the lower stays
+    assert out[2] == 51.0 and out[3] == 80.0              # far in x, or already clear: untouched
+    down = P.label_offsets(x, y, min_gap=10.0, near=50.0, down=True)
+    assert down[1] == 52.0 and down[0] == 42.0            # names hanging below their points make room downwards
+    assert np.array_equal(P.label_offsets(x[:0], y[:0], min_gap=10.0, near=50.0), x[:0])
