@@ -799,12 +799,10 @@ def plot_cost_accuracy(points: Sequence[Mapping], *, mean_predictor: float | Non
         anchor = ax.transData.transform([(p[key], p["std_mean"]) for p in points]) if points else np.zeros((0, 2))
         pt = 72.0 / fig.dpi                     # points per pixel
         shift = np.zeros(len(points))
-        for side in set(sides):
+        for side in set(sides):                 # a side's names share one offset: only their anchors matter
             idx = [i for i, sd in enumerate(sides) if sd == side]
-            base = np.array([(-6 if side[1] else 4) / pt] * len(idx))
-            moved = label_offsets(anchor[idx, 0], anchor[idx, 1] + base, min_gap=11.0 / pt * 0.9,
-                                  near=200.0 / pt, down=side[1])
-            shift[idx] = moved - (anchor[idx, 1] + base)
+            shift[idx] = label_offsets(anchor[idx, 0], anchor[idx, 1], min_gap=9.9 / pt,   # a line of 8-pt text
+                                       near=200.0 / pt, down=side[1]) - anchor[idx, 1]
         for p, (left, below), dy in zip(points, sides, shift):
             off = (-6 if left else 6, (-6 if below else 4) + dy * pt)
             ax.annotate(p["model"], (p[key], p["std_mean"]), xytext=off, textcoords="offset points", fontsize=8,
