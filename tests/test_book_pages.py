@@ -1163,3 +1163,19 @@ def test_diagnosis_finds_memorisation(book_root):
     # a run with the eight orientations is not offered them again
     assert not any("eight orientations" in r for r in pages._remedies_not_tried("memorisation",
                                                                                  {"augment": "flip-rot90"}))
+
+
+def test_seeds_text_is_the_one_mean_pm_std_formatter():
+    """Every "mean ± std over seeds" in the book comes from one function: ddof=1, the mean alone for one seed or
+    an undefined spread (never a fake ± 0), any format."""
+    assert pages.seeds_text(0.2391, 0.0024, 3) == "0.239 ± 0.002"
+    assert pages.seeds_text(0.3, 0.0, 1) == "0.300"
+    assert pages.seeds_text(0.3, float("nan"), 2) == "0.300"
+    assert pages.seeds_text_of([0.61, 0.69], ".0%") == "65% ± 6%"
+    assert pages.seeds_text_of([0.25, 0.27, 0.26]) == "0.260 ± 0.010"
+    assert pages.seeds_text_of([0.25]) == "0.250"
+    assert pages.pm({"std": {"mean": 0.25, "std": 0.01, "n": 3}}, "std", digits=2) == "0.25 ± 0.01"
+    assert pages.pm({}, "std") == "\u2013"
+    from cmlib.book import comparison
+    assert comparison._seeds_value({"mean_seeds": 0.296, "std_seeds": 0.001, "seeds": 3}) == "0.296 ± 0.001"
+    assert comparison._seeds_value({"mean_seeds": 0.3, "std_seeds": float("nan"), "seeds": 1}) == "0.300"

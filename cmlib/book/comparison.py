@@ -17,8 +17,8 @@ from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
 from .pages import (FAIR_SPLIT, REDSHIFT_ONLY, PageRuns, and_list, basic_on_same_split, cached, counted, fair_basic,
-                    find_page_runs, fmt, get_spec_family, hardware_of, pm, run_input_shape, split_of, stop_kind,
-                    verdict)
+                    find_page_runs, fmt, get_spec_family, hardware_of, pm, run_input_shape, seeds_text, seeds_text_of,
+                    split_of, stop_kind, verdict)
 from .profiles import REMEDY_INFIX, display_name, get_profile, is_remedy_key, remedy_keys
 from .thesis import TABLE5
 
@@ -517,8 +517,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
 
 def _seeds_value(r: Mapping) -> str:
     """A comparison row's test std(x) over seeds: '0.239 ± 0.002', or '0.300' for one seed (no fake spread)."""
-    several = r["seeds"] > 1 and math.isfinite(r["std_seeds"])
-    return f"{r['mean_seeds']:.3f}" + (f" ± {r['std_seeds']:.3f}" if several else "")
+    return seeds_text(r["mean_seeds"], r["std_seeds"], r["seeds"])
 
 
 def fair_table_rows(result: Mapping) -> list[dict]:
@@ -633,16 +632,12 @@ def uncertainty_rows(items: Sequence[tuple[str, PageRuns | None]]) -> list[dict]
             p = r.predictions["test"]
             us.append(M.uncertainty_metrics(p.pred, p.true, p.sigma))
             stds.append(M.point_metrics(p.pred, p.true)["std"])
-
-        def spread(vals, spec: str) -> str:
-            v = np.asarray(vals, dtype=float)
-            return format(v.mean(), spec) + (f" ± {format(v.std(ddof=1), spec)}" if v.size > 1 else "")
         rows.append({"model": label, "split": split_of(pr), "seeds": len(pr.finished),
-                     "test std(x) [dex]": spread(stds, ".3f"),
-                     "median σ_pred [dex]": spread([u["sigma_pred_median"] for u in us], ".3f"),
-                     "±1σ coverage": spread([u["coverage_1sigma"] for u in us], ".0%"),
-                     "±2σ coverage": spread([u["coverage_2sigma"] for u in us], ".0%"),
-                     "pull std": spread([u["pull_std"] for u in us], ".2f")})
+                     "test std(x) [dex]": seeds_text_of(stds, ".3f"),
+                     "median σ_pred [dex]": seeds_text_of([u["sigma_pred_median"] for u in us], ".3f"),
+                     "±1σ coverage": seeds_text_of([u["coverage_1sigma"] for u in us], ".0%"),
+                     "±2σ coverage": seeds_text_of([u["coverage_2sigma"] for u in us], ".0%"),
+                     "pull std": seeds_text_of([u["pull_std"] for u in us], ".2f")})
     return rows
 
 

@@ -27,7 +27,7 @@ from .thesis import TABLE5
 
 __all__ = ["MissingRunsError", "PageRuns", "display_name", "request_for", "find_page_runs", "require_runs",
            "and_list", "counted", "fmt", "html_table", "provenance_markdown", "run_yourself_markdown", "verdict", "verdict_markdown",
-           "seed_rows", "pm", "summary_rows", "cluster_images", "cluster_png", "scatter_png", "split_of",
+           "seed_rows", "pm", "seeds_text", "seeds_text_of", "summary_rows", "cluster_images", "cluster_png", "scatter_png", "split_of",
            "get_spec_family", "stop_kind", "hardware_of", "run_inventory_rows", "run_inventory_markdown",
            "config_rows", "run_input_shape", "training_text", "page_sections", "memorisation_finding",
            "diagnosis_markdown", "remedy_runs", "remedy_summary", "remedy_markdown", "remedies_markdown",
@@ -319,12 +319,25 @@ def _metric_row(name: str, m_test: Mapping, m_train: Mapping | None = None, cls:
     return r
 
 
+def seeds_text(mean: float, std: float, n: int, spec: str = ".3f") -> str:
+    """A value over ``n`` seeds as '0.239 ± 0.002'; the mean alone for one seed or an undefined spread (no fake
+    ± 0). The one formatter behind every "mean ± std over seeds" in the book."""
+    several = n > 1 and std is not None and math.isfinite(std)
+    return format(mean, spec) + (f" ± {format(std, spec)}" if several else "")
+
+
+def seeds_text_of(values: Sequence[float], spec: str = ".3f") -> str:
+    """:func:`seeds_text` of per-seed values (standard deviation with ddof=1, as ``metrics.mean_std_over_seeds``)."""
+    v = np.asarray(values, dtype=float)
+    return seeds_text(float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size), spec)
+
+
 def pm(stats: Mapping, key: str, digits: int = 3) -> str:
     """``stats[key]`` (``{"mean", "std", "n"}`` over seeds) as '0.239 ± 0.002', the mean alone for one seed."""
     s = stats.get(key)
     if not s:
         return "\u2013"
-    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
+    return seeds_text(s["mean"], s["std"], s["n"], f".{digits}f")
 
 
 def summary_rows(pr: PageRuns, *, thesis_model: str | None = None) -> list[dict]:
@@ -775,9 +788,7 @@ def _vs_basic_words(s: Mapping) -> str:
 
 def _seed_stds(stds: Sequence[float]) -> str:
     """Test std(x) over seeds: '0.271 (1 seed)' or '0.268 ± 0.004 (3 seeds)'."""
-    if len(stds) == 1:
-        return f"{stds[0]:.3f} dex (1 seed)"
-    return f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f} dex ({len(stds)} seeds)"
+    return f"{seeds_text_of(stds)} dex ({counted(len(stds), 'seed')})"
 
 
 def _ci(d) -> str:
