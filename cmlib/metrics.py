@@ -489,7 +489,7 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
         out.append(dict(check="BatchNorm train/inference gap", value=r, threshold=BN_GAP_FACTOR,
                         found=r > BN_GAP_FACTOR,
                         text="inference and training mode give the same error (no BatchNorm or dropout)" if same else
-                        f"on the same training clusters the inference-mode error is {r:.3g} times the training-mode "
+                        f"on the same training clusters the inference-mode error is {r:.2f}\u00d7 the training-mode "
                         "error (BatchNorm's moving statistics against the batch's own)"))
     ps, ls = tail("pred_std_train"), tail("label_std_train")
     if np.isfinite(ps) and np.isfinite(ls) and ls > 0:

@@ -324,19 +324,22 @@ def plot_residual_hist(run_or_preds, *, subsets: Sequence[str] = ("test", "train
 
 
 def plot_model_vs_reference(run_or_preds, reference, *, subset: str = "test", model: str | None = None,
-                            ref_model: str | None = None, ref_label: str | None = None) -> Figure:
-    """A model (colour) over the basic CNN (grey): scatter and histogram (Figs. 50-51, 54-57)."""
+                            ref_model: str | None = None, ref_label: str | None = None,
+                            label: str | None = None) -> Figure:
+    """A model (colour) over the basic CNN (grey): scatter and histogram (Figs. 50-51, 54-57). ``label`` and
+    ``ref_label`` name them in the legends (default: the models' display names)."""
     preds, model = _preds_and_model(run_or_preds, model)
     rpreds, ref_model = _preds_and_model(reference, ref_model)
+    label = label or _display(model)
     p, r = preds[subset], rpreds[subset]
     fig, (a1, a2) = _new(1, 2, figsize=(10, 4.4))
     _scatter(a1, r, col="0.6", label=ref_label or _display(ref_model), alpha=0.5, errorbars=False)
-    _scatter(a1, p, col="#1f77b4", label=_display(model), alpha=0.55, errorbars=False, identity=False)
+    _scatter(a1, p, col="#1f77b4", label=label, alpha=0.55, errorbars=False, identity=False)
     a1.legend(loc="lower right")
     a1.set_title(f"{subset} set")
     edges = np.linspace(-1, 1, 41)
     for q, col, lab, kind in ((r, "0.65", ref_label or _display(ref_model), "stepfilled"),
-                              (p, "#1f77b4", _display(model), "step")):
+                              (p, "#1f77b4", label, "step")):
         m = M.point_metrics(q.pred, q.true)
         a2.hist(np.clip(q.x, -1, 1), bins=edges, color=col, histtype=kind, lw=1.8,
                 alpha=0.7 if kind == "stepfilled" else 1.0,

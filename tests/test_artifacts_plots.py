@@ -85,6 +85,10 @@ def test_every_plot_function(tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000, name
     with pytest.raises(ValueError, match="uncertaint"):
         P.plot_calibration(basic0.predictions["test"])
+    named = P.plot_model_vs_reference(deep, basic0, label="VGG16 (remedy: lr 1e-4)")
+    assert [t.get_text() for t in named.axes[0].get_legend().get_texts()] == ["Basic CNN", "identity", "VGG16 (remedy: lr 1e-4)"]
+    assert named.axes[1].get_legend().get_texts()[1].get_text().startswith("VGG16 (remedy: lr 1e-4): ")
+    assert [t.get_text() for t in figs["vs"].axes[0].get_legend().get_texts()] == ["Basic CNN", "identity", "ResNet50V2"]
     styled = P.plot_binned({"a": basic0.predictions["test"], "ref": deep.predictions["test"]}, by="z",
                            colors={"ref": "#b8860b"}, styles={"ref": "--"})
     assert {ln.get_label(): ln.get_linestyle() for ln in styled.axes[1].lines if ln.get_label() in ("a", "ref")} \

@@ -324,6 +324,19 @@ def test_config_rows_show_the_runs_input_shape(book_root, monkeypatch):
     assert n != count_params(models.build("basic", (50, 50, 3)))          # ten bands: a wider first convolution
     assert rows["optimizer"] == "adam" and rows["precision"] == "float32" and rows["label_scaling"] == "none"
     assert list((book_root / "book" / "generated" / "cache").glob("params-basic-50x50x10-*.json"))
+    # the sentence above the table names the recipe's source and what the run changed in it
+    assert pages.recipe_changes(pr) == []             # bands are the run's input, not a recipe change
+    assert pages.config_markdown(pr).endswith("this run follows it.")
+    _, deep_req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0], optimizer="adamw",
+                                    lr=1e-4)
+    _write_run(book_root, deep_req, 0, pred_fn=_good)
+    deep = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0],
+                                optimizer="adamw", lr=1e-4)
+    assert pages.recipe_changes(deep) == ["optimizer adamw (recipe: adam)", "lr 0.0001 (recipe: 0.001)"]
+    text = pages.config_markdown(deep)
+    assert "The model's own recipe is thesis Table 4, as cmlib registers it; this run changed optimizer adamw " \
+           "(recipe: adam) and lr 0.0001 (recipe: 0.001). It was trained from scratch for at most 3 epochs, where " \
+           "the thesis trained 4000 from ImageNet weights" in text
 
 
 # ---------------------------------------------------------------- one place for the model list
@@ -508,6 +521,12 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     nolearn = next(v for k, v in items.items() if k.startswith("Did not learn from the images"))
     assert nolearn.startswith("VGG16 ") and "about one mass for every cluster" in nolearn   # its own reason
     assert items["Still in the compute plan"] == "ResNet152V2."
+    # a model with fewer finished seeds than it asks for is named with what is still to come
+    two = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
+    part = comparison.fair_comparison({"basic": basic, "resnet50v2": two, "resnet152v2": missing}, n_boot=100)
+    assert part["incomplete"] == {"ResNet50V2": (1, 2)} and "incomplete" in res and res["incomplete"] == {}
+    assert ("- **Still in the compute plan:** ResNet152V2; the other seeds of ResNet50V2 (1 of 2 finished)."
+            in comparison.fair_answer(part))
     assert [len(re.findall(rf"\b{m}\b", text)) for m in ("ResNet50V2", "VGG16", "ResNet152V2")] == [1, 1, 1]
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
     only_worse = comparison.fair_answer(comparison.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
@@ -855,6 +874,13 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert (f"predicting the mean training mass scores std(x) = {res['floors']['thesis']:.3f} on the thesis split's "
             "test set") in text and "dex better than a fair evaluation does" in text and "+0." not in text
     assert comparison.thesis_protocol_markdown({"rows": [], "pending": []}).startswith("No runs")
+    # the difference column and the text agree with the rounded values printed beside them
+    assert comparison._shown_difference(0.2386, 0.2244) == 0.015 and round(0.2386 - 0.2244, 3) == 0.014
+    b = rows[0]
+    shown = float(b["std(x) test, fair protocol"].split()[0]) - float(b["std(x) test, ours"])
+    assert b["fair − thesis protocol"] == f"{shown:+.3f}"
+    assert f"{abs(shown):.3f} dex better than a fair evaluation" in text or \
+        f"{abs(shown):.3f} dex worse than a fair evaluation" in text
 
 
 def test_diagnosis_reads_the_runs_diagnostics(book_root):
@@ -879,6 +905,7 @@ def test_diagnosis_reads_the_runs_diagnostics(book_root):
     assert np.isnan(h["grad_norm"][0]) and h["grad_norm"][1] == 2.0
     found = {f["check"]: f for f in M.training_findings(h)}
     assert found["BatchNorm train/inference gap"]["found"] and found["BatchNorm train/inference gap"]["value"] == 12
+    assert "the inference-mode error is 12.00\u00d7 the training-mode error" in found["BatchNorm train/inference gap"]["text"]
     assert found["collapse to the mean"]["found"]
     assert not found["vanishing gradients"]["found"] and not found["dead ReLUs"]["found"]
     text = pages.diagnosis_markdown(pr)
@@ -1010,6 +1037,7 @@ def test_a_model_is_set_beside_the_basic_cnn_of_its_own_split(book_root):
     best, ref, text = comparison.best_deep_text({"basic": basic_page, "resnet50v2": deep}, "smoke", root=book_root, **kw)
     assert best == "resnet50v2" and pages.split_of(ref) == "train-val-test"
     assert f"against {ref.best.metrics['test']['sigma']:.3f} for the basic CNN, both on the train-val-test split" in text
+    assert "among those that learned" in text and "None of the deep models" not in text
 
 
 def test_diagnosis_explains_a_network_that_predicts_from_the_redshift_alone(book_root):
@@ -1064,8 +1092,12 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert planned.startswith("**The remedy, planned:** the same recipe with lr 1e-4") and "--lr 0.0001" in planned
     assert "seed 0: not started" in planned
     members = {"vgg16": pr}
-    assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): not finished yet (seed 0: not started)" in \
+    assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): not run yet." in \
         pages.remedies_markdown(members, "smoke", **kw)
+    # the page's 'did not learn' box says what the remedies did: planned, worked, or not
+    assert "A longer or better-tuned run" in pages.verdict_markdown(pr)
+    assert ("A remedy, lr 1e-4 (the remedy of its dead ReLUs), is in the compute plan (*Remedies* below); until it "
+            "has run, this architecture cannot be judged.") in pages.verdict_markdown(pr, "smoke", **kw)
 
     _, rreq = pages.request_for("vgg16", "smoke", experiment=profiles.remedy_key("vgg16", "lr1e-4"), data="data/tiny.h5")
     assert rreq.overrides["lr"] == 1e-4 and rreq.overrides["split"] == "train-val-test"
@@ -1074,13 +1106,14 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     _, breq = pages.request_for("basic", "smoke", experiment="basic_tvt", data="data/tiny.h5")
     _write_run(book_root, breq, 0, pred_fn=_good, epochs=1, n=800)
     text = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", **kw)
-    assert "the same recipe with lr 1e-4 (the remedy of its dead ReLUs): 1 seed, 1 epoch; stopping: 1 epochs. " in text
-    assert "the page's best run had no gradient at all in the first layer from epoch 3 on, 64% of its ReLU " \
-           "channels dead; the remedy's best run has a first-layer gradient norm of 0.02, 5% of its ReLU channels " \
-           "dead" in text
+    assert "the same recipe with lr 1e-4 (the remedy of its dead ReLUs): 1 seed, trained to the epoch budget " \
+           "(1 epoch). " in text
+    assert "The page's best run had no gradient at all in the first layer from epoch 3 on and 64% of its ReLU " \
+           "channels dead at its last epoch; the remedy's best run has a first-layer gradient norm of 0.02 at its " \
+           "last epoch and 5% of its ReLU channels dead at its last epoch" in text
     assert "Paired on the same 200 test clusters (the seeds' ensembles), remedy minus page: -0." in text
-    assert "Remedy minus basic CNN: +0.000 [+0.000, +0.000] dex (its run, the same clusters): cannot be told " \
-           "apart. " in text
+    assert "Remedy minus basic CNN: +0.000 [+0.000, +0.000] dex (the remedy's run against the basic CNN's run, on " \
+           "the same clusters): cannot be told apart. " in text
     assert "**The remedy works: with lr 1e-4 (the remedy of its dead ReLUs) VGG16 learns from the images.**" in text
     assert "Lowest training loss and best validation loss: 0.100 and 0.100 dex² for the page's best run" in text
     assert pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", first=False,
@@ -1092,6 +1125,10 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): test std(x) 0.0" in \
         pages.remedies_markdown(members, "smoke", **kw)
     assert "it learns from the images" in pages.remedies_markdown(members, "smoke", **kw)
+    box = pages.verdict_markdown(pr, "smoke", **kw)
+    assert box.startswith(":::{admonition} Did not learn") and ("With lr 1e-4 (the remedy of its dead ReLUs) it "
+                                                                "learns from the images (*Remedies* below)") in box
+    assert "A longer or better-tuned run" not in box
     # the remedy is a member of the fair comparison under its own name, beside the model's own runs, and the
     # remedies sentence still names it once
     assert {"vgg16_remedy_lr1e-4", "resnet50v2_remedy_lr1e-4", "resnet50v2_remedy_rot90"} <= set(comparison.fair_members("laptop", **kw))
@@ -1108,6 +1145,15 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
             in comparison.findings_paragraph({"vgg16": pr}, "smoke", fair=fair))
     assert "did not learn from the images in this budget." in comparison.findings_paragraph({"vgg16": pr}, "smoke")
     assert pages.remedies_markdown(with_remedy, "smoke", **kw).count("VGG16 with lr 1e-4") == 1
+    # the results page's best deep model: the remedy that learned, under its own name, and what that means
+    best, ref, text = comparison.best_deep_text(with_remedy, "smoke", **kw)
+    assert best == "vgg16_remedy_lr1e-4" and pages.split_of(ref) == "train-val-test"
+    assert "lowest test σ among those that learned is **VGG16 (remedy: lr 1e-4)**" in text
+    assert "each the best of its 1 run and 1 run by test σ" in text
+    assert ("None of the deep models learned from the images with the common recipe; of the remedies tried, "
+            "VGG16 (remedy: lr 1e-4) does.") in text
+    best, _, text = comparison.best_deep_text({"basic": with_remedy["basic"], "vgg16": pr}, "smoke", **kw)
+    assert best == "vgg16" and "None of the deep models learned from the images, so this comparison" in text
     assert [p["model"] for p in comparison.cost_accuracy_points(with_remedy, fair, cache_folder=book_root / "cache")
             ].count("VGG16 (remedy: lr 1e-4)") == 1
 
@@ -1117,6 +1163,8 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "**The remedy keeps the image path open but is not enough:**" in text and "works" not in text
     assert "still does not learn from the images (predicts from the redshift alone)" in \
         pages.remedies_markdown(members, "smoke", **kw)
+    assert ("The remedy tried, lr 1e-4 (the remedy of its dead ReLUs), did not make it learn either; see *Remedies* "
+            "below.") in pages.verdict_markdown(pr, "smoke", **kw)
     # the remedy changed nothing
     _diagnostics_history(rd, [0.0], 0.7)
     assert "**The remedy does not help:**" in pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke",
@@ -1179,3 +1227,58 @@ def test_seeds_text_is_the_one_mean_pm_std_formatter():
     from cmlib.book import comparison
     assert comparison._seeds_value({"mean_seeds": 0.296, "std_seeds": 0.001, "seeds": 3}) == "0.296 ± 0.001"
     assert comparison._seeds_value({"mean_seeds": 0.3, "std_seeds": float("nan"), "seeds": 1}) == "0.300"
+
+
+def test_stop_texts_say_why_runs_stopped():
+    """A page says why its runs stopped in words: the schedule's end, the epoch budget (not shown converged),
+    early stopping; a set of seeds that stopped differently is counted per way."""
+    from types import SimpleNamespace as NS
+
+    def run(reason, epochs, schedule="warmup-cosine", status="complete"):
+        return NS(status=status, config={"lr_schedule": schedule},
+                  status_info={"stopped_reason": reason, "epochs_completed": epochs})
+    sched, budget = run("30 epochs", 30), run("30 epochs", 30, schedule="constant")
+    early = run("early stopping at epoch 28: no improvement of the validation loss for 10 epochs", 28)
+    assert pages.stop_text(sched) == "the end of its annealed learning-rate schedule (30 epochs)"
+    assert pages.stop_text(budget).startswith("the end of its epoch budget (30 epochs; a constant learning rate")
+    assert pages.stop_text(early) == early.status_info["stopped_reason"]
+    assert pages._stops_text([sched]) == "to the schedule's end (30 epochs)"
+    assert pages._stops_text([sched, sched, early]) == ("2 to the schedule's end (30 epochs) and 1 by early stopping "
+                                                        "after 28 epochs")
+    assert pages._stops_text([budget, run("1 epoch", 1, schedule="constant")]) == \
+        "1 to the epoch budget (1 epoch) and 1 to the epoch budget (30 epochs)"
+
+
+def test_provenance_names_the_profile_or_says_there_was_none(book_root):
+    """A run asked for by a profile names it; one started by `cmlib train` directly (profile 'custom') says so
+    instead of naming a profile that does not exist."""
+    import json as _json
+
+    _, req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
+    d = _write_run(book_root, req, 0, pred_fn=_good)
+    pr = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
+    assert f"profile `{pr.provenance['profile']}`;" in pages.provenance_markdown(pr)
+    cfg = _json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(_json.dumps({**cfg, "profile": "custom"}))
+    pr = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
+    text = pages.provenance_markdown(pr)
+    assert "started by `cmlib train` directly, not through a profile;" in text and "profile `custom`" not in text
+
+
+def test_mean_predictor_note_quotes_the_horizontal_lines_only_for_vgg16(book_root, monkeypatch):
+    """The thesis remarks on 'horizontal lines' in VGG16's predictions only (Sect. 4.2.1): the note cites the remark
+    when VGG16 is among the models near the mean predictor, and not for others."""
+    _, req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0])
+    _write_run(book_root, req, 0, pred_fn=_good)
+    pr = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0])
+    b = pr.mean_predictor("test")
+    s = M.point_metrics(b.pred, b.true)["sigma"]
+    monkeypatch.setattr(comparison, "TABLE5", {"basic": {"sigma_test": 0.13}, "vgg16": {"sigma_test": s + 0.01},
+                                               "resnet152": {"sigma_test": s - 0.01}})
+    text = comparison.mean_predictor_note({"resnet50v2": pr})
+    assert "for VGG16 and ResNet152: within 0.03 of a model that ignores the images, which fits the thesis's own " \
+           "remark that VGG16's predictions form \"horizontal lines\"" in text
+    monkeypatch.setattr(comparison, "TABLE5", {"basic": {"sigma_test": 0.13}, "resnet152": {"sigma_test": s - 0.01}})
+    text = comparison.mean_predictor_note({"resnet50v2": pr})
+    assert "for ResNet152: within 0.03 of a model that ignores the images (the thesis's data" in text
+    assert "horizontal" not in text

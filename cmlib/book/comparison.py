@@ -195,12 +195,12 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
              "when the book was built):"]
     mean_test = ref.mean_predictor("test")
     base = M.point_metrics(mean_test.pred, mean_test.true)
-    floor = (f"predicting the mean training mass for every cluster scores σ = {base['sigma']:.3f} "
-             f"(std(x) = {base['std']:.3f} dex) on {'the same' if basic else 'its'} test clusters, what a model "
-             "that knows nothing scores")
+    floor = (f"predicting the mean training mass for every cluster scores σ = {base['sigma']:.3f} dex "
+             f"(std(x) = {base['std']:.3f} dex) on {'the same' if basic else 'its'} test clusters: the score of a "
+             "model that ignores the images and the redshift")
     if basic:
         bm = basic.best.metrics["test"]
-        parts.append(f"under {_protocol_words(basic)}, the basic CNN reaches σ = {bm['sigma']:.3f} "
+        parts.append(f"under {_protocol_words(basic)}, the basic CNN reaches σ = {bm['sigma']:.3f} dex "
                      f"(std(x) = {bm['std']:.3f} dex; best of {counted(len(basic.finished), 'run')}), while {floor}.")
     else:
         parts.append(floor[0].upper() + floor[1:] + ".")
@@ -251,24 +251,37 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
 def best_deep_text(pages: Mapping[str, PageRuns], profile: str, root: str | Path = ".", data: str | None = None
                    ) -> tuple[str | None, PageRuns | None, str]:
     """The deep model this build compares with the basic CNN (best test σ among those that learned, else among
-    all), the basic CNN's runs on that model's split (:func:`cmlib.book.pages.basic_on_same_split`) and a sentence on the two."""
-    deep = {m: p for m, p in pages.items() if p.finished and get_spec_family(m) not in ("basic", "baseline")}
+    all), the basic CNN's runs on that model's split (:func:`cmlib.book.pages.basic_on_same_split`) and a sentence
+    on the two. ``pages`` may hold remedies under their keys (``<model>_remedy_<slug>``, as
+    :func:`fair_members` does): a remedy that learned counts as a model that learned, under its own name."""
+    deep = {m: p for m, p in pages.items() if p.finished and get_spec_family(p.model) not in ("basic", "baseline")}
     if not deep:
         return None, None, "No deep-model runs are available in this build."
     learned = {m: p for m, p in deep.items() if verdict(p)["learned"]}
     pool = learned or deep
     best = min(pool, key=lambda m: pool[m].best.metrics["test"]["sigma"])
+    name = member_name(best, pool[best])
     ref = basic_on_same_split(pool[best], profile, root=root, data=data)
     if ref is None:
-        return None, None, (f"The basic CNN has no finished runs on {display_name(best)}'s split "
+        return None, None, (f"The basic CNN has no finished runs on {name}'s split "
                             f"({split_of(pool[best])}), so the two cannot be compared on the same clusters yet.")
     s, sb = pool[best].best.metrics["test"]["sigma"], ref.best.metrics["test"]["sigma"]
     tm, ts = _thesis_best_deep()
-    note = "" if learned else (" None of the deep models learned from the images, so this comparison shows a "
-                               "model that has not.")
+    if not learned:
+        note = " None of the deep models learned from the images, so this comparison shows a model that has not."
+    else:
+        plain = [m for m in deep if not is_remedy_key(m)]
+        if plain and not any(m in learned for m in plain):
+            note = (f" None of the deep models learned from the images with the common recipe; of the remedies "
+                    f"tried, {and_list([member_name(m, learned[m]) for m in learned])} "
+                    f"{'does' if len(learned) == 1 else 'do'}.")
+        else:
+            note = ""
     return best, ref, (f"The deep model with the lowest test σ{' among those that learned' if learned else ''} is "
-                       f"**{display_name(best)}**: σ = {s:.3f} against {sb:.3f} for the basic CNN, both on the "
-                       f"{split_of(ref)} split (best runs by test σ, as the thesis chose). The thesis's was "
+                       f"**{name}**: σ = {s:.3f} against {sb:.3f} for the basic CNN, both on the "
+                       f"{split_of(ref)} split (each the best of its {counted(len(pool[best].finished), 'run')} "
+                       f"and {counted(len(ref.finished), 'run')} by test σ, as the thesis chose; not the mean over "
+                       f"seeds of the tables above). The thesis's was "
                        f"{display_name(tm)} ({ts:g} against {TABLE5['basic']['sigma_test']:g}).{note}")
 
 
@@ -409,8 +422,10 @@ def mean_predictor_note(pages_: Mapping[str, PageRuns]) -> str:
     if close:
         lo, hi = min(close.values()), max(close.values())
         txt += (f" The thesis reports σ = {lo:g}\u2013{hi:g} for {and_list([display_name(k) for k in close])}: within "
-                "0.03 of a model that ignores the images, which fits the thesis's own remark that those models' "
-                "predictions form \"horizontal lines\" (the thesis's data are not ours, so this is a hint, not a proof).")
+                "0.03 of a model that ignores the images"
+                + (", which fits the thesis's own remark that VGG16's predictions form \"horizontal lines\" (many "
+                   "clusters given the same mass; Sect. 4.2.1)" if "vgg16" in close else "")
+                + " (the thesis's data are not ours, so this is a hint, not a proof).")
     return txt
 
 
@@ -469,6 +484,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     bootstrap interval and verdict, and whether the model learned at all (vs predicting the mean
     training mass).  ``references`` (name -> test predictions, e.g. the classical estimator) are
     compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished),
+    ``incomplete`` (models with fewer finished seeds than their plan asks for: name -> (finished, planned)),
     ``n_test`` and ``predictions`` (row name -> the test predictions compared: a model's seed ensemble, or
     the reference's own).
     """
@@ -479,8 +495,10 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     pending = [member_name(m, pr) + (" (its stored runs were made on another version of the data file)"
                                   if pr.finished and pr.data_mismatch else "")
                for m, pr in members.items() if m not in have]
+    incomplete = {member_name(m, pr): (len(pr.finished), len(pr.request.seeds)) for m, pr in have.items()
+                  if len(pr.finished) < len(pr.request.seeds)}
     if "basic" not in have:
-        return {"rows": [], "pending": pending, "n_test": 0}
+        return {"rows": [], "pending": pending, "incomplete": incomplete, "n_test": 0}
     preds = {member_name(m, pr): [r.predictions["test"] for r in pr.finished] for m, pr in have.items()}
     any_run = have["basic"].finished[0]
     mean_pred = M.mean_predictor(any_run.predictions["train"], any_run.predictions["test"])
@@ -512,7 +530,8 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         d = vs_z.get(r["model"])
         r["vs_redshift"] = None if d is None else {"diff": d.diff, "ci95": list(d.ci95), "verdict": d.verdict}
     predictions = {**ens, **{name: p[0] for name, p in preds.items() if name not in ens}}
-    return {"rows": rows, "pending": pending, "n_test": int(mean_pred.true.size), "predictions": predictions}
+    return {"rows": rows, "pending": pending, "incomplete": incomplete, "n_test": int(mean_pred.true.size),
+            "predictions": predictions}
 
 
 def _seeds_value(r: Mapping) -> str:
@@ -543,6 +562,13 @@ def fair_table_rows(result: Mapping) -> list[dict]:
                                                                  "no: " + r.get("learned_short", r["learned_reason"])),
                     "_class": "" if learned in (None, True) else "did-not-learn"})
     return out
+
+
+def _still_planned(result: Mapping) -> list[str]:
+    """What the fair comparison still waits for: the members without finished runs, then the seeds still to run
+    of those that have some ('the other seeds of ResNet152V2 (1 of 3 finished)')."""
+    more = [f"{name} ({done} of {planned} finished)" for name, (done, planned) in result.get("incomplete", {}).items()]
+    return list(result["pending"]) + ([f"the other seeds of {and_list(more)}"] if more else [])
 
 
 def fair_answer(result: Mapping) -> str:
@@ -577,7 +603,7 @@ def fair_answer(result: Mapping) -> str:
     if rows:
         lead += (" Each model below: its test std(x) in dex (mean ± standard deviation over seeds), then the "
                  "difference of its seeds' ensemble from the basic CNN's on the same clusters with a bootstrap 95 % "
-                 "interval (positive: worse).")
+                 "interval (positive: worse); within a group, ordered by the ensemble's test std(x), best first.")
     else:
         lead += " No other model has finished runs yet."
     z = next((r for r in result["rows"] if r["model"] == REDSHIFT_ONLY), None)
@@ -593,7 +619,7 @@ def fair_answer(result: Mapping) -> str:
         ("Did not learn from the images (" + (f"the redshift alone scores {z['ensemble']:.3f} dex; " if z is not None else "")
          + "each model's page shows the diagnosis)",
          [entry(r, why=True) for r in rows if r.get("learned") is False], False),
-        ("Still in the compute plan", list(result["pending"]), False),
+        ("Still in the compute plan", _still_planned(result), False),
     ]
     items = [f"- **{head}:** " + ("; ".join(found) if found else "none") + "."
              for head, found, always in groups if found or (always and rows)]
@@ -711,8 +737,8 @@ def thesis_protocol_rows(result: Mapping) -> list[dict]:
     for r in result["rows"]:
         fair = "\u2013 (no fair run yet)"
         if r["fair_std"] is not None:
-            fair = (f"{r['fair_std']:.3f} ± {r['fair_std_sd']:.3f}" if r["fair_std_sd"] is not None
-                    else f"{r['fair_std']:.3f}") + f" ({r['fair_seeds']} seed{'s' if r['fair_seeds'] > 1 else ''})"
+            sd = math.nan if r["fair_std_sd"] is None else r["fair_std_sd"]
+            fair = f"{seeds_text(r['fair_std'], sd, r['fair_seeds'])} ({counted(r['fair_seeds'], 'seed')})"
         out.append({"model": r["name"],
                     "reported run": (f"best of {r['seeds']} seeds" if r["seeds"] > 1 else "1 seed")
                     + f", epoch {r['best_epoch']} of {r['epochs']} ({r['stopped']})",
@@ -720,9 +746,15 @@ def thesis_protocol_rows(result: Mapping) -> list[dict]:
                     "σ test, ours": fmt(r["sigma"]), "μ test, ours": fmt(r["mu"], signed=True),
                     "std(x) test, ours": fmt(r["std"]),
                     "std(x) test, fair protocol": fair,
-                    "fair − thesis protocol": fmt(r["optimism"], signed=True) if r["optimism"] is not None
-                    else "\u2013"})
+                    "fair − thesis protocol": fmt(_shown_difference(r["fair_std"], r["std"]), signed=True)
+                    if r["optimism"] is not None else "\u2013"})
     return out
+
+
+def _shown_difference(a: float, b: float, digits: int = 3) -> float:
+    """``a - b`` as a reader computes it from the two numbers shown (each rounded to ``digits``), so that a table's
+    difference column and the text agree with the values printed beside them."""
+    return round(round(a, digits) - round(b, digits), digits)
 
 
 def thesis_protocol_markdown(result: Mapping) -> str:
@@ -746,7 +778,7 @@ def thesis_protocol_markdown(result: Mapping) -> str:
                         f"std(x) = {fl['thesis']:.3f} on the thesis split's test set and {fl['fair']:.3f} on the fair "
                         "one's), so part of this difference is which clusters were tested."
                         if "thesis" in fl and "fair" in fl else "")
-            shown = round(b["fair_std"], 3) - round(b["std"], 3)
+            shown = _shown_difference(b["fair_std"], b["std"])
             txt += (f" With the same recipe, the fair protocol's test std(x) is {b['fair_std']:.3f} on average over "
                     f"seeds against {b['std']:.3f} here: the thesis's way of reporting (the epoch and the seed chosen "
                     f"on the clusters it reports, and a larger training set{size}) makes the basic CNN look "

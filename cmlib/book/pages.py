@@ -29,7 +29,7 @@ __all__ = ["MissingRunsError", "PageRuns", "display_name", "request_for", "find_
            "and_list", "counted", "fmt", "html_table", "provenance_markdown", "run_yourself_markdown", "verdict", "verdict_markdown",
            "seed_rows", "pm", "seeds_text", "seeds_text_of", "summary_rows", "cluster_images", "cluster_png", "scatter_png", "split_of",
            "get_spec_family", "stop_kind", "hardware_of", "run_inventory_rows", "run_inventory_markdown",
-           "config_rows", "run_input_shape", "training_text", "page_sections", "memorisation_finding",
+           "config_rows", "config_markdown", "recipe_changes", "run_input_shape", "training_text", "page_sections", "memorisation_finding",
            "diagnosis_markdown", "remedy_runs", "remedy_summary", "remedy_markdown", "remedies_markdown",
            "declare_sections", "experiment_summary", "bright_nearby_cluster", "cluster_label", "layer_rows",
            "cached", "table3_rows", "architecture_rows", "example_clusters", "fair_basic", "basic_on_same_split",
@@ -226,7 +226,9 @@ def provenance_markdown(pr: PageRuns) -> str:
     es = f", early stopping after {p['early_stopping']} epochs without improvement" if p["early_stopping"] else ""
     seeds = f"{len(p['seeds'])} seeds {p['seeds']}" if len(p["seeds"]) > 1 else f"one seed ({p['seeds'][0]})"
     lines = [
-        f"**How these numbers were produced.** {pr.label}: {how}; profile `{p['profile']}`; "
+        f"**How these numbers were produced.** {pr.label}: {how}; "
+        + (f"profile `{p['profile']}`; " if p["profile"] != "custom" else
+           "started by `cmlib train` directly, not through a profile; ") +
         f"{seeds}; up to {p['epochs_max']} epochs{es} "
         f"(completed: {ep_txt}); split `{p['split']}`; data `{p['data_file']}` "
         f"(content hash `{p['data_sha256']}`, {p['n_clusters']} clusters"
@@ -268,8 +270,11 @@ def verdict(pr: PageRuns, run=None) -> dict:
     return M.judge_learning(p["train"], p["test"])
 
 
-def verdict_markdown(pr: PageRuns) -> str:
-    """A warning box if the best run did not learn, a one-line note if it did (empty without runs)."""
+def verdict_markdown(pr: PageRuns, profile: str | None = None, root: str | Path = ".",
+                     data: str | None = None) -> str:
+    """A warning box if the best run did not learn, a one-line note if it did (empty without runs). With
+    ``profile``, the box ends with what the remedies tried for the model (:func:`remedy_runs`) did, instead of
+    asking for a longer or better-tuned run."""
     if not pr.finished:
         return ""
     v = verdict(pr)
@@ -281,8 +286,26 @@ def verdict_markdown(pr: PageRuns) -> str:
     return (":::{admonition} Did not learn\n:class: warning\n"
             f"{pr.label}'s best run did not learn: {v['reason']}. Its numbers below describe a model that "
             "has not learned from the images; they are not comparable with the thesis's, which come from 4000 "
-            "epochs. "
-            "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged.\n:::\n")
+            f"epochs. {_remedies_outcome(pr, profile, root, data)}\n:::\n")
+
+
+def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data: str | None) -> str:
+    """The last sentence of a 'did not learn' box: what the remedies tried for the model did (see *Remedies*
+    below), or that a longer or better-tuned run is needed when none was tried."""
+    remedies = remedy_runs(pr, profile, root=root, data=data) if profile else []
+    done = [r for r in remedies if r.finished]
+    worked = [r.label for r in done if verdict(r)["learned"]]
+    if worked:
+        return (f"With {and_list(worked)} it learns from the images (*Remedies* below): the failure is the "
+                "recipe's, not the architecture's.")
+    if done:
+        pending = " (more are planned)" if len(done) < len(remedies) else ""
+        return (f"The {'remedy' if len(done) == 1 else 'remedies'} tried, {and_list([r.label for r in done])},"
+                f" did not make it learn either{pending}; see *Remedies* below.")
+    if remedies:
+        return (f"A remedy, {remedies[0].label}, is in the compute plan (*Remedies* below); until it has run, this "
+                "architecture cannot be judged.")
+    return "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged."
 
 
 def seed_rows(pr: PageRuns) -> list[dict]:
@@ -473,6 +496,35 @@ def stop_kind(run) -> str:
     return "schedule end" if run.config.get("lr_schedule", "constant") != "constant" else "budget end"
 
 
+def stop_text(run) -> str:
+    """Why a finished run stopped, in words (:func:`stop_kind` with the run's own reason): 'early stopping at epoch
+    28: ...', 'the end of its annealed learning-rate schedule (30 epochs)', 'the end of its epoch budget (30 epochs;
+    a constant learning rate, so not shown to be converged)'."""
+    kind = stop_kind(run)
+    reason = str(run.status_info.get("stopped_reason") or "")
+    if kind == "schedule end" and reason.endswith(("epoch", "epochs")):
+        return f"the end of its annealed learning-rate schedule ({reason})"
+    if kind == "budget end" and reason.endswith(("epoch", "epochs")):
+        return f"the end of its epoch budget ({reason}; a constant learning rate, so not shown to be converged)"
+    return reason or kind
+
+
+def _stops_text(runs: Sequence) -> str:
+    """How a set of seeds stopped: 'to the schedule's end (30 epochs)' for one or all alike, else '2 to the
+    schedule's end (30 epochs) and 1 by early stopping after 28 epochs'."""
+    from collections import Counter
+
+    def one(kind: str, ep: int) -> str:
+        return {"schedule end": f"to the schedule's end ({counted(ep, 'epoch')})",
+                "budget end": f"to the epoch budget ({counted(ep, 'epoch')})",
+                "early stopping": f"by early stopping after {counted(ep, 'epoch')}",
+                "diverged": f"diverged after {counted(ep, 'epoch')}"}.get(kind, f"after {counted(ep, 'epoch')}")
+    groups = Counter((stop_kind(r), int(r.status_info.get("epochs_completed") or 0)) for r in runs)
+    if len(groups) == 1:
+        return one(*next(iter(groups)))
+    return and_list([f"{n} {one(k, e)}" for (k, e), n in sorted(groups.items(), key=lambda g: (-g[1], g[0]))])
+
+
 def _missing_seeds_text(pr: PageRuns, root: Path, seeds: Sequence[int]) -> str:
     """'seeds 1, 2 not started; seed 0 in progress (epoch 12 of 30)': where the missing seeds stand on disk."""
     states = R.seed_states(pr.request, root, seeds)
@@ -587,6 +639,51 @@ def config_rows(pr: PageRuns) -> list[dict]:
     return rows
 
 
+#: The settings a run may change against its model's recipe, as :func:`recipe_changes` names them.
+_RECIPE_KEYS = ("pad", "scaling", "augment", "loss", "output", "optimizer", "lr", "weight_decay", "lr_schedule",
+                "warmup_epochs", "batch_size", "early_stopping", "head", "dense_units", "dropout", "output_bias",
+                "label_scaling")
+
+
+def recipe_changes(pr: PageRuns) -> list[str]:
+    """The settings of the page's best run that differ from its model's registered recipe (thesis Table 4 for the
+    deep models, the papers' for the basic CNN and the Krippendorf baseline), as 'optimizer adamw (recipe: adam)'."""
+    from .. import models
+
+    recipe = dict(models.get_spec(pr.model).recipe)
+    cfg = pr.best.config
+    return [f"{k} {cfg[k]} (recipe: {recipe[k]})" for k in _RECIPE_KEYS
+            if k in cfg and k in recipe and cfg[k] != recipe[k]]
+
+
+def config_markdown(pr: PageRuns) -> str:
+    """The sentence above the configuration table: where the recipe comes from and what this page's runs changed
+    in it (so that a fair-protocol run is not read as the thesis's Table 4)."""
+    if not pr.finished:
+        return ""
+    fam = get_spec_family(pr.model)
+    source = {"basic": "the thesis's basic CNN (Sect. 4.1, after Krippendorf et al. 2023)",
+              "baseline": "Krippendorf et al. (2023)"}.get(fam, "thesis Table 4")
+    changes = recipe_changes(pr)
+    cfg = pr.best.config
+    txt = (f"The configuration {pr.label}'s best run resolved, the shape of the images it was trained on and the size "
+           f"of the network. The model's own recipe is {source}, as cmlib registers it; ")
+    txt += (f"this run changed {and_list(changes)}." if changes else "this run follows it.")
+    if fam not in ("basic", "baseline"):
+        ref = int(models_recipe_epochs(pr.model))
+        txt += (f" It was trained {'from scratch' if not cfg.get('weights') else 'from ' + str(cfg['weights'])} for "
+                f"at most {counted(int(cfg.get('epochs', 0)), 'epoch')}, where the thesis trained {ref} from ImageNet "
+                "weights; *Training parameters (thesis Sect. 3.3)* shows why the recipe differs.")
+    return txt
+
+
+def models_recipe_epochs(model: str) -> int:
+    """The number of epochs the model's recipe names (thesis Table 4: 4000 for the deep models)."""
+    from .. import models
+
+    return int(dict(models.get_spec(model).recipe).get("reference_epochs") or 0)
+
+
 def _trainable_params(model: str, shape: Sequence[int], cfg: Mapping) -> int:
     """Trainable parameters of ``model`` built for ``shape`` with the run's head (the dense head after Flatten
     grows with the image side, so 50 x 50 and 71 x 71 differ)."""
@@ -626,7 +723,7 @@ def training_text(pr: PageRuns) -> str:
                 + (", in inference mode" if bn else "") + ". In the first epochs from scratch the early batches "
                 "dominate that mean.")
     return (f"The best run trained for {counted(n_ep, 'epoch')}; its validation loss was lowest at epoch {b_ep} "
-            f"({best.metrics['loss']['val_best']:.4g}). Stopping: {best.status_info.get('stopped_reason', 'n/a')}. "
+            f"({best.metrics['loss']['val_best']:.4g}). It stopped at {stop_text(best)}. "
             f"Predictions below use the weights of the {best.metrics.get('predicted_with', 'last')} epoch "
             f"(the thesis reports the last epoch for the deep models and the validation minimum for the basic CNN).{gap}")
 
@@ -778,12 +875,14 @@ def remedy_summary(pr: PageRuns, remedy: PageRuns, profile: str, root: str | Pat
 
 
 def _vs_basic_words(s: Mapping) -> str:
-    """'+0.009 [-0.001, +0.020] dex (its ensemble of 3 seeds, the same clusters): cannot be told apart'."""
+    """'+0.009 [-0.001, +0.020] dex (the remedy's run against the basic CNN's ensemble of 3 seeds, on the same
+    clusters): cannot be told apart'."""
     d = s["vs_basic"]
     words = {"better": "better", "worse": "worse", "indistinguishable": "cannot be told apart"}.get(d.verdict,
                                                                                                  d.verdict)
-    ens = f"its ensemble of {s['basic_seeds']} seeds" if s["basic_seeds"] > 1 else "its run"
-    return f"{_ci(d)} ({ens}, the same clusters): {words}"
+    mine = f"the remedy's ensemble of {s['seeds']} seeds" if s["seeds"] > 1 else "the remedy's run"
+    ens = f"the basic CNN's ensemble of {s['basic_seeds']} seeds" if s["basic_seeds"] > 1 else "the basic CNN's run"
+    return f"{_ci(d)} ({mine} against {ens}, on the same clusters): {words}"
 
 
 def _seed_stds(stds: Sequence[float]) -> str:
@@ -813,16 +912,16 @@ def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: s
 
     def path(d: Mapping) -> str:
         g = ("no gradient at all in the first layer" + (f" from epoch {d['zero_from']} on" if d["zero_from"] else "")
-             if d["grad_first"] == 0 else f"a first-layer gradient norm of {d['grad_first']:.2g}")
-        dead = f", {d['dead']:.0%} of its ReLU channels dead" if math.isfinite(d["dead"]) else ""
+             if d["grad_first"] == 0 else f"a first-layer gradient norm of {d['grad_first']:.2g} at its last epoch")
+        dead = f" and {d['dead']:.0%} of its ReLU channels dead at its last epoch" if math.isfinite(d["dead"]) else ""
         return g + dead
     missing = len(remedy.plan.seeds) - s["seeds"]
     text = (f"**{name}, tried:** the same recipe with {s['label']}: {counted(s['seeds'], 'seed')}"
             + (f" of {len(remedy.plan.seeds)}" if missing else "")
-            + ", " + (counted(s["epochs"][0] or 0, "epoch") if len(s["epochs"]) == 1 else
-                      "/".join(str(e) for e in s["epochs"]) + " epochs")
-            + f"; stopping: {'; '.join(s['stopped'])}. At the last "
-            f"epoch the page's best run had {path(b)}; the remedy's best run has {path(a)}. Lowest training loss and "
+            + (", trained " if s["seeds"] == 1 else ", all trained " if len({(stop_kind(r), r.status_info.get(
+                "epochs_completed")) for r in remedy.finished}) == 1 else ": ")
+            + f"{_stops_text(remedy.finished)}. The page's best run had {path(b)}; the remedy's best run has "
+            f"{path(a)}. Lowest training loss and "
             f"best validation loss: {b['train_min']:.3f} and {b['val_best']:.3f} dex² for the page's best run, "
             f"{a['train_min']:.3f} and {a['val_best']:.3f} dex² for the remedy's. Test std(x) of the remedy: "
             f"{_seed_stds(s['std_seeds'])}, against {b['std']:.3f} dex for the page's best run and "
@@ -854,8 +953,10 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
             continue
         for remedy in remedy_runs(pr, profile, root=root, data=data):
             if not remedy.finished:
-                progress = R.seed_progress(remedy.request, Path(root))
-                out.append(f"{pr.label} with {remedy.label}: not finished yet ({progress})")
+                states = R.seed_states(remedy.request, Path(root))
+                out.append(f"{pr.label} with {remedy.label}: " + (
+                    "not run yet" if not any(states.values()) else
+                    f"not finished yet ({R.seed_progress(remedy.request, Path(root), states)})"))
                 continue
             s = remedy_summary(pr, remedy, profile, root=root, data=data)
             a = s["after"]
