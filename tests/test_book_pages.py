@@ -1109,8 +1109,8 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "the same recipe with lr 1e-4 (the remedy of its dead ReLUs): 1 seed, trained to the epoch budget " \
            "(1 epoch). " in text
     assert "The page's best run had no gradient at all in the first layer from epoch 3 on and 64% of its ReLU " \
-           "channels dead at its last epoch; the remedy's best run has a first-layer gradient norm of 0.02 at its " \
-           "last epoch and 5% of its ReLU channels dead at its last epoch" in text
+           "channels dead at its last epoch; the remedy's best run has a first-layer gradient norm of 0.02 and 5% of " \
+           "its ReLU channels dead at its last epoch" in text
     assert "Paired on the same 200 test clusters (the seeds' ensembles), remedy minus page: -0." in text
     assert "Remedy minus basic CNN: +0.000 [+0.000, +0.000] dex (the remedy's run against the basic CNN's run, on " \
            "the same clusters): cannot be told apart. " in text

@@ -666,8 +666,8 @@ def config_markdown(pr: PageRuns) -> str:
               "baseline": "Krippendorf et al. (2023)"}.get(fam, "thesis Table 4")
     changes = recipe_changes(pr)
     cfg = pr.best.config
-    txt = (f"The configuration {pr.label}'s best run resolved, the shape of the images it was trained on and the size "
-           f"of the network. The model's own recipe is {source}, as cmlib registers it; ")
+    txt = (f"Below: the settings {pr.label}'s best run resolved, the shape of the images it was trained on and the "
+           f"size of the network. The model's own recipe is {source}, as cmlib registers it; ")
     txt += (f"this run changed {and_list(changes)}." if changes else "this run follows it.")
     if fam not in ("basic", "baseline"):
         ref = int(models_recipe_epochs(pr.model))
@@ -912,9 +912,10 @@ def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: s
 
     def path(d: Mapping) -> str:
         g = ("no gradient at all in the first layer" + (f" from epoch {d['zero_from']} on" if d["zero_from"] else "")
-             if d["grad_first"] == 0 else f"a first-layer gradient norm of {d['grad_first']:.2g} at its last epoch")
-        dead = f" and {d['dead']:.0%} of its ReLU channels dead at its last epoch" if math.isfinite(d["dead"]) else ""
-        return g + dead
+             if d["grad_first"] == 0 else f"a first-layer gradient norm of {d['grad_first']:.2g}")
+        if math.isfinite(d["dead"]):
+            return g + f" and {d['dead']:.0%} of its ReLU channels dead at its last epoch"
+        return g + ("" if d["grad_first"] == 0 else " at its last epoch")
     missing = len(remedy.plan.seeds) - s["seeds"]
     text = (f"**{name}, tried:** the same recipe with {s['label']}: {counted(s['seeds'], 'seed')}"
             + (f" of {len(remedy.plan.seeds)}" if missing else "")
