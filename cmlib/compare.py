@@ -163,11 +163,12 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
 
     recipes: dict[str, dict[str, dict[int, Predictions]]] = {}     # recipe -> precision -> seed -> test set
     names: dict[str, str] = {}
+    splits: dict[str, str] = {}
     for r in runs:
         cfg = RunConfig.from_dict(r.config)
         key_d = {k: v for k, v in cfg.semantic_dict().items() if k not in ("seed", "precision")}
         key = stable_hash(key_d, 10)
-        names[key] = cfg.model
+        names[key], splits[key] = cfg.model, cfg.split
         test = r.predictions.get("test")
         if test is None:
             continue
@@ -185,7 +186,7 @@ def precision_agreement(runs: Sequence, *, measure: str = "std") -> list[dict]:
         spread = max((s for s in (sa, sb) if not math.isnan(s)), default=math.nan)
         both = sorted(set(a) & set(b))
         paired = {s: paired_difference(pb[s], pa[s], measure=measure) for s in both}
-        rows.append({"model": names[key], "recipe": key, "measure": measure,
+        rows.append({"model": names[key], "recipe": key, "split": splits[key], "measure": measure,
                      "float32": {"seeds": sorted(a), "values": [a[s] for s in sorted(a)], "mean": ma, "std": sa},
                      "bfloat16": {"seeds": sorted(b), "values": [b[s] for s in sorted(b)], "mean": mb, "std": sb},
                      "diff": mb - ma, "seed_spread": spread,

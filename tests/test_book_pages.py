@@ -613,7 +613,9 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
     rows, text = training_reports.training_benchmark_rows(f)
     assert [r["precision"] for r in rows] == ["float32", "bfloat16"] and rows[1]["bf16 speed-up"] == "×2.10"
     assert rows[1]["_class"] == "over-target" and rows[0]["_class"] == ""
+    assert rows[1]["overhead"] == "×1.30 (over the target)" and rows[0]["overhead"] == "×1.05"
     assert "avx512_bf16" in text and "2 CPU cores" in text and "71×71" not in text
+    assert "load average 1.1 before and 1.3 after" in text
     assert "interleaved rounds" not in text
     # small CNNs remeasured in rounds (bench_training.py --merge): said, with when
     b = json.loads(f.read_text())
@@ -651,6 +653,10 @@ def test_training_benchmark_rows_read_the_benchmark(tmp_path):
     (tmp_path / "training_thesis_input.json").write_text(json.dumps(t))
     text = training_reports.training_benchmark_rows(f)[1]
     assert "×2.00 faster for ResNet50V2, ×2.00 faster for EfficientNet-B7 (float32)" in text
+    b["rows"].append({"model": "vgg16", "precision": "float32", "input_shape": [71, 71, 3], "epoch_step_only_s": 191.8,
+                      "epoch_whole_s": 167.5, "overhead": 0.87})
+    f.write_text(json.dumps(b))
+    assert training_reports.training_benchmark_rows(f)[0][-3]["overhead"] == "×0.87 (below 1: timing noise)"
 
 
 def test_kernels_text_reads_the_kernel_benchmark(tmp_path):
@@ -667,6 +673,15 @@ def test_kernels_text_reads_the_kernel_benchmark(tmp_path):
     assert "ResNet50 training step took 0.60 s with oneDNN, 1.92 s without (3.2× as long)" in text
     assert "2.89 s with XLA on top (4.8× as long)" in text
     assert "no AVX-512" in text and "load average 1.4–1.7" in text and "3 interleaved rounds of 8 steps" in text
+    # measured on another host than the training benchmark (other bf16 units): said, with what it means for bf16
+    assert "another host" not in training_reports.kernels_text(f, training=None)
+    t = tmp_path / "training.json"
+    t.write_text(json.dumps({"machine": {"cpu_bf16_units": ["avx512_bf16"]}}))
+    text = training_reports.kernels_text(f, training=t)
+    assert "This ran on another host than the epoch-time table above (bf16 units: none here, avx512_bf16 there;" in text
+    assert "runs on such a host train in float32" in text
+    t.write_text(json.dumps({"machine": {"cpu_bf16_units": []}}))
+    assert "another host" not in training_reports.kernels_text(f, training=t)
 
 
 def test_recipe_comparison_needs_both_runs(book_root):
@@ -678,8 +693,8 @@ def test_recipe_comparison_needs_both_runs(book_root):
     # both ResNet50V2 runs on disk: a panel, two rows and a verdict with the paired test-set difference
     _, chosen = pages.request_for("resnet50v2", "laptop", data="data/tiny.h5")
     _, thesis_opt = pages.request_for("resnet50v2", "laptop", experiment="resnet50v2_thesis_opt", data="data/tiny.h5")
-    _write_run(book_root, chosen, 0, pred_fn=_good, n=800)
-    _write_run(book_root, thesis_opt, 0, pred_fn=lambda t, rng: t + rng.normal(0, 0.3, t.size), n=800)
+    dc = _write_run(book_root, chosen, 0, pred_fn=_good, n=800)
+    dt = _write_run(book_root, thesis_opt, 0, pred_fn=_flat, n=800)
     rc = training_reports.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
     assert list(rc["panels"]) == ["ResNet50V2"] and len(rc["rows"]) == 2 and len(rc["notes"]) == 1
     assert [r["stopped by"] for r in rc["rows"]] == ["budget end", "schedule end"]
@@ -688,6 +703,13 @@ def test_recipe_comparison_needs_both_runs(book_root):
     assert "over the 200 test clusters" in v
     # the thesis's constant rate cut by the budget at its best epoch did not converge; the cosine schedule ended
     assert "still improving at its last epoch when the budget ended" in v and "(schedule end)" in v
+    assert "Only the chosen recipe's run learned from the images." in v and "not a better score" in v
+    # neither run reads the images: the comparison says it cannot decide whether either recipe makes the model learn
+    _predict_from_z(dc)
+    _predict_from_z(dt)
+    (v,) = training_reports.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")["verdicts"]
+    assert "**Neither run learned from the images at this budget** (both are no better than predicting from the " \
+           "redshift alone, " in v and "cannot show that either recipe makes the model learn" in v
 
 
 def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
@@ -811,7 +833,7 @@ def test_precision_rows_read_the_check(tmp_path):
     assert rows == [] and "precision_check.py --train" in text
     side = {"seeds": [0, 1, 2], "values": [0.23, 0.235, 0.227], "mean": 0.2307, "std": 0.004}
     f.write_text(json.dumps({"date": "2026-11-27T15:52:32+00:00", "missing": ["resnet50v2"], "rows": [
-        {"model": "basic", "measure": "std", "float32": side, "bfloat16": {**side, "mean": 0.228, "std": 0.0065},
+        {"model": "basic", "split": "thesis", "measure": "std", "float32": side, "bfloat16": {**side, "mean": 0.228, "std": 0.0065},
          "diff": -0.0027, "seed_spread": 0.0065, "agree": True, "paired_diffs": {"10": 0.002, "2": -0.0052},
          "paired_ci95": {"2": [-0.012, 0.0021]},
          "residual_corr": {"same_seed": {"2": 0.96, "10": 0.90},
@@ -822,6 +844,7 @@ def test_precision_rows_read_the_check(tmp_path):
          "seed_spread": 0.001, "agree": False}]}))
     rows, text = training_reports.precision_rows(f)
     assert rows[0]["float32 test std(x) [dex]"] == "0.231 ± 0.004 (3 seeds)" and rows[0]["difference"] == "-0.003"
+    assert rows[0]["split"] == "thesis" and "split" not in rows[1]        # older check files hold no split
     col = "difference within the seed spread"
     assert rows[0][col] == "yes" and rows[1][col] == "– (one seed)" and rows[2][col] == "no (2.0× the spread)"
     assert rows[2]["_class"] == "over-target" and rows[0]["_class"] == ""
@@ -1282,3 +1305,31 @@ def test_mean_predictor_note_quotes_the_horizontal_lines_only_for_vgg16(book_roo
     text = comparison.mean_predictor_note({"resnet50v2": pr})
     assert "for ResNet152: within 0.03 of a model that ignores the images (the thesis's data" in text
     assert "horizontal" not in text
+
+
+def test_training_text_reads_the_gap_over_several_epochs(book_root):
+    """One spiking last epoch is not overfitting: the train/validation gap is read from the medians of the last
+    epochs (up to five), and the stop is said in words."""
+    _, req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=8, seeds=[0])
+    d = _write_run(book_root, req, 0, pred_fn=_good, epochs=8)
+
+    def history(val):
+        A.write_history(d / "history.csv", [dict(epoch=e, loss=0.05, val_loss=v, lr=1e-3, epoch_time_s=1.0,
+                                                 elapsed_s=float(e)) for e, v in enumerate(val, 1)])
+        return pages.training_text(pages.find_page_runs("basic", "smoke", root=book_root, data="data/tiny.h5",
+                                                        epochs=8, seeds=[0]))
+    spike = history([0.06] * 7 + [0.10])
+    assert "Over the last 5 epochs the validation loss is 1.2× the training loss (medians: 0.06 against 0.05)." \
+        in spike and "overfitting" not in spike
+    assert "Why it stopped: the end of its epoch budget (8 epochs; a constant learning rate" in spike
+    assert "a sign of overfitting." in history([0.06] * 3 + [0.09] * 5)
+
+
+def test_run_yourself_names_what_the_thesis_profile_runs_per_model(book_root):
+    """The 'Run it yourself' box's thesis command is described from the thesis profile's plan of that model: the
+    deep models' 4000 epochs × 10 seeds, the basic CNN's early stopping, and the baseline the thesis never trained."""
+    text = {m: pages.run_yourself_markdown(pages.find_page_runs(m, "smoke", root=book_root, data="data/tiny.h5"))
+            for m in ("basic", "krippendorf2023", "resnet50v2")}
+    assert "(4000 epochs × 10 seeds, as the thesis trained its deep models; a GPU job)" in text["resnet50v2"]
+    assert "(up to 4000 epochs × 10 seeds, with early stopping, as the thesis trained the basic CNN)" in text["basic"]
+    assert "the thesis did not train this model" in text["krippendorf2023"] and "deep models" not in text["basic"]

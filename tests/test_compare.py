@@ -78,6 +78,7 @@ def test_precision_agreement_pairs_recipes_that_differ_only_in_precision():
     assert len(rows) == 1
     r = rows[0]
     assert r["model"] == "basic" and r["float32"]["seeds"] == [0, 1, 2] and r["bfloat16"]["seeds"] == [0, 1, 2]
+    assert r["split"] == "thesis"
     assert abs(r["diff"]) < r["seed_spread"] and r["agree"] is True
     assert set(r["paired_diffs"]) == {0, 1, 2} and set(r["paired_ci95"]) == {0, 1, 2}
     for s_, (lo, hi) in r["paired_ci95"].items():            # the bootstrap interval brackets the difference

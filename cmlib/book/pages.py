@@ -256,9 +256,20 @@ def run_yourself_markdown(pr: PageRuns, profile: str = "laptop", *, page: str = 
         + (f"Regenerate the committed runs (they live in `results/runs`, not in your `runs/`):\n\n```bash\n"
            f"cmlib stored-runs --models {model}\n```\n\n" if req.runs_dir == R.STORED_RUNS_DIR else
            f"Train the runs directly:\n\n```bash\n{_cmd_block(req.command())}\n```\n\n")
-        + f"The thesis's budget (4000 epochs \u00d7 10 seeds for the deep models; a GPU job):\n\n"
+        + f"{_thesis_profile_words(model)}:\n\n"
         f"```bash\n{_cmd_block(thesis)}\n```\n:::\n"
     )
+
+
+def _thesis_profile_words(model: str) -> str:
+    """What the ``thesis`` profile runs for this model, from its plan, e.g. 'The thesis profile's budget for this
+    model (4000 epochs × 10 seeds, as the thesis trained its deep models; a GPU job)'."""
+    plan = get_profile("thesis").plan(model)
+    budget = f"{plan.epochs} epochs \u00d7 {counted(len(plan.seeds), 'seed')}"
+    words = {"basic": f"up to {budget}, with early stopping, as the thesis trained the basic CNN",
+             "baseline": f"{budget}, the budget of Krippendorf et al. (2023); the thesis did not train this model"
+             }.get(get_spec_family(model), f"{budget}, as the thesis trained its deep models; a GPU job")
+    return f"The thesis profile's budget for this model ({words})"
 
 
 # ---------------------------------------------------------------- verdicts
@@ -710,9 +721,12 @@ def training_text(pr: PageRuns) -> str:
     n_ep = best.status_info.get("epochs_completed", 0)
     gap = ""
     if n_ep > 1 and b_ep and h["loss"][-1] > 0:
-        ratio = h["val_loss"][-1] / h["loss"][-1]
-        gap = (f" After the last epoch the validation loss is {ratio:.2g}\u00d7 the training loss"
-               + (" (a sign of overfitting)." if ratio > 1.5 else "."))
+        # medians over the last epochs (up to 5): one spiking epoch is not overfitting
+        k = min(5, len(h["loss"]))
+        tr, va = float(np.median(h["loss"][-k:])), float(np.median(h["val_loss"][-k:]))
+        ratio = va / tr
+        gap = (f" Over the last {counted(k, 'epoch')} the validation loss is {ratio:.2g}\u00d7 the training loss "
+               f"(medians: {va:.3g} against {tr:.3g})" + (", a sign of overfitting." if ratio > 1.5 else "."))
     if len(h["loss"]) and h["loss"][0] > 10 * max(h["val_loss"][0], 1e-12):
         bn = get_spec_family(pr.model) in BATCHNORM_FAMILIES
         gap += (" The training loss of the first epochs is far above the validation loss: Keras reports the "
@@ -723,7 +737,7 @@ def training_text(pr: PageRuns) -> str:
                 + (", in inference mode" if bn else "") + ". In the first epochs from scratch the early batches "
                 "dominate that mean.")
     return (f"The best run trained for {counted(n_ep, 'epoch')}; its validation loss was lowest at epoch {b_ep} "
-            f"({best.metrics['loss']['val_best']:.4g}). It stopped at {stop_text(best)}. "
+            f"({best.metrics['loss']['val_best']:.4g}). Why it stopped: {stop_text(best)}. "
             f"Predictions below use the weights of the {best.metrics.get('predicted_with', 'last')} epoch "
             f"(the thesis reports the last epoch for the deep models and the validation minimum for the basic CNN).{gap}")
 

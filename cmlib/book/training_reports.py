@@ -12,8 +12,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .. import metrics as M
 from . import runs as R
-from .pages import and_list, find_page_runs, fmt, stop_kind
+from .pages import and_list, counted, find_page_runs, fmt, seeds_text, stop_kind
 from .profiles import display_name, fair_deep, get_profile
 
 
@@ -88,6 +89,19 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
         lo, hi = d.ci95
         same = lo <= 0.0 <= hi
         lower = "the chosen recipe" if vb < va else "the thesis's optimisation"
+        judged = {lab: M.judge_learning(r.predictions["train"], r.predictions["test"]) for lab, r in
+                  (("chosen", b), ("thesis", a))}
+        learned = [lab for lab, v in judged.items() if v["learned"]]
+        if not learned:
+            z = judged["chosen"]["redshift_std"]
+            learn = (" **Neither run learned from the images at this budget** (both are no better than predicting "
+                     + (f"from the redshift alone, {z:.3f} dex" if math.isfinite(z) else "the mean training mass")
+                     + "), so this comparison cannot show that either recipe makes the model learn.")
+        elif len(learned) == 1:
+            learn = (f" Only the {'chosen recipe' if learned == ['chosen'] else 'thesis optimisation'}'s run learned "
+                     "from the images.")
+        else:
+            learn = " Both runs learned from the images."
         verdicts.append(
             f"**{display_name(m)}**: {lower} reached the lower validation loss ({vb:.4f} chosen, epoch "
             f"{b.status_info.get('best_epoch')}, {stop_kind(b)}; {va:.4f} thesis, epoch {a.status_info.get('best_epoch')}, "
@@ -95,7 +109,7 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
             f"{d.diff:+.3f} dex, 95 % interval [{lo:+.3f}, {hi:+.3f}] over the {d.n_clusters} test clusters: "
             + ("the two recipes cannot be told apart at this budget." if same else
                f"{'the chosen recipe' if d.diff < 0 else 'the thesis optimisation'} is better at this budget.")
-            + _convergence_words(a, b))
+            + learn + _convergence_words(a, b))
     return {"panels": panels, "notes": notes, "rows": rows, "verdicts": verdicts}
 
 
@@ -169,7 +183,7 @@ def _convergence_words(thesis_opt, chosen) -> str:
     if still_improving(thesis_opt) and not still_improving(chosen):
         return (" The thesis's constant rate was still improving at its last epoch when the budget ended, so that "
                 f"run did not converge; the chosen recipe ended on its own ({stop_kind(chosen)}), which every stored "
-                "run must, and is kept for that reason.")
+                "run must: that, not a better score, is why it is kept.")
     if still_improving(chosen):
         return " The chosen recipe was still improving at its last epoch: its run did not converge within the budget."
     return ""
@@ -197,7 +211,9 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
                      "input": "×".join(map(str, r["input_shape"])),
                      "epoch, steps only [s]": f"{r['epoch_step_only_s']:.1f}",
                      "epoch, whole [s]": f"{r['epoch_whole_s']:.1f}",
-                     "overhead": f"×{r['overhead']:.2f}",
+                     "overhead": f"×{r['overhead']:.2f}" + (
+                         " (over the target)" if r["overhead"] > b.get("overhead_target", 1.15) else
+                         " (below 1: timing noise)" if r["overhead"] < 1 else ""),
                      "checkpoint [s]": f"{r['checkpoint_s']:.2f}" if "checkpoint_s" in r else "",
                      "bf16 speed-up": f"×{b['bf16_speedup'][r['model']]:.2f}" if r["precision"] == "bfloat16"
                      and r["model"] in b.get("bf16_speedup", {}) else "",
@@ -206,7 +222,7 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
     text = (f"Measured by `benchmarks/bench_training.py` on {mach.get('cpu_cores')} CPU cores ({mach.get('cpu_model')}, "
             f"bf16 units: {', '.join(mach.get('cpu_bf16_units') or []) or 'none'}; {mach.get('backend')} backend"
             + (f", GPU: {', '.join(mach['gpus'])}" if mach.get("gpus") else "") + f"), {b['created'][:10]}, load average "
-            f"{mach['loadavg_before'][0]}–{mach['loadavg_after'][0]}. An epoch is the thesis's 7151 training images "
+            f"{mach['loadavg_before'][0]} before and {mach['loadavg_after'][0]} after. An epoch is the thesis's 7151 training images "
             "(extrapolated from the timed steps); the whole epoch adds validation, history and status files, measured "
             "on the subset, and checkpoints, whose measured cost is spread as the adaptive policy spreads them over "
             "a full run (one write per max(epoch, min(600 s, cost / 5 %))); the overhead is whole / steps only "
@@ -236,8 +252,11 @@ def training_benchmark_rows(path: str | Path = "benchmarks/results/training.json
     return rows, text
 
 
-def kernels_text(path: str | Path = "benchmarks/results/kernels.json") -> str:
-    """What ``benchmarks/bench_kernels.py`` found about TensorFlow's CPU kernels (oneDNN, XLA), in a paragraph."""
+def kernels_text(path: str | Path = "benchmarks/results/kernels.json",
+                 training: str | Path | None = "benchmarks/results/training.json") -> str:
+    """What ``benchmarks/bench_kernels.py`` found about TensorFlow's CPU kernels (oneDNN, XLA), in a paragraph;
+    when the training benchmark (``training``) ran on a CPU with other bf16 units, it says so: the two tables then
+    come from different hosts, and the bf16 speed-ups hold only on the one with bf16 units."""
     import json
 
     f = Path(path)
@@ -260,7 +279,25 @@ def kernels_text(path: str | Path = "benchmarks/results/kernels.json") -> str:
             f"Measured by `benchmarks/bench_kernels.py` on {mach.get('cpu_cores')} CPU cores ({mach.get('cpu_model')}, "
             f"{simd}), {b['created'][:10]}, median of {st['rounds']} interleaved rounds of {st['steps']} steps "
             f"(batch {st['batch']}, {st['input']}, {st['precision']}; load average {min(loads):.1f}–{max(loads):.1f}): "
-            + "; ".join(parts) + ". XLA compilation (`jit_compile`), which Keras leaves off on a CPU, stays off.")
+            + "; ".join(parts) + ". XLA compilation (`jit_compile`), which Keras leaves off on a CPU, stays off."
+            + _other_host_words(mach, training))
+
+
+def _other_host_words(mach: Mapping, training: str | Path | None) -> str:
+    """A sentence when the training benchmark's CPU had other bf16 units than ``mach`` (the kernel benchmark's)."""
+    import json
+
+    if training is None or not Path(training).exists():
+        return ""
+    tm = json.loads(Path(training).read_text()).get("machine", {})
+    there, here = (sorted(m.get("cpu_bf16_units") or []) for m in (tm, mach))
+    if there == here:
+        return ""
+    return (f" This ran on another host than the epoch-time table above (bf16 units: {', '.join(here) or 'none'} "
+            f"here, {', '.join(there) or 'none'} there; the project's virtual machine is moved between hosts). "
+            "Its bf16 speed-ups hold only on a CPU with bf16 units: without them bf16 is emulated and far slower, "
+            "so runs on such a host train in float32 (`--precision auto` chooses it; each run's `env.json` records "
+            "the CPU it ran on).")
 
 
 def epoch_parts_text(parts: Mapping) -> str:
@@ -354,8 +391,8 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
     b = json.loads(f.read_text())
 
     def cell(d: Mapping) -> str:
-        sd = "" if d["std"] is None or not math.isfinite(d["std"]) else f" ± {d['std']:.3f}"
-        return f"{d['mean']:.3f}{sd} ({len(d['seeds'])} seed{'s' if len(d['seeds']) != 1 else ''})"
+        sd = math.nan if d["std"] is None else d["std"]
+        return f"{seeds_text(d['mean'], sd, len(d['seeds']))} ({counted(len(d['seeds']), 'seed')})"
 
     def same_seed(r: Mapping) -> str:
         """Each seed run in both precisions: its bf16 - fp32 difference and that difference's 95 % interval."""
@@ -379,7 +416,8 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
             return "– (one seed)"
         return "yes" if r["agree"] else f"no ({abs(r['diff']) / r['seed_spread']:.1f}× the spread)"
 
-    rows = [{"model": display_name(r["model"]), f"float32 test {r['measure']}(x) [dex]": cell(r["float32"]),
+    rows = [{"model": display_name(r["model"]), **({"split": r["split"]} if "split" in r else {}),
+             f"float32 test {r['measure']}(x) [dex]": cell(r["float32"]),
              f"bfloat16 test {r['measure']}(x) [dex]": cell(r["bfloat16"]),
              "difference": f"{r['diff']:+.3f}",
              "same seed, bf16 − fp32 [95 % interval]": same_seed(r),
@@ -389,7 +427,9 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
              "_class": "" if r["agree"] is not False else "over-target"} for r in b["rows"]]
     missing = [display_name(m) for m in b.get("missing", [])]
     text = (f"Measured by `benchmarks/precision_check.py` on {b['date'][:10]}: finished runs of one recipe that differ "
-            "only in precision, their test error per seed; bf16 changes a run by round-off only if the difference of "
+            "only in precision (the stored runs in `results/runs`, on the split of each row; a page that trains its "
+            "own runs in the build, as the basic CNN's does, shows those, so its numbers differ a little), their "
+            "test error per seed; bf16 changes a run by round-off only if the difference of "
             "the means is within the seed-to-seed standard deviation (the larger one; where one precision has a "
             "single seed, the other's). Runs of the same seed in the two precisions are not copies of each other: "
             "round-off sends them on different paths, so their difference is itself of the size of the seed spread. "
