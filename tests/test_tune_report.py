@@ -111,6 +111,10 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
     text = training_reports.tuning_comparison_markdown(report, "laptop", root=tmp_path)
     assert "**On the test set the tuned basic CNN is not distinguishable from the thesis recipe**" in text
     assert f"`lr={best['options']['lr']:.3g}`" in text and "`split=train-val-test`" in text   # floats to 3 digits
+    assert "Test std(x) over " in text and "(x = log M_pred − log M_true, dex)" in text
+    cap = report["settings"]["epochs"]
+    assert f"The tuned trial ran {tuned.status_info['epochs_completed']} epochs of the study's cap of {cap}" in text
+    assert ("stopped by the cap" in text) == (tuned.status_info["epochs_completed"] >= cap)
     monkeypatch.setattr(training_reports, "find_page_runs", fake_page_runs([]))
     assert "is not on disk: `cmlib train basic ...`" in training_reports.tuning_comparison_markdown(
         report, "laptop", root=tmp_path)
@@ -118,6 +122,21 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
     # a profile without the reference experiment (classroom: its build stopped here with a KeyError)
     assert "trains no train-val-test run" in training_reports.tuning_comparison_markdown(report, "classroom",
                                                                                          root=tmp_path)
+
+
+def test_study_text_names_the_budget_and_the_command():
+    from cmlib.book import training_reports
+
+    rep = tune.study_report(_study([0.0568412, None, 0.221424]), settings={
+        "trials": 12, "epochs": 60, "pruner": "median", "sampler": "TPE", "fixed": {"early_stopping": 20},
+        "command": "nice -n 10 .venv/bin/python benchmarks/tune_study.py"})
+    text = training_reports.tuning_study_text(rep)
+    assert text.startswith(f"Study `{rep['study']}`: 3 of 12 planned trials exist (")
+    assert "fixed options `early_stopping=20`." in text and "{" not in text
+    assert text.endswith("`nice -n 10 .venv/bin/python benchmarks/tune_study.py --trials 12 --epochs 60`.")
+    assert "shown as running" not in text
+    rep["counts"]["running"] = 1
+    assert "A trial shown as running is one the study was running" in training_reports.tuning_study_text(rep)
 
 
 def test_trial_rows_are_formatted_for_reading():

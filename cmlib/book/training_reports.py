@@ -355,11 +355,37 @@ def tuning_comparison_markdown(report: Mapping | None, profile: str, *, root: st
                        f"this profile's data (`benchmarks/tune_study.py --data {ref_pr.data}`).")
     d = tune.test_comparison(tuned, same[0], measure=measure)
     verdict = ("beats" if d.ci95[1] < 0 else "is worse than" if d.ci95[0] > 0 else "is not distinguishable from")
+    cap = int((report.get("settings") or {}).get("epochs") or 0)
+    ran = [int(r.status_info.get("epochs_completed") or 0) for r in (tuned, same[0])]
+    budget = (f" The tuned trial ran {counted(ran[0], 'epoch')} of the study's cap of {cap}"
+              + (" (stopped by the cap, not by early stopping: it may not have converged)" if cap and ran[0] >= cap
+                 else "") + f"; the thesis-recipe run {counted(ran[1], 'epoch')} ({stop_kind(same[0])}).")
     return head + (
-        f"Test {measure} of log M over {d.n_clusters} clusters: tuned {d.a:.4f}, thesis recipe {d.b:.4f}; difference "
+        f"Test {measure}(x) over {d.n_clusters} clusters (x = log M_pred − log M_true, dex): tuned {d.a:.4f}, "
+        f"thesis recipe {d.b:.4f}; difference "
         f"{d.diff:+.4f} (68 %: {d.ci68[0]:+.4f} to {d.ci68[1]:+.4f}; 95 %: {d.ci95[0]:+.4f} to {d.ci95[1]:+.4f}); "
         f"the tuned CNN has the smaller error in {100 * d.p_a_better:.0f} % of the bootstrap resamples.\n\n"
-        f"**On the test set the tuned basic CNN {verdict} the thesis recipe** (95 % interval).")
+        f"**On the test set the tuned basic CNN {verdict} the thesis recipe** (95 % interval).{budget}")
+
+
+def tuning_study_text(report: Mapping) -> str:
+    """The study in one sentence: trials that exist of those planned (by state), the epoch cap, pruner, sampler
+    and the options held fixed; and the command that reruns or extends it with the same budget."""
+    s = report["settings"]
+    counts = ", ".join(f"{n} {k}" for k, n in report["counts"].items() if n)
+    fixed = ", ".join(f"`{k}={v}`" for k, v in s.get("fixed", {}).items()) or "none"
+    return (f"Study `{report['study']}`: {len(report['trials'])} of {s['trials']} planned trials exist ({counts}); at "
+            f"most {s['epochs']} epochs each, {s['pruner']} pruner, {s['sampler']} sampler, fixed options {fixed}. "
+            + ("A trial shown as running is one the study was running when this report was written; if the study "
+               "has stopped since, rerunning it marks that trial failed and draws a new one. "
+               if report["counts"].get("running") else "")
+            + f"Rerun or extend it (resumable): `{tuning_command(report)}`.")
+
+
+def tuning_command(report: Mapping) -> str:
+    """The command that reruns the study of ``report`` with its own budget."""
+    s = report["settings"]
+    return f"{s.get('command', 'nice -n 10 .venv/bin/python benchmarks/tune_study.py')} --trials {s['trials']} --epochs {s['epochs']}"
 
 
 def tuning_trial_rows(report: Mapping) -> list[dict]:
