@@ -218,7 +218,7 @@ def provenance_markdown(pr: PageRuns) -> str:
     if not pr.runs:
         return "**No runs.** " + " ".join(pr.notes)
     p = pr.provenance
-    how = {"stored": "stored run artifacts (committed in `results/runs`, made by `cmlib stored-runs`)",
+    how = {"stored": "stored run artifacts (committed in `results/runs`; `cmlib stored-runs` regenerates them)",
            "trained": "trained by the book build (or by you) before this page was executed",
            "missing": "missing"}[pr.how]
     eps = p["epochs_completed"]
