@@ -1333,3 +1333,7 @@ def test_run_yourself_names_what_the_thesis_profile_runs_per_model(book_root):
     assert "(4000 epochs × 10 seeds, as the thesis trained its deep models; a GPU job)" in text["resnet50v2"]
     assert "(up to 4000 epochs × 10 seeds, with early stopping, as the thesis trained the basic CNN)" in text["basic"]
     assert "the thesis did not train this model" in text["krippendorf2023"] and "deep models" not in text["basic"]
+
+
+def test_thesis_profile_words_survive_a_model_the_profile_does_not_plan():
+    assert pages._thesis_profile_words("no-such-model") == "The thesis profile (a GPU job)"

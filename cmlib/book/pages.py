@@ -264,7 +264,10 @@ def run_yourself_markdown(pr: PageRuns, profile: str = "laptop", *, page: str = 
 def _thesis_profile_words(model: str) -> str:
     """What the ``thesis`` profile runs for this model, from its plan, e.g. 'The thesis profile's budget for this
     model (4000 epochs × 10 seeds, as the thesis trained its deep models; a GPU job)'."""
-    plan = get_profile("thesis").plan(model)
+    try:
+        plan = get_profile("thesis").plan(model)
+    except CmlibError:                  # a model the thesis profile does not plan (e.g. one registered by a user)
+        return "The thesis profile (a GPU job)"
     budget = f"{plan.epochs} epochs \u00d7 {counted(len(plan.seeds), 'seed')}"
     words = {"basic": f"up to {budget}, with early stopping, as the thesis trained the basic CNN",
              "baseline": f"{budget}, the budget of Krippendorf et al. (2023); the thesis did not train this model"
@@ -529,7 +532,7 @@ def _stops_text(runs: Sequence) -> str:
         return {"schedule end": f"to the schedule's end ({counted(ep, 'epoch')})",
                 "budget end": f"to the epoch budget ({counted(ep, 'epoch')})",
                 "early stopping": f"by early stopping after {counted(ep, 'epoch')}",
-                "diverged": f"diverged after {counted(ep, 'epoch')}"}.get(kind, f"after {counted(ep, 'epoch')}")
+                "diverged": f"until it diverged after {counted(ep, 'epoch')}"}.get(kind, f"after {counted(ep, 'epoch')}")
     groups = Counter((stop_kind(r), int(r.status_info.get("epochs_completed") or 0)) for r in runs)
     if len(groups) == 1:
         return one(*next(iter(groups)))
