@@ -665,11 +665,11 @@ def test_kernels_text_reads_the_kernel_benchmark(tmp_path):
     f.write_text(json.dumps({
         "created": "2026-11-28T10:59:50+00:00", "settings": {"steps": 8, "rounds": 3, "batch": 32,
                                                              "input": "50x50x3 + redshift", "precision": "float32"},
-        "machine": {"cpu_cores": 2, "cpu_model": "AMD EPYC", "cpu_flags_avx512": []},
+        "machine": {"cpu_cores": 2, "cpu_model": "AMD EPYC", "cpu_flags_avx512": [], "cpu_bf16_units": []},
         "rows": [{"loadavg": 1.4}, {"loadavg": 1.7}],
         "summary": {"resnet50": {"median_s_per_step": {"eigen": 1.92, "onednn": 0.60, "onednn+xla": 2.89},
                                  "eigen_over_onednn": 3.2, "xla_over_onednn": 4.8}}}))
-    text = training_reports.kernels_text(f)
+    text = training_reports.kernels_text(f, training=None)
     assert "ResNet50 training step took 0.60 s with oneDNN, 1.92 s without (3.2× as long)" in text
     assert "2.89 s with XLA on top (4.8× as long)" in text
     assert "no AVX-512" in text and "load average 1.4–1.7" in text and "3 interleaved rounds of 8 steps" in text
@@ -681,6 +681,8 @@ def test_kernels_text_reads_the_kernel_benchmark(tmp_path):
     assert "This ran on another host than the epoch-time table above (bf16 units: none here, avx512_bf16 there;" in text
     assert "runs on such a host train in float32" in text
     t.write_text(json.dumps({"machine": {"cpu_bf16_units": []}}))
+    assert "another host" not in training_reports.kernels_text(f, training=t)
+    t.write_text(json.dumps({"machine": {}}))                      # an older file without the key: cannot tell
     assert "another host" not in training_reports.kernels_text(f, training=t)
 
 
@@ -1172,7 +1174,7 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     best, ref, text = comparison.best_deep_text(with_remedy, "smoke", **kw)
     assert best == "vgg16_remedy_lr1e-4" and pages.split_of(ref) == "train-val-test"
     assert "lowest test σ among those that learned is **VGG16 (remedy: lr 1e-4)**" in text
-    assert "each the best of its 1 run and 1 run by test σ" in text
+    assert "(the best of VGG16 (remedy: lr 1e-4)'s 1 run and of the basic CNN's 1 run by test σ" in text
     assert ("None of the deep models learned from the images with the common recipe; of the remedies tried, "
             "VGG16 (remedy: lr 1e-4) does.") in text
     best, _, text = comparison.best_deep_text({"basic": with_remedy["basic"], "vgg16": pr}, "smoke", **kw)
@@ -1323,6 +1325,7 @@ def test_training_text_reads_the_gap_over_several_epochs(book_root):
         in spike and "overfitting" not in spike
     assert "Why it stopped: the end of its epoch budget (8 epochs; a constant learning rate" in spike
     assert "a sign of overfitting." in history([0.06] * 3 + [0.09] * 5)
+    assert "nan" not in history([0.06] * 7 + [float("nan")])
 
 
 def test_run_yourself_names_what_the_thesis_profile_runs_per_model(book_root):

@@ -114,7 +114,8 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
     assert "Test std(x) over " in text and "(x = log M_pred − log M_true, dex)" in text
     cap = report["settings"]["epochs"]
     assert f"The tuned trial ran {tuned.status_info['epochs_completed']} epochs of the study's cap of {cap}" in text
-    assert ("stopped by the cap" in text) == (tuned.status_info["epochs_completed"] >= cap)
+    assert ("stopped by the cap" in text) == (tuned.status_info["epochs_completed"] >= cap and
+                                              tuned.config.get("lr_schedule", "constant") == "constant")
     monkeypatch.setattr(training_reports, "find_page_runs", fake_page_runs([]))
     assert "is not on disk: `cmlib train basic ...`" in training_reports.tuning_comparison_markdown(
         report, "laptop", root=tmp_path)
@@ -133,7 +134,12 @@ def test_study_text_names_the_budget_and_the_command():
     text = training_reports.tuning_study_text(rep)
     assert text.startswith(f"Study `{rep['study']}`: 3 of 12 planned trials exist (")
     assert "fixed options `early_stopping=20`." in text and "{" not in text
-    assert text.endswith("`nice -n 10 .venv/bin/python benchmarks/tune_study.py --trials 12 --epochs 60`.")
+    assert text.endswith(f"`nice -n 10 .venv/bin/python benchmarks/tune_study.py --study {rep['study']} --trials 12 "
+                         "--epochs 60`.")
+    rep["settings"].update(data="data/other.h5", space="examples/space_basic.toml", seed=3, runs_dir="runs")
+    assert training_reports.tuning_command(rep).endswith(
+        f"--study {rep['study']} --data data/other.h5 --space examples/space_basic.toml --seed 3 --runs-dir runs "
+        "--trials 12 --epochs 60")
     assert "shown as running" not in text
     rep["counts"]["running"] = 1
     assert "A trial shown as running is one the study was running" in training_reports.tuning_study_text(rep)

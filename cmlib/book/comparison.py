@@ -279,9 +279,9 @@ def best_deep_text(pages: Mapping[str, PageRuns], profile: str, root: str | Path
             note = ""
     return best, ref, (f"The deep model with the lowest test σ{' among those that learned' if learned else ''} is "
                        f"**{name}**: σ = {s:.3f} against {sb:.3f} for the basic CNN, both on the "
-                       f"{split_of(ref)} split (each the best of its {counted(len(pool[best].finished), 'run')} "
-                       f"and {counted(len(ref.finished), 'run')} by test σ, as the thesis chose; not the mean over "
-                       f"seeds of the tables above). The thesis's was "
+                       f"{split_of(ref)} split (the best of {name}'s {counted(len(pool[best].finished), 'run')} and "
+                       f"of the basic CNN's {counted(len(ref.finished), 'run')} by test σ, as the thesis chose; not "
+                       f"the mean over seeds of the tables above). The thesis's was "
                        f"{display_name(tm)} ({ts:g} against {TABLE5['basic']['sigma_test']:g}).{note}")
 
 

@@ -316,9 +316,12 @@ def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data:
         pending = " (more are planned)" if len(done) < len(remedies) else ""
         return (f"The {'remedy' if len(done) == 1 else 'remedies'} tried, {and_list([r.label for r in done])},"
                 f" did not make it learn either{pending}; see *Remedies* below.")
-    if remedies:
+    if len(remedies) == 1:
         return (f"A remedy, {remedies[0].label}, is in the compute plan (*Remedies* below); until it has run, this "
                 "architecture cannot be judged.")
+    if remedies:
+        return (f"Remedies ({and_list([r.label for r in remedies])}) are in the compute plan (*Remedies* below); "
+                "until one has run, this architecture cannot be judged.")
     return "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged."
 
 
@@ -726,9 +729,9 @@ def training_text(pr: PageRuns) -> str:
     if n_ep > 1 and b_ep and h["loss"][-1] > 0:
         # medians over the last epochs (up to 5): one spiking epoch is not overfitting
         k = min(5, len(h["loss"]))
-        tr, va = float(np.median(h["loss"][-k:])), float(np.median(h["val_loss"][-k:]))
-        ratio = va / tr
-        gap = (f" Over the last {counted(k, 'epoch')} the validation loss is {ratio:.2g}\u00d7 the training loss "
+        tr, va = float(np.nanmedian(h["loss"][-k:])), float(np.nanmedian(h["val_loss"][-k:]))
+        ratio = va / tr if math.isfinite(tr) and math.isfinite(va) and tr > 0 else math.nan
+        gap = "" if not math.isfinite(ratio) else (f" Over the last {counted(k, 'epoch')} the validation loss is {ratio:.2g}\u00d7 the training loss "
                f"(medians: {va:.3g} against {tr:.3g})" + (", a sign of overfitting." if ratio > 1.5 else "."))
     if len(h["loss"]) and h["loss"][0] > 10 * max(h["val_loss"][0], 1e-12):
         bn = get_spec_family(pr.model) in BATCHNORM_FAMILIES
@@ -929,10 +932,11 @@ def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: s
 
     def path(d: Mapping) -> str:
         g = ("no gradient at all in the first layer" + (f" from epoch {d['zero_from']} on" if d["zero_from"] else "")
-             if d["grad_first"] == 0 else f"a first-layer gradient norm of {d['grad_first']:.2g}")
+             if d["grad_first"] == 0 else f"a first-layer gradient norm of {d['grad_first']:.2g}"
+             if math.isfinite(d["grad_first"]) else "no recorded first-layer gradient")
         if math.isfinite(d["dead"]):
             return g + f" and {d['dead']:.0%} of its ReLU channels dead at its last epoch"
-        return g + ("" if d["grad_first"] == 0 else " at its last epoch")
+        return g + ("" if d["grad_first"] == 0 or not math.isfinite(d["grad_first"]) else " at its last epoch")
     missing = len(remedy.plan.seeds) - s["seeds"]
     text = (f"**{name}, tried:** the same recipe with {s['label']}: {counted(s['seeds'], 'seed')}"
             + (f" of {len(remedy.plan.seeds)}" if missing else "")

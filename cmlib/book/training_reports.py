@@ -290,12 +290,14 @@ def _other_host_words(mach: Mapping, training: str | Path | None) -> str:
     if training is None or not Path(training).exists():
         return ""
     tm = json.loads(Path(training).read_text()).get("machine", {})
+    if "cpu_bf16_units" not in tm or "cpu_bf16_units" not in mach:      # an older file: cannot tell
+        return ""
     there, here = (sorted(m.get("cpu_bf16_units") or []) for m in (tm, mach))
     if there == here:
         return ""
     return (f" This ran on another host than the epoch-time table above (bf16 units: {', '.join(here) or 'none'} "
             f"here, {', '.join(there) or 'none'} there; the project's virtual machine is moved between hosts). "
-            "Its bf16 speed-ups hold only on a CPU with bf16 units: without them bf16 is emulated and far slower, "
+            "The epoch-time table's bf16 speed-ups hold only on a CPU with bf16 units: without them bf16 is emulated and far slower, "
             "so runs on such a host train in float32 (`--precision auto` chooses it; each run's `env.json` records "
             "the CPU it ran on).")
 
@@ -357,9 +359,10 @@ def tuning_comparison_markdown(report: Mapping | None, profile: str, *, root: st
     verdict = ("beats" if d.ci95[1] < 0 else "is worse than" if d.ci95[0] > 0 else "is not distinguishable from")
     cap = int((report.get("settings") or {}).get("epochs") or 0)
     ran = [int(r.status_info.get("epochs_completed") or 0) for r in (tuned, same[0])]
-    budget = (f" The tuned trial ran {counted(ran[0], 'epoch')} of the study's cap of {cap}"
-              + (" (stopped by the cap, not by early stopping: it may not have converged)" if cap and ran[0] >= cap
-                 else "") + f"; the thesis-recipe run {counted(ran[1], 'epoch')} ({stop_kind(same[0])}).")
+    budget = (f" The tuned trial ran {counted(ran[0], 'epoch')}" + (f" of the study's cap of {cap}" if cap else "")
+              + (" (stopped by the cap with an unannealed learning rate: it may not have converged)"
+                 if cap and ran[0] >= cap and stop_kind(tuned) == "budget end" else "")
+              + f"; the thesis-recipe run {counted(ran[1], 'epoch')} ({stop_kind(same[0])}).")
     return head + (
         f"Test {measure}(x) over {d.n_clusters} clusters (x = log M_pred − log M_true, dex): tuned {d.a:.4f}, "
         f"thesis recipe {d.b:.4f}; difference "
@@ -385,7 +388,11 @@ def tuning_study_text(report: Mapping) -> str:
 def tuning_command(report: Mapping) -> str:
     """The command that reruns the study of ``report`` with its own budget."""
     s = report["settings"]
-    return f"{s.get('command', 'nice -n 10 .venv/bin/python benchmarks/tune_study.py')} --trials {s['trials']} --epochs {s['epochs']}"
+    opts = [("--study", report.get("study")), ("--data", s.get("data")), ("--space", s.get("space")),
+            ("--seed", s.get("seed")), ("--runs-dir", s.get("runs_dir")), ("--trials", s.get("trials")),
+            ("--epochs", s.get("epochs"))]
+    return " ".join([s.get("command", "nice -n 10 .venv/bin/python benchmarks/tune_study.py"),
+                     *(f"{k} {v}" for k, v in opts if v is not None)])
 
 
 def tuning_trial_rows(report: Mapping) -> list[dict]:
