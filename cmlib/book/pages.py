@@ -526,17 +526,22 @@ def stop_text(run) -> str:
     return reason or kind
 
 
+def _stop_groups(runs: Sequence) -> Mapping[tuple[str, int], int]:
+    """How many of ``runs`` stopped each way: (:func:`stop_kind`, epochs completed) -> count."""
+    from collections import Counter
+
+    return Counter((stop_kind(r), int(r.status_info.get("epochs_completed") or 0)) for r in runs)
+
+
 def _stops_text(runs: Sequence) -> str:
     """How a set of seeds stopped: 'to the schedule's end (30 epochs)' for one or all alike, else '2 to the
     schedule's end (30 epochs) and 1 by early stopping after 28 epochs'."""
-    from collections import Counter
-
     def one(kind: str, ep: int) -> str:
         return {"schedule end": f"to the schedule's end ({counted(ep, 'epoch')})",
                 "budget end": f"to the epoch budget ({counted(ep, 'epoch')})",
                 "early stopping": f"by early stopping after {counted(ep, 'epoch')}",
                 "diverged": f"until it diverged after {counted(ep, 'epoch')}"}.get(kind, f"after {counted(ep, 'epoch')}")
-    groups = Counter((stop_kind(r), int(r.status_info.get("epochs_completed") or 0)) for r in runs)
+    groups = _stop_groups(runs)
     if len(groups) == 1:
         return one(*next(iter(groups)))
     return and_list([f"{n} {one(k, e)}" for (k, e), n in sorted(groups.items(), key=lambda g: (-g[1], g[0]))])
@@ -596,8 +601,7 @@ def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = 
             "epochs": "\u2013" if not eps else (f"{eps[0]}" if len(eps) == 1 else f"{eps[0]}\u2013{eps[-1]}")
             + f" of {pr.request.epochs}",
             "stopped by": ", ".join(kinds) if kinds else "\u2013",
-            "test std(x) [dex]": ("\u2013" if not stds else f"{np.mean(stds):.3f}" if len(stds) == 1
-                                  else f"{np.mean(stds):.3f} ± {np.std(stds, ddof=1):.3f}"),
+            "test std(x) [dex]": "\u2013" if not stds else seeds_text_of(stds),
             "compute": f"{format_duration(wall)} on {hardware_of(fin)}" if fin else "\u2013",
             "still missing": _missing_seeds_text(pr, Path(root), [s for s in pr.request.seeds
                                                                  if s not in {r.seed for r in fin}]),
@@ -878,8 +882,6 @@ def remedy_summary(pr: PageRuns, remedy: PageRuns, profile: str, root: str | Pat
 
     a, b = pr.best, remedy.best
     out = {"label": remedy.label, "seeds": len(remedy.finished),
-           "epochs": sorted({r.status_info.get("epochs_completed") for r in remedy.finished}),
-           "stopped": sorted({r.status_info.get("stopped_reason", "n/a") for r in remedy.finished}),
            "std_seeds": [M.point_metrics(r.predictions["test"].pred, r.predictions["test"].true)["std"]
                          for r in remedy.finished],
            "before": {**_image_path(a.history), **verdict(pr)}, "after": {**_image_path(b.history), **verdict(remedy)},
@@ -940,8 +942,8 @@ def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: s
     missing = len(remedy.plan.seeds) - s["seeds"]
     text = (f"**{name}, tried:** the same recipe with {s['label']}: {counted(s['seeds'], 'seed')}"
             + (f" of {len(remedy.plan.seeds)}" if missing else "")
-            + (", trained " if s["seeds"] == 1 else ", all trained " if len({(stop_kind(r), r.status_info.get(
-                "epochs_completed")) for r in remedy.finished}) == 1 else ": ")
+            + (", trained " if s["seeds"] == 1 else ", all trained " if len(_stop_groups(remedy.finished)) == 1
+               else ": ")
             + f"{_stops_text(remedy.finished)}. The page's best run had {path(b)}; the remedy's best run has "
             f"{path(a)}. Lowest training loss and "
             f"best validation loss: {b['train_min']:.3f} and {b['val_best']:.3f} dex² for the page's best run, "
