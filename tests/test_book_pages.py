@@ -325,8 +325,8 @@ def test_config_rows_show_the_runs_input_shape(book_root, monkeypatch):
     assert rows["optimizer"] == "adam" and rows["precision"] == "float32" and rows["label_scaling"] == "none"
     assert list((book_root / "book" / "generated" / "cache").glob("params-basic-50x50x10-*.json"))
     # the sentence above the table names the recipe's source and what the run changed in it
-    assert pages.recipe_changes(pr) == []             # bands are the run's input, not a recipe change
-    assert pages.config_markdown(pr).endswith("this run follows it.")
+    assert pages.recipe_changes(pr) == ["bands all 10 (recipe: the thesis's 3)"]   # the thesis's 3 bands, not all 10
+    assert pages.config_markdown(pr).endswith("this run changed bands all 10 (recipe: the thesis's 3).")
     _, deep_req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", epochs=3, seeds=[0], optimizer="adamw",
                                     lr=1e-4)
     _write_run(book_root, deep_req, 0, pred_fn=_good)
@@ -527,6 +527,12 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert part["incomplete"] == {"ResNet50V2": (1, 2)} and "incomplete" in res and res["incomplete"] == {}
     assert ("- **Still in the compute plan:** ResNet152V2; the other seeds of ResNet50V2 (1 of 2 finished)."
             in comparison.fair_answer(part))
+    # a remedy's name has its own brackets: the count goes inside them, and a comparison without rows still says it
+    remedy = {"rows": [], "pending": ["ResNet152V2"], "incomplete": {"VGG16 (remedy: lr 1e-4)": (2, 3)}}
+    assert comparison._still_planned(remedy) == ["ResNet152V2", "the other seeds of VGG16 (remedy: lr 1e-4; 2 of 3 "
+                                                                "finished)"]
+    assert comparison.fair_answer(remedy).endswith("Still in the compute plan: ResNet152V2 and the other seeds of "
+                                                   "VGG16 (remedy: lr 1e-4; 2 of 3 finished).")
     assert [len(re.findall(rf"\b{m}\b", text)) for m in ("ResNet50V2", "VGG16", "ResNet152V2")] == [1, 1, 1]
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
     only_worse = comparison.fair_answer(comparison.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
@@ -1307,6 +1313,7 @@ def test_mean_predictor_note_quotes_the_horizontal_lines_only_for_vgg16(book_roo
     text = comparison.mean_predictor_note({"resnet50v2": pr})
     assert "for ResNet152: within 0.03 of a model that ignores the images (the thesis's data" in text
     assert "horizontal" not in text
+    assert f"The thesis reports σ = {s - 0.01:g} for ResNet152" in text      # one value, not "a–a"
 
 
 def test_training_text_reads_the_gap_over_several_epochs(book_root):

@@ -421,7 +421,8 @@ def mean_predictor_note(pages_: Mapping[str, PageRuns]) -> str:
            f"times the {spread:.3f} dex spread of the true masses).")
     if close:
         lo, hi = min(close.values()), max(close.values())
-        txt += (f" The thesis reports σ = {lo:g}\u2013{hi:g} for {and_list([display_name(k) for k in close])}: within "
+        span = f"{lo:g}" if lo == hi else f"{lo:g}\u2013{hi:g}"
+        txt += (f" The thesis reports σ = {span} for {and_list([display_name(k) for k in close])}: within "
                 "0.03 of a model that ignores the images"
                 + (", which fits the thesis's own remark that VGG16's predictions form \"horizontal lines\" (many "
                    "clusters given the same mass; Sect. 4.2.1)" if "vgg16" in close else "")
@@ -567,7 +568,12 @@ def fair_table_rows(result: Mapping) -> list[dict]:
 def _still_planned(result: Mapping) -> list[str]:
     """What the fair comparison still waits for: the members without finished runs, then the seeds still to run
     of those that have some ('the other seeds of ResNet152V2 (1 of 3 finished)')."""
-    more = [f"{name} ({done} of {planned} finished)" for name, (done, planned) in result.get("incomplete", {}).items()]
+    def named(name: str, done: int, planned: int) -> str:
+        """'ResNet152V2 (1 of 3 finished)'; inside a remedy's own brackets: 'VGG16 (remedy: lr 1e-4; 2 of 3 finished)'."""
+        count = f"{done} of {planned} finished"
+        return f"{name[:-1]}; {count})" if name.endswith(")") else f"{name} ({count})"
+
+    more = [named(name, done, planned) for name, (done, planned) in result.get("incomplete", {}).items()]
     return list(result["pending"]) + ([f"the other seeds of {and_list(more)}"] if more else [])
 
 
@@ -579,7 +585,8 @@ def fair_answer(result: Mapping) -> str:
     if not result["rows"]:
         txt = ("**Under the fair protocol** no comparison is possible yet: the basic CNN's train-val-test runs are "
                "not on disk.")
-        return txt + (f" Still in the compute plan: {', '.join(result['pending'])}." if result["pending"] else "")
+        planned = _still_planned(result)
+        return txt + (f" Still in the compute plan: {and_list(planned)}." if planned else "")
     n = result["n_test"]
     models = [r for r in result["rows"] if r["kind"] == "model"]
     rows = [r for r in models if r["verdict"] != "reference"]

@@ -671,10 +671,29 @@ def recipe_changes(pr: PageRuns) -> list[str]:
     deep models, the papers' for the basic CNN and the Krippendorf baseline), as 'optimizer adamw (recipe: adam)'."""
     from .. import models
 
+    from ..config import parse_bands
+
     recipe = dict(models.get_spec(pr.model).recipe)
     cfg = pr.best.config
-    return [f"{k} {cfg[k]} (recipe: {recipe[k]})" for k in _RECIPE_KEYS
-            if k in cfg and k in recipe and cfg[k] != recipe[k]]
+    out = []
+    if cfg.get("bands") is not None and recipe.get("bands") is not None:
+        ran, own = tuple(cfg["bands"]), tuple(parse_bands(recipe["bands"]))
+        if ran != own:                                 # the run read other bands than the recipe's
+            out.append(f"bands {_bands_words(ran)} (recipe: {_bands_words(own)})")
+    return out + [f"{k} {cfg[k]} (recipe: {recipe[k]})" for k in _RECIPE_KEYS
+                  if k in cfg and k in recipe and cfg[k] != recipe[k]]
+
+
+def _bands_words(bands: Sequence[int]) -> str:
+    """A band set in words, after "bands": "the thesis's 3", "all 10" or "0, 4 and 7"."""
+    from ..config import parse_bands
+
+    b = tuple(bands)
+    if b == tuple(parse_bands("thesis")):
+        return f"the thesis's {len(b)}"
+    if b == tuple(parse_bands("all")):
+        return f"all {len(b)}"
+    return and_list([str(i) for i in b])
 
 
 def config_markdown(pr: PageRuns) -> str:
