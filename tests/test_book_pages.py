@@ -868,16 +868,17 @@ def test_precision_rows_read_the_check(tmp_path):
 def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(book_root):
     """Table 5 the thesis's way: the best seed (picked on test) beside the thesis's sigma and the fair protocol;
     the optimism column is fair minus thesis-protocol std(x); a verdict that flips between protocols is named."""
-    def pr_for(model, noise, seeds=(0,), **over):
+    def pr_for(model, noise, seeds=(0,), flat=False, **over):
         _, req = pages.request_for(model, "smoke", data="data/tiny.h5", epochs=3, seeds=list(seeds), **over)
         for s in seeds:
-            _write_run(book_root, req, s, pred_fn=lambda t, rng, s=s: t + rng.normal(0, noise[s], t.size), n=800)
+            _write_run(book_root, req, s, n=800, pred_fn=(lambda t, rng: np.full(t.size, t.mean())) if flat else
+                       (lambda t, rng, s=s: t + rng.normal(0, noise[s], t.size)))
         return pages.find_page_runs(model, "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=list(seeds),
                                     **over)
 
     proto = {"basic": pr_for("basic", {0: 0.14, 1: 0.10}, seeds=(0, 1)),
              "resnet50v2": pr_for("resnet50v2", {0: 0.06}, early_stopping=10),
-             "vgg16": pr_for("vgg16", {0: 0.20}, early_stopping=10),
+             "vgg16": pr_for("vgg16", {0: 0.20}, flat=True, early_stopping=10),
              "resnet152v2": pages.find_page_runs("resnet152v2", "smoke", root=book_root, data="data/tiny.h5",
                                                  epochs=3, seeds=[0], early_stopping=10)}
     fair_members = {"basic": pr_for("basic", {0: 0.15}, split="train-val-test"),
@@ -899,6 +900,13 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     text = comparison.thesis_protocol_markdown(res)
     assert "Better than the basic CNN's best run" in text and "ResNet50V2" in text.split("Better than")[1]
     assert "not better: VGG16" in text
+    # the reported run's learning verdict, by the fair table's rule on this split's clusters
+    assert by["resnet50v2"]["learned"] is True and by["vgg16"]["learned"] is False
+    assert next(r for r in rows if r["model"] == "VGG16")["learned from the images?"] == \
+        "no: about one mass for every cluster"
+    assert rows[0]["learned from the images?"] == "yes"
+    assert "did not learn from the images: about one mass for every cluster)" in text
+    assert "A fit of the mass against the redshift alone scores std(x) = " in text
     assert "The verdict changes between the two protocols for ResNet50V2" in text
     assert "Not run yet under the thesis's protocol: ResNet152V2" in text
     assert set(res["floors"]) == {"thesis", "fair"}

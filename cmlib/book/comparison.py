@@ -723,6 +723,11 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
                "fair_std_sd": None if f is None or f["seeds"] < 2 else f["std_seeds"],
                "fair_seeds": 0 if f is None else f["seeds"]}
         row["optimism"] = None if row["fair_std"] is None else row["fair_std"] - row["std"]
+        # did the reported run learn from the images? the same rule as the fair table, on this split's clusters
+        p = best.predictions
+        v = M.learning_verdict(p["test"], M.mean_predictor(p["train"], p["test"]),
+                               redshift_reference=M.redshift_predictor(p["train"], p["test"]))
+        row.update(learned=v["learned"], learned_short=v["short"], redshift_std=v["redshift_std"])
         rows.append(row)
     if basic_runs is not None and basic_runs.finished:
         n_train["fair"] = int(basic_runs.finished[0].predictions["train"].true.size)
@@ -754,7 +759,9 @@ def thesis_protocol_rows(result: Mapping) -> list[dict]:
                     "std(x) test, ours": fmt(r["std"]),
                     "std(x) test, fair protocol": fair,
                     "fair − thesis protocol": fmt(_shown_difference(r["fair_std"], r["std"]), signed=True)
-                    if r["optimism"] is not None else "\u2013"})
+                    if r["optimism"] is not None else "\u2013",
+                    "learned from the images?": "yes" if r["learned"] else f"no: {r['learned_short']}",
+                    "_class": "" if r["learned"] else "did-not-learn"})
     return out
 
 
@@ -797,9 +804,15 @@ def thesis_protocol_markdown(result: Mapping) -> str:
         beat = [r["name"] for r in deep if r["std"] < b["std"]]
         lose = [r["name"] for r in deep if r["std"] >= b["std"]]
         parts.append("Under the thesis's protocol: " + "; ".join(
-            f"{r['name']} std(x) {r['std']:.3f} (σ {r['sigma']:.3f}; thesis σ {fmt(r['sigma_thesis'])})" for r in deep)
+            f"{r['name']} std(x) {r['std']:.3f} (σ {r['sigma']:.3f}; thesis σ {fmt(r['sigma_thesis'])}"
+            + ("" if r["learned"] else f"; did not learn from the images: {r['learned_short']}") + ")" for r in deep)
             + f". Better than the basic CNN's best run ({b['std']:.3f}): " + (", ".join(beat) or "none")
             + (f"; not better: {', '.join(lose)}" if lose else "") + ".")
+        z = [r["redshift_std"] for r in deep if not r["learned"] and np.isfinite(r["redshift_std"])]
+        if z:
+            parts.append(f"A fit of the mass against the redshift alone scores std(x) = {z[0]:.3f} on the thesis "
+                         "split's test clusters: even picked on the test set, a model near that number has learned "
+                         "nothing from the images.")
         flipped = [r["name"] for r in deep if r["fair_std"] is not None and b["fair_std"] is not None
                    and (r["std"] < b["std"]) != (r["fair_std"] < b["fair_std"])]
         if flipped:
