@@ -1114,6 +1114,22 @@ def _predict_from_z(d: Path) -> None:
                                                 for k, p in run.predictions.items()})
 
 
+def test_the_did_not_learn_box_names_the_remedies_still_planned(book_root):
+    """A model with several remedies, one tried without success: the box names the tried one and the planned ones."""
+    kw = dict(root=book_root, data="data/tiny.h5")
+    _, req = pages.request_for("resnet50v2", "laptop", data="data/tiny.h5")
+    _predict_from_z(_write_run(book_root, req, 0, pred_fn=_good, n=800))
+    pr = pages.find_page_runs("resnet50v2", "laptop", **kw)
+    assert not pages.verdict(pr)["learned"]
+    _, rreq = pages.request_for("resnet50v2", "laptop", experiment=profiles.remedy_key("resnet50v2", "lr1e-4"),
+                                data="data/tiny.h5")
+    _predict_from_z(_write_run(book_root, rreq, 0, pred_fn=_good, n=800))
+    box = pages.verdict_markdown(pr, "laptop", **kw)
+    labels = {slug: label for slug, _, label, _ in profiles.FAIR_REMEDIES["resnet50v2"]}
+    assert (f"The remedy tried, {labels['lr1e-4']}, did not make it learn either; {labels['rot90']} and "
+            f"{labels['epochs100']} are still planned; see *Remedies* below.") in box
+
+
 def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     """A model whose image path is cut (VGG16: dead ReLUs, predictions from z alone) has a remedy experiment: the
     page says it is planned (with its command) until its run exists, then compares the image path and the test

@@ -313,7 +313,8 @@ def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data:
         return (f"With {and_list(worked)} it learns from the images (*Remedies* below): the failure is the "
                 "recipe's, not the architecture's.")
     if done:
-        pending = " (more are planned)" if len(done) < len(remedies) else ""
+        todo = [r.label for r in remedies if not r.finished]
+        pending = f"; {and_list(todo)} {'is' if len(todo) == 1 else 'are'} still planned" if todo else ""
         return (f"The {'remedy' if len(done) == 1 else 'remedies'} tried, {and_list([r.label for r in done])},"
                 f" did not make it learn either{pending}; see *Remedies* below.")
     if len(remedies) == 1:
