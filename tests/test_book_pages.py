@@ -871,8 +871,9 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     def pr_for(model, noise, seeds=(0,), flat=False, **over):
         _, req = pages.request_for(model, "smoke", data="data/tiny.h5", epochs=3, seeds=list(seeds), **over)
         for s in seeds:
-            _write_run(book_root, req, s, n=800, pred_fn=(lambda t, rng: np.full(t.size, t.mean())) if flat else
-                       (lambda t, rng, s=s: t + rng.normal(0, noise[s], t.size)))
+            # a flat model draws its noise too, so that every run of a seed has the same true masses
+            _write_run(book_root, req, s, n=800, pred_fn=(lambda t, rng: t.mean() + 0.0 * rng.normal(0, 1, t.size))
+                       if flat else (lambda t, rng, s=s: t + rng.normal(0, noise[s], t.size)))
         return pages.find_page_runs(model, "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=list(seeds),
                                     **over)
 
@@ -882,7 +883,7 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
              "resnet152v2": pages.find_page_runs("resnet152v2", "smoke", root=book_root, data="data/tiny.h5",
                                                  epochs=3, seeds=[0], early_stopping=10)}
     fair_members = {"basic": pr_for("basic", {0: 0.15}, split="train-val-test"),
-                    "resnet50v2": pr_for("resnet50v2", {0: 0.30}, split="train-val-test")}
+                    "resnet50v2": pr_for("resnet50v2", {0: 0.30}, flat=True, split="train-val-test")}
     fair = comparison.fair_comparison(fair_members, n_boot=100)
     res = comparison.thesis_protocol_comparison(proto, fair, basic_runs=fair_members["basic"], root=book_root)
     by = {r["model"]: r for r in res["rows"]}
@@ -907,6 +908,20 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert rows[0]["learned from the images?"] == "yes"
     assert "did not learn from the images: about one mass for every cluster)" in text
     assert "A fit of the mass against the redshift alone scores std(x) = " in text
+    # the answer in short says it too: which deep model learned the thesis's way, and where the fair one did not
+    answer = comparison.thesis_protocol_answer(res)
+    r5, rb = by["resnet50v2"], by["basic"]
+    assert answer.startswith("**Under the thesis's own protocol** (its split with the test set as validation set")
+    assert (f"ResNet50V2 learns from the images: std(x) = {r5['std']:.3f} dex at epoch {r5['best_epoch']} of "
+            f"{r5['epochs']} ({r5['stopped']}), against the redshift alone's {r5['redshift_std']:.3f} and the basic "
+            f"CNN's best run's {rb['std']:.3f} on the same clusters") in answer
+    assert "VGG16 does not learn from the images (about one mass for every cluster)" in answer
+    fair_r5 = next(r for r in fair["rows"] if r["model"] == "ResNet50V2")
+    assert r5["fair_learned"] is fair_r5["learned"] is False
+    assert "ResNet50V2 learns here but not under the fair protocol" in answer
+    assert "Not run yet this way: ResNet152V2" in answer
+    assert comparison.thesis_protocol_answer({"rows": [rb], "pending": []}) == ""
+    assert comparison.findings_paragraph(proto, "smoke", fair=fair, proto=res).endswith(answer)
     assert "The verdict changes between the two protocols for ResNet50V2" in text
     assert "Not run yet under the thesis's protocol: ResNet152V2" in text
     assert set(res["floors"]) == {"thesis", "fair"}

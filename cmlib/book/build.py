@@ -681,7 +681,8 @@ def _retitle(nb, title: str) -> None:
 def write_generated(profile: Profile, root: Path) -> None:
     """The generated pieces of the book: the profile's table of contents, the findings (the answer in short) and the
     run inventory (what was actually run, per model)."""
-    from .comparison import fair_comparison, fair_members, findings_paragraph
+    from .comparison import (fair_comparison, fair_members, findings_paragraph, thesis_protocol_comparison,
+                             thesis_protocol_members)
     from .pages import find_page_runs, remedies_markdown, run_inventory_markdown
 
     gen = root / GENERATED
@@ -691,7 +692,9 @@ def write_generated(profile: Profile, root: Path) -> None:
     members = fair_members(profile.name, root=root)
     fair = fair_comparison(members)
     remedies = remedies_markdown(members, profile.name, root=root)
-    atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name, fair=fair)
+    proto = thesis_protocol_comparison(thesis_protocol_members(profile.name, root=root), fair,
+                                       basic_runs=members.get("basic"), root=root)
+    atomic_write_text(gen / "findings.md", findings_paragraph(pages, profile.name, fair=fair, proto=proto)
                       + ("\n\n" + remedies if remedies else "") + "\n")
     atomic_write_text(gen / "run_inventory.md", run_inventory_markdown(profile.name, root))
 

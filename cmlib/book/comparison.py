@@ -24,6 +24,7 @@ from .thesis import TABLE5
 
 
 __all__ = ["classical_predictions", "table5_rows", "fair_summary_rows", "findings_paragraph", "best_deep_text",
+           "thesis_protocol_answer",
            "budgets_markdown", "reference_estimators", "references_markdown", "reference_lines", "test_sets",
            "fair_binned_sets", "mean_predictor_note", "fair_classical", "fair_members", "member_name",
            "fair_comparison", "fair_table_rows", "fair_answer", "fair_classical_cached", "uncertainty_rows",
@@ -175,11 +176,13 @@ def _protocol_words(pr: PageRuns) -> str:
             "train-val-test": "the fair protocol (a train/validation/test split)"}.get(split, f"the '{split}' split")
 
 
-def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mapping | None = None) -> str:
+def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mapping | None = None,
+                       proto: Mapping | None = None) -> str:
     """The answer in short: a paragraph on what the thesis found and what this build's runs find (regenerated).
 
     With ``fair`` (:func:`fair_comparison`) the answer under the fair protocol follows it (:func:`fair_answer`:
-    a sentence and a list)."""
+    a sentence and a list); with ``proto`` (:func:`thesis_protocol_comparison`) what the deep models trained the
+    thesis's way did (:func:`thesis_protocol_answer`)."""
     tm, ts = _thesis_best_deep()
     tb = TABLE5["basic"]["sigma_test"]
     thesis = (f"**What the thesis found.** No deep model beat the basic CNN: the best, {display_name(tm)}, came "
@@ -245,7 +248,8 @@ def findings_paragraph(pages: Mapping[str, PageRuns], profile: str, fair: Mappin
     text = thesis + " ".join(parts)
     if fair is not None and fair.get("rows"):
         text += "\n\n" + fair_answer(fair)
-    return text
+    more = thesis_protocol_answer(proto) if proto is not None else ""
+    return text + ("\n\n" + more if more else "")
 
 
 def best_deep_text(pages: Mapping[str, PageRuns], profile: str, root: str | Path = ".", data: str | None = None
@@ -727,12 +731,45 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
         p = best.predictions
         v = M.learning_verdict(p["test"], M.mean_predictor(p["train"], p["test"]),
                                redshift_reference=M.redshift_predictor(p["train"], p["test"]))
-        row.update(learned=v["learned"], learned_short=v["short"], redshift_std=v["redshift_std"])
+        row.update(learned=v["learned"], learned_short=v["short"], redshift_std=v["redshift_std"],
+                   fair_learned=None if f is None else f.get("learned"))
         rows.append(row)
     if basic_runs is not None and basic_runs.finished:
         n_train["fair"] = int(basic_runs.finished[0].predictions["train"].true.size)
         floors["fair"] = _floor_std(basic_runs.finished[0])
     return {"rows": rows, "pending": pending, "n_train": n_train, "floors": floors}
+
+
+def thesis_protocol_answer(result: Mapping) -> str:
+    """The deep models trained the thesis's way, for the answer in short (:func:`findings_paragraph`): for each,
+    whether it learned from the images on the thesis split's test clusters, its std(x) beside the redshift-only
+    fit's and the basic CNN's there, and where that verdict differs from the fair protocol's; empty without them."""
+    rows = result.get("rows", [])
+    deep = [r for r in rows if r["model"] != "basic"]
+    if not deep:
+        return ""
+    b = next((r for r in rows if r["model"] == "basic"), None)
+
+    def entry(r: Mapping) -> str:
+        state = ("learns from the images" if r["learned"] else
+                 f"does not learn from the images ({r['learned_short']})")
+        refs = ([f"the redshift alone's {r['redshift_std']:.3f}"] if np.isfinite(r.get("redshift_std", math.nan))
+                else []) + ([f"the basic CNN's best run's {b['std']:.3f}"] if b is not None else [])
+        return (f"{r['name']} {state}: std(x) = {r['std']:.3f} dex at epoch {r['best_epoch']} of {r['epochs']} "
+                f"({r['stopped']})" + (f", against {and_list(refs)} on the same clusters" if refs else ""))
+
+    txt = ("**Under the thesis's own protocol** (its split with the test set as validation set, 71 × 71 input, "
+           "Adam at a constant 10⁻³, the best epoch picked on the test clusters, so optimistic: *Table 5 the "
+           "thesis's way* on the results page): " + "; ".join(entry(r) for r in deep) + ".")
+    only_here = [r["name"] for r in deep if r["learned"] and r.get("fair_learned") is False]
+    if only_here:
+        txt += (f" {and_list(only_here)} {'learns' if len(only_here) == 1 else 'learn'} here but not under the fair "
+                "protocol, whose runs differ in the length and shape of the schedule (shorter, annealed), the input "
+                "(50 × 50, unpadded), the optimiser (AdamW) and the split (a separate validation set chooses the "
+                "epoch); the model's page lists the remedies tried.")
+    if result.get("pending"):
+        txt += " Not run yet this way: " + "; ".join(result["pending"]) + "."
+    return txt
 
 
 def _floor_std(run) -> float:
