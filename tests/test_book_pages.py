@@ -531,8 +531,11 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     remedy = {"rows": [], "pending": ["ResNet152V2"], "incomplete": {"VGG16 (remedy: lr 1e-4)": (2, 3)}}
     assert comparison._still_planned(remedy) == ["ResNet152V2", "the other seeds of VGG16 (remedy: lr 1e-4; 2 of 3 "
                                                                 "finished)"]
-    assert comparison.fair_answer(remedy).endswith("Still in the compute plan: ResNet152V2 and the other seeds of "
+    assert comparison.fair_answer(remedy).endswith("Still in the compute plan: ResNet152V2; the other seeds of "
                                                    "VGG16 (remedy: lr 1e-4; 2 of 3 finished).")
+    # a model whose own name has brackets is not a remedy
+    assert comparison._still_planned({"pending": [], "incomplete": {"Krippendorf et al. (2023)": (2, 3)}}) == \
+        ["the other seeds of Krippendorf et al. (2023) (2 of 3 finished)"]
     assert [len(re.findall(rf"\b{m}\b", text)) for m in ("ResNet50V2", "VGG16", "ResNet152V2")] == [1, 1, 1]
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
     only_worse = comparison.fair_answer(comparison.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
@@ -549,7 +552,7 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert "ResNet50 " in worse.split("Worse, though")[1]
     rows = comparison.fair_table_rows(res)
     assert [r["model"] for r in rows][0] == "ResNet50V2"
-    assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "did-not-learn"
+    assert next(r for r in rows if r["model"] == "VGG16")["_class"] == "not-learned"     # greyed (_static/cmlib.css)
     assert next(r for r in rows if r["model"] == "VGG16")["learned"] == "no: about one mass for every cluster"
     assert "±" not in next(r for r in rows if r["model"] == "ResNet50V2")["std(x) test, per seed"]   # one seed
     assert "no comparison is possible yet" in comparison.fair_answer(comparison.fair_comparison({"vgg16": flat}))
@@ -918,7 +921,20 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert "VGG16 does not learn from the images (about one mass for every cluster)" in answer
     fair_r5 = next(r for r in fair["rows"] if r["model"] == "ResNet50V2")
     assert r5["fair_learned"] is fair_r5["learned"] is False
-    assert "ResNet50V2 learns here but not under the fair protocol" in answer
+    assert ("ResNet50V2 learns here but not with the fair protocol's recipe (AdamW with a warm-up and a cosine decay "
+            f"over {profiles.FAIR_EPOCHS} epochs") in answer
+    assert "its page's *Remedies* change that recipe one setting at a time." in answer      # it has remedies
+    assert "Basic CNN" not in answer.split("Not run yet")[-1]
+    row = dict(model="vgg16", name="VGG16", learned=True, learned_short="", std=0.2, redshift_std=float("nan"),
+               best_epoch=None, epochs=None, stopped="early stopping", fair_learned=False,
+               fair_remedies_learned=["VGG16 (remedy: lr 1e-4)"])
+    t2 = comparison.thesis_protocol_answer({"rows": [row], "pending": []})
+    assert "VGG16 learns from the images: std(x) = 0.200 dex (early stopping)." in t2      # no epochs, no floors
+    assert t2.endswith("; under the fair protocol VGG16 (remedy: lr 1e-4) does.")
+    t2 = comparison.thesis_protocol_answer({"rows": [dict(row, learned=False, learned_short="x", fair_learned=True)],
+                                              "pending": []})
+    assert t2.endswith(" VGG16 learns under the fair protocol but not here.")
+    assert pages._bands_words((0, 4, 7)) == "1, 5 and 8" and pages._bands_words((1, 2, 3)) == "the thesis's 3"
     assert "Not run yet this way: ResNet152V2" in answer
     assert comparison.thesis_protocol_answer({"rows": [rb], "pending": []}) == ""
     assert comparison.findings_paragraph(proto, "smoke", fair=fair, proto=res).endswith(answer)

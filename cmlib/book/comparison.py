@@ -19,7 +19,7 @@ from . import runs as R
 from .pages import (FAIR_SPLIT, REDSHIFT_ONLY, PageRuns, and_list, basic_on_same_split, cached, counted, fair_basic,
                     find_page_runs, fmt, get_spec_family, hardware_of, pm, run_input_shape, seeds_text, seeds_text_of,
                     split_of, stop_kind, verdict)
-from .profiles import REMEDY_INFIX, display_name, get_profile, is_remedy_key, remedy_keys
+from .profiles import FAIR_EPOCHS, FAIR_REMEDIES, REMEDY_INFIX, display_name, get_profile, is_remedy_key, remedy_keys
 from .thesis import TABLE5
 
 
@@ -565,7 +565,7 @@ def fair_table_rows(result: Mapping) -> list[dict]:
                     "Δ vs basic CNN [95 % interval]": diff, "verdict": verdict_text,
                     "learned": "\u2013" if learned is None else ("yes" if learned else
                                                                  "no: " + r.get("learned_short", r["learned_reason"])),
-                    "_class": "" if learned in (None, True) else "did-not-learn"})
+                    "_class": "" if learned in (None, True) else "not-learned"})
     return out
 
 
@@ -575,7 +575,7 @@ def _still_planned(result: Mapping) -> list[str]:
     def named(name: str, done: int, planned: int) -> str:
         """'ResNet152V2 (1 of 3 finished)'; inside a remedy's own brackets: 'VGG16 (remedy: lr 1e-4; 2 of 3 finished)'."""
         count = f"{done} of {planned} finished"
-        return f"{name[:-1]}; {count})" if name.endswith(")") else f"{name} ({count})"
+        return f"{name[:-1]}; {count})" if " (remedy: " in name else f"{name} ({count})"
 
     more = [named(name, done, planned) for name, (done, planned) in result.get("incomplete", {}).items()]
     return list(result["pending"]) + ([f"the other seeds of {and_list(more)}"] if more else [])
@@ -590,7 +590,7 @@ def fair_answer(result: Mapping) -> str:
         txt = ("**Under the fair protocol** no comparison is possible yet: the basic CNN's train-val-test runs are "
                "not on disk.")
         planned = _still_planned(result)
-        return txt + (f" Still in the compute plan: {and_list(planned)}." if planned else "")
+        return txt + (f" Still in the compute plan: {'; '.join(planned)}." if planned else "")
     n = result["n_test"]
     models = [r for r in result["rows"] if r["kind"] == "model"]
     rows = [r for r in models if r["verdict"] != "reference"]
@@ -729,10 +729,11 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
         row["optimism"] = None if row["fair_std"] is None else row["fair_std"] - row["std"]
         # did the reported run learn from the images? the same rule as the fair table, on this split's clusters
         p = best.predictions
-        v = M.learning_verdict(p["test"], M.mean_predictor(p["train"], p["test"]),
-                               redshift_reference=M.redshift_predictor(p["train"], p["test"]))
+        v = M.judge_learning(p["train"], p["test"])     # without stored z: the mean-mass floor only
         row.update(learned=v["learned"], learned_short=v["short"], redshift_std=v["redshift_std"],
-                   fair_learned=None if f is None else f.get("learned"))
+                   fair_learned=None if f is None else f.get("learned"),
+                   fair_remedies_learned=[k for k, x in fair_by.items()
+                                          if k.startswith(f"{name} (remedy: ") and x.get("learned") is True])
         rows.append(row)
     if basic_runs is not None and basic_runs.finished:
         n_train["fair"] = int(basic_runs.finished[0].predictions["train"].true.size)
@@ -743,7 +744,8 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
 def thesis_protocol_answer(result: Mapping) -> str:
     """The deep models trained the thesis's way, for the answer in short (:func:`findings_paragraph`): for each,
     whether it learned from the images on the thesis split's test clusters, its std(x) beside the redshift-only
-    fit's and the basic CNN's there, and where that verdict differs from the fair protocol's; empty without them."""
+    fit's and the basic CNN's there, and a model whose verdict under the fair protocol's own recipe differs (with
+    the fair remedies that made it learn, if any); empty without deep-model rows."""
     rows = result.get("rows", [])
     deep = [r for r in rows if r["model"] != "basic"]
     if not deep:
@@ -755,20 +757,27 @@ def thesis_protocol_answer(result: Mapping) -> str:
                  f"does not learn from the images ({r['learned_short']})")
         refs = ([f"the redshift alone's {r['redshift_std']:.3f}"] if np.isfinite(r.get("redshift_std", math.nan))
                 else []) + ([f"the basic CNN's best run's {b['std']:.3f}"] if b is not None else [])
-        return (f"{r['name']} {state}: std(x) = {r['std']:.3f} dex at epoch {r['best_epoch']} of {r['epochs']} "
-                f"({r['stopped']})" + (f", against {and_list(refs)} on the same clusters" if refs else ""))
+        when = (f" at epoch {r['best_epoch']} of {r['epochs']}" if r.get("best_epoch") and r.get("epochs") else "")
+        return (f"{r['name']} {state}: std(x) = {r['std']:.3f} dex{when} ({r['stopped']})"
+                + (f", against {and_list(refs)} on the same clusters" if refs else ""))
 
     txt = ("**Under the thesis's own protocol** (its split with the test set as validation set, 71 × 71 input, "
            "Adam at a constant 10⁻³, the best epoch picked on the test clusters, so optimistic: *Table 5 the "
            "thesis's way* on the results page): " + "; ".join(entry(r) for r in deep) + ".")
-    only_here = [r["name"] for r in deep if r["learned"] and r.get("fair_learned") is False]
-    if only_here:
-        txt += (f" {and_list(only_here)} {'learns' if len(only_here) == 1 else 'learn'} here but not under the fair "
-                "protocol, whose runs differ in the length and shape of the schedule (shorter, annealed), the input "
-                "(50 × 50, unpadded), the optimiser (AdamW) and the split (a separate validation set chooses the "
-                "epoch); the model's page lists the remedies tried.")
-    if result.get("pending"):
-        txt += " Not run yet this way: " + "; ".join(result["pending"]) + "."
+    recipe = (f"AdamW with a warm-up and a cosine decay over {FAIR_EPOCHS} epochs, the unpadded 50 × 50 input, the "
+              "epoch chosen on a separate validation set")
+    for r in deep:
+        if r["learned"] and r.get("fair_learned") is False:
+            fixed = r.get("fair_remedies_learned") or []
+            txt += (f" {r['name']} learns here but not with the fair protocol's recipe ({recipe})"
+                    + (f"; under the fair protocol {and_list(fixed)} does" if fixed else
+                       "; its page's *Remedies* change that recipe one setting at a time" if r["model"] in FAIR_REMEDIES
+                       else "") + ".")
+        elif not r["learned"] and r.get("fair_learned") is True:
+            txt += f" {r['name']} learns under the fair protocol but not here."
+    pending = [t for t in result.get("pending", []) if not t.startswith(display_name("basic") + " (")]
+    if pending:
+        txt += " Not run yet this way: " + "; ".join(pending) + "."
     return txt
 
 
@@ -798,7 +807,7 @@ def thesis_protocol_rows(result: Mapping) -> list[dict]:
                     "fair − thesis protocol": fmt(_shown_difference(r["fair_std"], r["std"]), signed=True)
                     if r["optimism"] is not None else "\u2013",
                     "learned from the images?": "yes" if r["learned"] else f"no: {r['learned_short']}",
-                    "_class": "" if r["learned"] else "did-not-learn"})
+                    "_class": "" if r["learned"] else "not-learned"})
     return out
 
 

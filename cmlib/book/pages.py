@@ -686,7 +686,8 @@ def recipe_changes(pr: PageRuns) -> list[str]:
 
 
 def _bands_words(bands: Sequence[int]) -> str:
-    """A band set in words, after "bands": "the thesis's 3", "all 10" or "0, 4 and 7"."""
+    """A band set in words, after "bands": "the thesis's 3", "all 10" or "1, 5 and 8" (numbered from 1, as the
+    configuration table and ``--bands`` number them)."""
     from ..config import parse_bands
 
     b = tuple(bands)
@@ -694,7 +695,7 @@ def _bands_words(bands: Sequence[int]) -> str:
         return f"the thesis's {len(b)}"
     if b == tuple(parse_bands("all")):
         return f"all {len(b)}"
-    return and_list([str(i) for i in b])
+    return and_list([str(i + 1) for i in b])
 
 
 def config_markdown(pr: PageRuns) -> str:
