@@ -671,7 +671,6 @@ def recipe_changes(pr: PageRuns) -> list[str]:
     """The settings of the page's best run that differ from its model's registered recipe (thesis Table 4 for the
     deep models, the papers' for the basic CNN and the Krippendorf baseline), as 'optimizer adamw (recipe: adam)'."""
     from .. import models
-
     from ..config import parse_bands
 
     recipe = dict(models.get_spec(pr.model).recipe)
