@@ -1220,6 +1220,10 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert {"vgg16_remedy_lr1e-4", "resnet50v2_remedy_lr1e-4", "resnet50v2_remedy_rot90"} <= set(comparison.fair_members("laptop", **kw))
     remedy = pages.remedy_runs(pr, "smoke", **kw)[0]
     assert comparison.member_name("vgg16_remedy_lr1e-4", remedy) == "VGG16 (remedy: lr 1e-4)"
+    fair = comparison.fair_comparison({"basic": pages.find_page_runs("basic", "smoke", experiment="basic_tvt", **kw),
+                                       "vgg16": pr, "vgg16_remedy_lr1e-4": remedy}, n_boot=50)
+    by_name = {r["model"]: r for r in fair["rows"]}
+    assert by_name["VGG16 (remedy: lr 1e-4)"]["remedy_of"] == "vgg16" and by_name["VGG16"]["remedy_of"] is None
     # a remedy may lengthen the schedule: its epochs replace the fair budget, the rest of the recipe is the fair one
     longer = profiles.get_profile("laptop").experiments[profiles.remedy_key("resnet50v2", "epochs100")]
     fair = profiles.get_profile("laptop").plan("resnet50v2")

@@ -523,7 +523,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     vs_z = {name: compare.paired_difference(p, zonly, n_boot=n_boot) for name, p in ens.items()} if zonly else {}
     epochs = {member_name(m, pr): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
               for m, pr in have.items()}
-    remedies = {member_name(m, pr) for m, pr in have.items() if is_remedy_key(m)}
+    remedies = {member_name(m, pr): pr.model for m, pr in have.items() if is_remedy_key(m)}
     for r in rows:
         v = learned.get(r["model"])
         r["learned"] = None if v is None else v["learned"]
@@ -532,6 +532,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         r["epochs"] = epochs.get(r["model"], [])
         r["kind"] = "model" if r["model"] in learned else "reference"
         r["remedy"] = r["model"] in remedies
+        r["remedy_of"] = remedies.get(r["model"])      # the model a remedy changes the recipe of, else None
         d = vs_z.get(r["model"])
         r["vs_redshift"] = None if d is None else {"diff": d.diff, "ci95": list(d.ci95), "verdict": d.verdict}
     predictions = {**ens, **{name: p[0] for name, p in preds.items() if name not in ens}}
@@ -733,7 +734,7 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
         row.update(learned=v["learned"], learned_short=v["short"], redshift_std=v["redshift_std"],
                    fair_learned=None if f is None else f.get("learned"),
                    fair_remedies_learned=[k for k, x in fair_by.items()
-                                          if k.startswith(f"{name} (remedy: ") and x.get("learned") is True])
+                                          if x.get("remedy_of") == m and x.get("learned") is True])
         rows.append(row)
     if basic_runs is not None and basic_runs.finished:
         n_train["fair"] = int(basic_runs.finished[0].predictions["train"].true.size)
