@@ -937,6 +937,13 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert pages._bands_words((0, 4, 7)) == "1, 5 and 8" and pages._bands_words((1, 2, 3)) == "the thesis's 3"
     assert "Not run yet this way: ResNet152V2" in answer
     assert comparison.thesis_protocol_answer({"rows": [rb], "pending": []}) == ""
+    # plain Table 5: a fair-protocol page row says what its thesis-protocol run did; a thesis-split row does not
+    t5 = {r["model"]: r for r in comparison.table5_rows({"basic": proto["basic"],
+                                                          "resnet50v2": fair_members["resnet50v2"]}, proto=res)}
+    assert t5["ResNet50V2"]["learned?"] == (f"did not learn; the thesis's protocol: yes, std(x) {r5['std']:.3f} "
+                                            "(Table 5 the thesis's way)")
+    assert t5["Basic CNN"]["learned?"] == "yes"
+    assert comparison.table5_rows({"resnet50v2": fair_members["resnet50v2"]})[0]["learned?"] == "did not learn"
     assert comparison.findings_paragraph(proto, "smoke", fair=fair, proto=res).endswith(answer)
     assert "The verdict changes between the two protocols for ResNet50V2" in text
     assert "Not run yet under the thesis's protocol: ResNet152V2" in text

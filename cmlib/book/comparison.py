@@ -71,9 +71,15 @@ def classical_predictions(data_path: str | Path, *, split: str = "thesis", split
     return out, notes
 
 
-def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predictions] | None = None) -> list[dict]:
+def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predictions] | None = None, *,
+                proto: Mapping | None = None) -> list[dict]:
     """Thesis Table 5, ours with the thesis's value in brackets: best run per model, whether it learned,
-    the "predict the training mean" estimator and the classical estimator."""
+    the "predict the training mean" estimator and the classical estimator.
+
+    With ``proto`` (:func:`thesis_protocol_comparison`), a model whose page runs use another protocol than its
+    run trained the thesis's way says in its "learned?" cell what that run did (the thesis's Table 5 reports
+    that protocol; *Table 5 the thesis's way* shows the run)."""
+    proto_by = {r["model"]: r for r in (proto or {}).get("rows", [])}
     def both(ours, theirs, signed=False, digits=3):
         t = fmt(theirs, digits, signed) if theirs is not None else "\u2013"
         return f"{fmt(ours, digits, signed)} ({t})"
@@ -95,10 +101,15 @@ def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predict
         eps = b.status_info.get("epochs_completed")
         v = verdict(pr)
         n = len(pr.finished)
+        learned = "yes" if v["learned"] else "did not learn"
+        tp = proto_by.get(m)
+        if tp is not None and split_of(pr) != "thesis":
+            learned += (f"; the thesis's protocol: {'yes' if tp['learned'] else 'no'}, std(x) {fmt(tp['std'])} "
+                        "(Table 5 the thesis's way)")
         rows.append({
             "model": display_name(m),
             "runs": (f"best of {n}, " if n > 1 else "1 run, ") + f"{eps} ep.",
-            "learned?": "yes" if v["learned"] else "did not learn",
+            "learned?": learned,
             "train loss": fmt(tr_loss, 4) + ("\u2020" if basic_like else ""),
             "val. loss": fmt(va_loss, 4) + ("\u2020" if basic_like else ""),
             "σ test": both(met["test"].get("sigma"), t5.get("sigma_test")),
