@@ -136,12 +136,16 @@ def _epoch_axes(ax, log: bool, positive: bool = True) -> None:
 
 
 def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = True,
-                 title: str | None = None, mark_best: bool = True) -> Figure:
+                 title: str | None = None, mark_best: bool = True,
+                 references: Sequence[tuple[str, float, str]] = ()) -> Figure:
     """Training and validation loss per epoch (thesis Figs. 22, 28, 30, 34, 36, ...).
 
     ``sma_k`` smooths both curves with the simple moving average of eq. (A.1.1)
     (the raw curves stay visible, faint).  The best epoch (lowest validation
-    loss) is marked; so is early stopping, when it happened.
+    loss) is marked; so is early stopping, when it happened.  ``references``:
+    ``(label, loss, kind)`` drawn as dashed horizontal lines in the colour of
+    ``REFERENCE_COLORS[kind]`` (e.g. what predicting from the redshift alone
+    scores on the validation clusters: :func:`cmlib.book.pages.history_references`).
     """
     h = run.history
     if ax is None:
@@ -164,7 +168,18 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
             ax.axvline(ep[b], color="k", ls=":", lw=1)
             ax.annotate(f"min val. loss {val[b]:.3g}\nepoch {ep[b]}", (ep[b], val[b]),
                         xytext=(8, 14), textcoords="offset points", fontsize=8)
-    _epoch_axes(ax, log, _positive(h["loss"], h["val_loss"]))
+    for label, value, kind in references:
+        ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1,
+                   label=f"{label} ({value:.3g}, validation clusters)")
+    _epoch_axes(ax, log, _positive(h["loss"], h["val_loss"], np.array([v for _, v, _ in references])))
+    if references:
+        # the question is where the losses sit against the references: the first epochs' losses, often
+        # hundreds of times larger, would flatten that, so the axis ends at 3x the highest reference
+        top = 3.0 * max(v for _, v, _ in references)
+        low = np.concatenate([np.asarray(h["loss"], float), np.asarray(h["val_loss"], float)])
+        low = low[np.isfinite(low) & (low > 0)]
+        if low.size and top > low.min():
+            ax.set_ylim(0.8 * low.min(), top)
     ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})")
     reason = run.status_info.get("stopped_reason", "")
     ax.set_title(title or f"{_display(run.model)}, seed {run.seed}" + (f" ({reason})" if reason else ""))
@@ -235,12 +250,14 @@ def plot_lr_comparison(runs: Mapping[str, Run], *, log: bool = True) -> Figure:
     return fig
 
 
-def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]]) -> Figure:
+def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]],
+                           references: Mapping[str, Sequence[tuple[str, float, str]]] | None = None) -> Figure:
     """Validation loss against epoch, one panel per model, one line per recipe (the recipe comparison).
 
     ``panels`` maps a panel title (a model) to ``{recipe label: run}``; each run's best epoch
     (lowest validation loss) is marked.  The same split, input and epoch budget make the lines
-    comparable within a panel.
+    comparable within a panel.  ``references`` (per panel title): ``(label, loss, kind)`` drawn as
+    dashed lines, as in :func:`plot_history`.
     """
     fig, axes = _new(1, max(1, len(panels)), figsize=(5.4 * max(1, len(panels)), 3.9), squeeze=False)
     for ax, (title, runs) in zip(axes[0], panels.items()):
@@ -253,6 +270,8 @@ def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]]) -> Figure:
             ax.plot(ep, val, color=col, lw=1.8, marker=_marker(ep.size), label=label)
             b = int(np.nanargmin(val))
             ax.plot(ep[b], val[b], "o", color=col, ms=8, mfc="none", mew=1.6)
+        for label, value, kind in (references or {}).get(title, ()):
+            ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1, label=f"{label} ({value:.3g})")
         _epoch_axes(ax, log=True)
         ax.set_ylabel("validation loss (MSE) [dex$^2$]")
         ax.set_title(title)

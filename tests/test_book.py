@@ -156,6 +156,10 @@ def test_template_sections_only_where_they_apply(smoke_book):
         assert ("<h2>Uncertainties<" in text) == (m == "krippendorf2023"), m
         assert ("<h2>Compared with the basic CNN<" in text) == (m != "basic"), m
         assert ("<h2>Experiments of the thesis with this model<" in text) == (m == "basic"), m
+        thesis_way = m != "basic" and f"{m}_thesis_protocol" in SMOKE.experiments
+        assert bool(re.search(r"<h3>Trained the thesis.s way<", text)) == thesis_way, m
+        if thesis_way:      # the run exists in the smoke build: reported, with its training against the floors
+            assert "trained the thesis" in text and "Reported as Table 5 reports it" in text, m
 
 
 def test_exercise_solutions_are_executed_and_hidden_from_students(smoke_book):

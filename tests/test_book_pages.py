@@ -708,6 +708,9 @@ def test_recipe_comparison_needs_both_runs(book_root):
     dt = _write_run(book_root, thesis_opt, 0, pred_fn=_flat, n=800)
     rc = training_reports.recipe_comparison("laptop", root=book_root, data="data/tiny.h5")
     assert list(rc["panels"]) == ["ResNet50V2"] and len(rc["rows"]) == 2 and len(rc["notes"]) == 1
+    assert rc["floors"]["ResNet50V2"] == pages.history_references(rc["panels"]["ResNet50V2"]["chosen: AdamW, warm-up "
+                                                                                             "+ cosine"])
+    assert [k for _, _, k in rc["floors"]["ResNet50V2"]] == ["mean", "redshift"]
     assert [r["stopped by"] for r in rc["rows"]] == ["budget end", "schedule end"]
     (v,) = rc["verdicts"]
     assert v.startswith("**ResNet50V2**") and "the chosen recipe is better at this budget" in v
@@ -1418,3 +1421,83 @@ def test_run_yourself_names_what_the_thesis_profile_runs_per_model(book_root):
 
 def test_thesis_profile_words_survive_a_model_the_profile_does_not_plan():
     assert pages._thesis_profile_words("no-such-model") == "The thesis profile (a GPU job)"
+
+
+def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
+    """A deep model with a thesis-protocol experiment: its page says the run is planned (with its command) until it
+    exists, then reports it as Table 5 does, whether it learned on that split's clusters, and where that differs
+    from the page's fair runs; the 'did not learn' box says so; the training plot gets the two floors as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cmlib import plots
+
+    kw = dict(root=book_root, data="data/tiny.h5")
+    fair_over = dict(split="train-val-test", pad="none", optimizer="adamw", lr_schedule="warmup-cosine")
+    _, req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", seeds=[0, 1], **fair_over)
+    for s in (0, 1):
+        _write_run(book_root, req, s, pred_fn=_flat, n=800)
+    pr = pages.find_page_runs("resnet50v2", "smoke", seeds=[0, 1], **fair_over, **kw)
+    assert pages.page_sections(pr, "smoke")["thesis_protocol"]
+    assert not pages.page_sections(pages.find_page_runs("basic", "smoke", **kw), "smoke")["thesis_protocol"]
+    assert not pages.page_sections(pages.find_page_runs("vgg16", "smoke", **kw), "smoke")["thesis_protocol"]
+    assert pages.thesis_protocol_run(pages.find_page_runs("basic", "smoke", **kw), "smoke", **kw) is None
+    tp = pages.thesis_protocol_run(pr, "smoke", **kw)
+    assert tp is not None and not tp.finished
+    planned = pages.thesis_protocol_page_markdown(pr, tp, root=book_root)
+    assert planned.startswith("**Planned:** ResNet50V2 trained the thesis's way (bands 2–4 padded to 71 × 71, Adam "
+                              "at a constant 10⁻³") and "seed 0: not started" in planned and "cmlib train" in planned
+    assert "Trained the thesis's way" not in pages.verdict_markdown(pr, "smoke", **kw)   # nothing to say yet
+    assert pages.thesis_protocol_page_markdown(pr, None) == ""
+
+    _, treq = pages.request_for("resnet50v2", "smoke", experiment="resnet50v2_thesis_protocol", data="data/tiny.h5")
+    d = _write_run(book_root, treq, 0, pred_fn=_good, n=800, epochs=1)
+    tp = pages.thesis_protocol_run(pr, "smoke", **kw)
+    assert tp.finished
+    v = pages.verdict(tp)
+    met = tp.best.metrics["test"]
+    text = pages.thesis_protocol_page_markdown(pr, tp, root=book_root)
+    assert text.startswith("**ResNet50V2 trained the thesis's way** (bands 2–4 padded to 71 × 71")
+    assert (f"Reported as Table 5 reports it: test σ = {met['sigma']:.3f} (thesis Table 5: 0.140), μ = "
+            f"{met['mu']:+.3f} (thesis Table 5: +0.087), std(x) = {met['std']:.3f} dex.") in text
+    assert (f"It learns from the images: on the same clusters the redshift alone scores std(x) = "
+            f"{v['redshift_std']:.3f} dex and the mean training mass {v['reference_std']:.3f} dex.") in text
+    assert "score std(x) = " in text and "(2 seeds); their best run did not learn." in text
+    assert ("the input (padded to 71 × 71 against the unpadded 50 × 50), the optimisation (Adam at a constant 10⁻³ "
+            "for 1 epochs against AdamW with a warm-up and a cosine decay from 10⁻³ for 3 epochs), the training set "
+            "(800 against 800 clusters)") in text
+    box = pages.verdict_markdown(pr, "smoke", **kw)
+    assert (f"Trained the thesis's way, it learns from the images (test std(x) {met['std']:.3f} dex on that split's "
+            "clusters; *Trained the thesis's way* below).") in box
+    # a thesis-protocol run that did not learn either
+    (d / "predictions.csv").unlink()
+    rng = np.random.default_rng(3)
+    flat = {s: M.Predictions(np.arange(m), rng.normal(14.1, 0.3, m), np.full(m, 14.1), z=rng.uniform(0.05, 1, m))
+            for s, m in (("train", 800), ("val", 200), ("test", 200))}
+    A.write_predictions(d / "predictions.csv", flat)
+    tp = pages.thesis_protocol_run(pr, "smoke", **kw)
+    assert "It did not learn from the images: " in pages.thesis_protocol_page_markdown(pr, tp, root=book_root)
+    assert "Trained the thesis's way, it does not learn either (" in pages.verdict_markdown(pr, "smoke", **kw)
+
+    # the floors of the validation loss: the MSE of the mean and of the redshift fit on the validation clusters
+    refs = pages.history_references(tp.best)
+    p = tp.best.predictions
+    assert [(label, kind) for label, _, kind in refs] == [("predicting the mean training mass", "mean"),
+                                                           ("predicting from the redshift alone", "redshift")]
+    assert refs[0][1] == pytest.approx(np.mean((p["train"].true.mean() - p["val"].true) ** 2))
+    assert refs[1][1] == pytest.approx(np.mean((M.redshift_predictor(p["train"], p["val"]).pred - p["val"].true) ** 2))
+    # the axis ends at 3x the highest floor, so that a first epoch's huge loss does not flatten the rest
+    A.write_history(d / "history.csv", [dict(epoch=e, loss=lo, val_loss=va, lr=1e-3, epoch_time_s=1.0, elapsed_s=e)
+                                        for e, lo, va in ((1, 25.0, 0.12), (2, 0.09, 0.1), (3, 0.05, 0.06))])
+    run = pages.thesis_protocol_run(pr, "smoke", **kw).best
+    fig = plots.plot_history(run, references=refs)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert any(lab.startswith("predicting from the redshift alone (") for lab in labels)
+    assert ax.get_ylim() == pytest.approx((0.8 * 0.05, 3 * max(v for _, v, _ in refs)))
+    assert plots.plot_history(run).axes[0].get_ylim()[1] > 25      # without floors: the whole history
+    import matplotlib.pyplot as plt
+    plt.close("all")
+    cfg = dict(run.config, loss="nll")
+    assert pages.history_references(type("R", (), {"config": cfg, "predictions": run.predictions})()) == []
+    assert pages._power_words(1e-3) == "10⁻³" and pages._power_words(5e-4) == "5 × 10⁻⁴"

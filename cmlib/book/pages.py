@@ -22,7 +22,8 @@ import numpy as np
 from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
-from .profiles import RunPlan, display_name, get_profile, is_remedy_key, parse_seed_list, remedy_keys
+from .profiles import (THESIS_PROTOCOL_SUFFIX, RunPlan, display_name, get_profile, is_remedy_key, parse_seed_list,
+                       remedy_keys)
 from .thesis import TABLE5
 
 __all__ = ["MissingRunsError", "PageRuns", "display_name", "request_for", "find_page_runs", "require_runs",
@@ -300,7 +301,22 @@ def verdict_markdown(pr: PageRuns, profile: str | None = None, root: str | Path 
     return (":::{admonition} Did not learn\n:class: warning\n"
             f"{pr.label}'s best run did not learn: {v['reason']}. Its numbers below describe a model that "
             "has not learned from the images; they are not comparable with the thesis's, which come from 4000 "
-            f"epochs. {_remedies_outcome(pr, profile, root, data)}\n:::\n")
+            f"epochs. {_remedies_outcome(pr, profile, root, data)}{_thesis_way_outcome(pr, profile, root, data)}"
+            "\n:::\n")
+
+
+def _thesis_way_outcome(pr: PageRuns, profile: str | None, root: str | Path, data: str | None) -> str:
+    """For a 'did not learn' box: what the same model trained the thesis's way did, where that run exists and the
+    page's own runs are another protocol's (' Trained the thesis's way it learns: ...'); else empty."""
+    tp = thesis_protocol_run(pr, profile, root=root, data=data) if profile else None
+    if tp is None or not tp.finished or split_of(pr) == "thesis":
+        return ""
+    v = verdict(tp)
+    if v["learned"]:
+        return (f" Trained the thesis's way, it learns from the images (test std(x) {v['std']:.3f} dex on that "
+                "split's clusters; *Trained the thesis's way* below).")
+    return (f" Trained the thesis's way, it does not learn either ({v['short']}; *Trained the thesis's way* "
+            "below).")
 
 
 def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data: str | None) -> str:
@@ -777,7 +793,8 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
 
     ``uncertainties``: the model predicts an uncertainty; ``versus_basic``: it is not the basic CNN
     and the profile has basic-CNN runs; ``experiments``: the profile has thesis experiments with it;
-    ``remedy``: the profile plans remedy runs for it (:func:`remedy_markdown`).
+    ``remedy``: the profile plans remedy runs for it (:func:`remedy_markdown`); ``thesis_protocol``: the profile
+    plans a run of it under the thesis's own protocol (:func:`thesis_protocol_page_markdown`).
     """
     prof = get_profile(profile)
     return {
@@ -788,6 +805,7 @@ def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
         "seed_spread": len(pr.finished) > 1,
         "diagnostics": bool(pr.finished) and "mse_train_eval" in pr.best.history,
         "remedy": bool(pr.finished) and bool(remedy_keys(prof, pr.model)),
+        "thesis_protocol": pr.model != "basic" and pr.model + THESIS_PROTOCOL_SUFFIX in prof.experiments,
     }
 
 
@@ -1012,6 +1030,124 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
         return ""
     return ("**Remedies tried** (the fair recipe with one change, for a model that did not learn; its page "
             "shows the diagnostics):\n\n" + "\n".join(f"- {o}." for o in out))
+
+
+# ---------------------------------------------------------------- the same model trained the thesis's way
+
+#: The thesis's own protocol in words (profiles.THESIS_PROTOCOL; thesis Sect. 3.2-3.3).
+THESIS_WAY = ("bands 2\u20134 padded to 71 \u00d7 71, Adam at a constant 10\u207b\u00b3, the thesis's split with its test "
+              "clusters as the validation set, and the epoch picked on them, so optimistic as Table 5 is")
+
+
+def history_references(run) -> list[tuple[str, float, str]]:
+    """The validation losses a run must go below, as lines for :func:`cmlib.plots.plot_history`: the MSE (dex²)
+    of predicting the mean training mass and of the redshift-only fit, on the run's validation clusters;
+    ``(label, value, kind)`` with ``kind`` a key of :data:`cmlib.plots.REFERENCE_COLORS`.  Empty for a loss
+    other than the MSE (its values are not in dex²) or a run without validation predictions."""
+    p = run.predictions
+    if run.config.get("loss", "mse") != "mse" or "train" not in p or "val" not in p:
+        return []
+
+    def mse(q: M.Predictions) -> float:
+        return float(np.mean((q.pred - q.true) ** 2))
+
+    out = [("predicting the mean training mass", mse(M.mean_predictor(p["train"], p["val"])), "mean")]
+    try:
+        out.append(("predicting from the redshift alone", mse(M.redshift_predictor(p["train"], p["val"])),
+                    "redshift"))
+    except CmlibError:       # predictions without redshifts (runs made before cmlib stored z)
+        pass
+    return out
+
+
+def _input_words(config: Mapping) -> str:
+    """'padded to 71 × 71', 'the unpadded 50 × 50', ... (the pad setting of a run's configuration)."""
+    pad = config.get("pad", "thesis")
+    return {"thesis": "padded to 71 \u00d7 71", "none": "the unpadded 50 \u00d7 50"}.get(pad, f"padding '{pad}'")
+
+
+def _power_words(x: float) -> str:
+    """1e-3 -> '10⁻³', 5e-4 -> '5 × 10⁻⁴' (a learning rate as the pages write it)."""
+    sup = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+    mant, exp = f"{x:.1e}".split("e")
+    power = f"10{str(int(exp)).translate(sup)}"
+    mant = mant.rstrip("0").rstrip(".")
+    return power if mant == "1" else f"{mant} \u00d7 {power}"
+
+
+def _optimiser_words(config: Mapping) -> str:
+    """'Adam at a constant 10⁻³', 'AdamW with a warm-up and a cosine decay from 10⁻³' (a run's configuration)."""
+    opt = {"adam": "Adam", "adamw": "AdamW"}.get(config.get("optimizer", "adam"), str(config.get("optimizer")))
+    rate = _power_words(float(config.get("lr", 1e-3)))
+    sched = config.get("lr_schedule", "constant")
+    if sched == "constant":
+        return f"{opt} at a constant {rate}"
+    words = {"warmup-cosine": "a warm-up and a cosine decay", "cosine": "a cosine decay",
+             "plateau": "a rate cut on plateaus"}.get(sched, f"the '{sched}' schedule")
+    return f"{opt} with {words} from {rate}"
+
+
+def thesis_protocol_run(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None) -> PageRuns | None:
+    """This model's runs under the thesis's own protocol (the profile's experiment ``<model>_thesis_protocol``),
+    finished or not; None where the profile plans none, and for the basic CNN (its page runs are that protocol)."""
+    key = pr.model + THESIS_PROTOCOL_SUFFIX
+    if pr.model == "basic" or key not in get_profile(profile).experiments:
+        return None
+    return find_page_runs(pr.model, profile, root=root, experiment=key, data=data)
+
+
+def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, root: str | Path = ".") -> str:
+    """An architecture page's account of the same model trained the thesis's way (``tp``:
+    :func:`thesis_protocol_run`): pending (with its progress and command), or the run Table 5 would report, whether
+    it learned on those clusters, and how that compares with the page's own runs; empty without ``tp``."""
+    if tp is None:
+        return ""
+    name = display_name(pr.model)
+    if not tp.finished:
+        return (f"**Planned:** {name} trained the thesis's way ({THESIS_WAY}), {counted(len(tp.plan.seeds), 'seed')}. "
+                f"It is part of the book's compute plan but has not finished yet. "
+                f"{R.progress_text(tp.request, Path(root))} Make it with `{tp.request.command()}` (resumable).")
+    from ..artifacts import format_duration
+
+    b = tp.best
+    met, st, t5 = b.metrics["test"], b.status_info, TABLE5.get(pr.model, {})
+    n = len(tp.finished)
+    which = f"seed {b.seed}" if n == 1 else f"the best of {n} seeds on the test clusters (seed {b.seed})"
+    best_ep = (f", its best epoch {st['best_epoch']}" if st.get("best_epoch") and stop_kind(b) != "early stopping"
+               else "")          # early stopping's own words name the best epoch
+    wall = st.get("wall_time_s")
+    cost = f"; {format_duration(wall)} on {hardware_of([b])}" if wall else ""
+    thesis = lambda key, signed=False: (f" (thesis Table 5: {fmt(t5[key], signed=signed)})"  # noqa: E731
+                                        if key in t5 else "")
+    out = [f"**{name} trained the thesis's way** ({THESIS_WAY}): {which}, stopped by {stop_text(b)}{best_ep}{cost}. "
+           f"Reported as Table 5 reports it: test σ = {met['sigma']:.3f}{thesis('sigma_test')}, "
+           f"μ = {met['mu']:+.3f}{thesis('mu_test', True)}, std(x) = {met['std']:.3f} dex."]
+    v = verdict(tp)
+    if v["learned"]:
+        z = (f"the redshift alone scores std(x) = {v['redshift_std']:.3f} dex and " if math.isfinite(v["redshift_std"])
+             else "")
+        out.append(f"It learns from the images: on the same clusters {z}the mean training mass "
+                   f"{v['reference_std']:.3f} dex.")
+    else:
+        out.append(f"It did not learn from the images: {v['reason']}.")
+    if pr.finished and split_of(pr) != "thesis":
+        fair_v = verdict(pr)
+        stds = [r.metrics["test"]["std"] for r in pr.finished]
+        out.append(f"This page's runs (the fair protocol, other test clusters) score std(x) = {seeds_text_of(stds)} dex "
+                   f"({counted(len(stds), 'seed')}); their best run {'learns' if fair_v['learned'] else 'did not learn'}.")
+        if v["learned"] and not fair_v["learned"]:
+            c, fs = pr.best.config, pr.best.status_info
+            out.append("So the architecture can learn from these images, and what kept the fair runs from it lies in "
+                       f"how the recipes differ: the input ({_input_words(b.config)} against {_input_words(c)}), the "
+                       f"optimisation ({_optimiser_words(b.config)} for {st.get('epochs_completed')} epochs against "
+                       f"{_optimiser_words(c)} for {fs.get('epochs_completed')} epochs), the training set "
+                       f"({b.predictions['train'].true.size} against {pr.best.predictions['train'].true.size} "
+                       "clusters) and the epoch chosen on the test clusters. The *Remedies* above change the fair "
+                       "recipe one setting at a time.")
+    if history_references(b):
+        out.append("Its training below: the validation loss against what the two floors score on the same clusters "
+                   "(dashed).")
+    return " ".join(out)
 
 
 def declare_sections(flags: Mapping[str, bool]) -> None:

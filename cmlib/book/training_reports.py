@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import metrics as M
 from . import runs as R
-from .pages import and_list, counted, find_page_runs, fmt, seeds_text, stop_kind
+from .pages import and_list, counted, find_page_runs, fmt, history_references, seeds_text, stop_kind
 from .profiles import display_name, fair_deep, get_profile
 
 
@@ -54,7 +54,9 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
     """The evidence behind the deep models' recipe: for each model with a ``<model>_thesis_opt`` experiment,
     its runs under the thesis's optimisation and under the chosen recipe (same split, input and budget).
 
-    Returns ``{"panels": {model: {label: run}}, "notes": [...], "rows": [...], "verdicts": [...]}``; a model
+    Returns ``{"panels": {model: {label: run}}, "floors": {model: [...]}, "notes": [...], "rows": [...],
+    "verdicts": [...]}`` (``floors``: what the mean and the redshift alone score on the validation clusters,
+    :func:`~cmlib.book.pages.history_references`; both runs share them); a model
     whose runs are not both on disk appears in ``notes`` with where its runs stand; ``verdicts`` says, per
     model, which recipe reached the lower validation loss and whether their test std(x) differ beyond the
     noise of the test set (paired bootstrap over the test clusters, :func:`cmlib.compare.paired_difference`).
@@ -62,7 +64,7 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
     from .. import compare
 
     prof = get_profile(profile)
-    panels, notes, rows, verdicts = {}, [], [], []
+    panels, floors, notes, rows, verdicts = {}, {}, [], [], []
     for key, plan in prof.experiments.items():
         if not key.endswith("_thesis_opt"):
             continue
@@ -78,6 +80,7 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
         a, b = thesis_opt.finished[0], chosen.finished[0]
         panels[display_name(m)] = {f"thesis: Adam {a.config['lr']:g}, constant": a,
                                    "chosen: AdamW, warm-up + cosine": b}
+        floors[display_name(m)] = history_references(b)
         for label, r in ((plan.label, a), ("chosen recipe", b)):
             s, met = r.status_info, r.metrics
             rows.append({"model": display_name(m), "recipe": label, "epochs": s.get("epochs_completed"),
@@ -110,7 +113,7 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
             + ("the two recipes cannot be told apart at this budget." if same else
                f"{'the chosen recipe' if d.diff < 0 else 'the thesis optimisation'} is better at this budget.")
             + learn + _convergence_words(a, b))
-    return {"panels": panels, "notes": notes, "rows": rows, "verdicts": verdicts}
+    return {"panels": panels, "floors": floors, "notes": notes, "rows": rows, "verdicts": verdicts}
 
 
 def table4_rows() -> list[dict]:
