@@ -940,6 +940,11 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert pages._bands_words((0, 4, 7)) == "1, 5 and 8" and pages._bands_words((1, 2, 3)) == "the thesis's 3"
     assert "Not run yet this way: ResNet152V2" in answer
     assert comparison.thesis_protocol_answer({"rows": [rb], "pending": []}) == ""
+    # the validation (= test) curves of those runs, one panel per model with runs, with the floors of that split
+    curves = comparison.thesis_protocol_curves(proto)
+    assert list(curves["panels"]) == ["Basic CNN", "ResNet50V2", "VGG16"]           # ResNet152V2 has no run yet
+    assert list(curves["panels"]["Basic CNN"]) == ["seed 0", "seed 1"]
+    assert curves["floors"]["VGG16"] == pages.history_references(proto["vgg16"].finished[0])
     # plain Table 5: a fair-protocol page row says what its thesis-protocol run did; a thesis-split row does not
     t5 = {r["model"]: r for r in comparison.table5_rows({"basic": proto["basic"],
                                                           "resnet50v2": fair_members["resnet50v2"]}, proto=res)}

@@ -17,8 +17,8 @@ from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
 from .pages import (FAIR_SPLIT, REDSHIFT_ONLY, PageRuns, and_list, basic_on_same_split, cached, counted, fair_basic,
-                    find_page_runs, fmt, get_spec_family, hardware_of, pm, run_input_shape, seeds_text, seeds_text_of,
-                    split_of, stop_kind, verdict)
+                    find_page_runs, fmt, get_spec_family, hardware_of, history_references, pm, run_input_shape,
+                    seeds_text, seeds_text_of, split_of, stop_kind, verdict)
 from .profiles import FAIR_EPOCHS, FAIR_REMEDIES, REMEDY_INFIX, display_name, get_profile, is_remedy_key, remedy_keys
 from .thesis import TABLE5
 
@@ -821,6 +821,22 @@ def thesis_protocol_rows(result: Mapping) -> list[dict]:
                     "learned from the images?": "yes" if r["learned"] else f"no: {r['learned_short']}",
                     "_class": "" if r["learned"] else "not-learned"})
     return out
+
+
+def thesis_protocol_curves(members: Mapping[str, PageRuns]) -> dict:
+    """The validation (= test) loss of every finished thesis-protocol run (:func:`thesis_protocol_members`), one
+    panel per model and one line per seed, with what the mean and the redshift alone score on those clusters
+    (:func:`~cmlib.book.pages.history_references`): ``{"panels": {name: {"seed s": run}}, "floors": {name: [...]}}``
+    for :func:`cmlib.plots.plot_validation_curves`.  Only MSE runs (the losses must be in dex²)."""
+    panels, floors = {}, {}
+    for m, pr in members.items():
+        fin = [r for r in pr.finished if r.config.get("loss", "mse") == "mse"] if not pr.data_mismatch else []
+        if not fin:
+            continue
+        name = display_name(m)
+        panels[name] = {f"seed {r.seed}": r for r in fin}
+        floors[name] = history_references(fin[0])
+    return {"panels": panels, "floors": floors}
 
 
 def _shown_difference(a: float, b: float, digits: int = 3) -> float:
