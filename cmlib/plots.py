@@ -168,19 +168,24 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
             ax.axvline(ep[b], color="k", ls=":", lw=1)
             ax.annotate(f"min val. loss {val[b]:.3g}\nepoch {ep[b]}", (ep[b], val[b]),
                         xytext=(8, 14), textcoords="offset points", fontsize=8)
+    mse = run.config.get("loss", "mse") == "mse"
     for label, value, kind in references:
         ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1,
-                   label=f"{label} ({value:.3g}, validation clusters)")
+                   label=f"{label} ({value:.3g}" + (" dex²" if mse else "") + ", validation clusters)")
     _epoch_axes(ax, log, _positive(h["loss"], h["val_loss"], np.array([v for _, v, _ in references])))
     if references:
-        # the question is where the losses sit against the references: the first epochs' losses, often
-        # hundreds of times larger, would flatten that, so the axis ends at 3x the highest reference
-        top = 3.0 * max(v for _, v, _ in references)
-        low = np.concatenate([np.asarray(h["loss"], float), np.asarray(h["val_loss"], float)])
-        low = low[np.isfinite(low) & (low > 0)]
-        if low.size and top > low.min():
-            ax.set_ylim(0.8 * low.min(), top)
-    ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})")
+        # the question is where the losses sit against the references: the first epochs' losses from scratch,
+        # often hundreds of times larger, would flatten that, so the axis is cut above the references and every
+        # loss after epoch 3 (never above a later epoch: an overfitting validation curve stays in view)
+        vals = [np.asarray(h[k], dtype=float) for k in ("loss", "val_loss")]
+        late = np.concatenate([v[3:] for v in vals])
+        late = late[np.isfinite(late)]
+        top = max(3.0 * max(v for _, v, _ in references), 1.15 * late.max() if late.size else 0.0)
+        every = np.concatenate(vals)
+        every = every[np.isfinite(every) & (every > 0)]
+        if every.size and top < every.max():
+            ax.set_ylim(0.8 * min(every.min(), min(v for _, v, _ in references)), top)
+    ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})" + (" [dex²]" if mse else ""))
     reason = run.status_info.get("stopped_reason", "")
     ax.set_title(title or f"{_display(run.model)}, seed {run.seed}" + (f" ({reason})" if reason else ""))
     ax.legend(loc="upper right")
@@ -271,7 +276,8 @@ def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]],
             b = int(np.nanargmin(val))
             ax.plot(ep[b], val[b], "o", color=col, ms=8, mfc="none", mew=1.6)
         for label, value, kind in (references or {}).get(title, ()):
-            ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1, label=f"{label} ({value:.3g})")
+            ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1,
+                       label=f"{label} ({value:.3g} dex²)")
         _epoch_axes(ax, log=True)
         ax.set_ylabel("validation loss (MSE) [dex$^2$]")
         ax.set_title(title)

@@ -945,10 +945,13 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert list(curves["panels"]) == ["Basic CNN", "ResNet50V2", "VGG16"]           # ResNet152V2 has no run yet
     assert list(curves["panels"]["Basic CNN"]) == ["seed 0", "seed 1"]
     assert curves["floors"]["VGG16"] == pages.history_references(proto["vgg16"].finished[0])
+    assert curves["text"].endswith("a run has read the images only where its curve goes clearly below the second "
+                                   "line.")
+    assert comparison.thesis_protocol_curves({"basic": proto["basic"]}) == {"panels": {}, "floors": {}, "text": ""}
     # plain Table 5: a fair-protocol page row says what its thesis-protocol run did; a thesis-split row does not
     t5 = {r["model"]: r for r in comparison.table5_rows({"basic": proto["basic"],
                                                           "resnet50v2": fair_members["resnet50v2"]}, proto=res)}
-    assert t5["ResNet50V2"]["learned?"] == (f"did not learn; the thesis's protocol: yes, std(x) {r5['std']:.3f} "
+    assert t5["ResNet50V2"]["learned?"] == (f"did not learn; the thesis's protocol: yes, std(x) {r5['std']:.3f} dex "
                                             "(Table 5 the thesis's way)")
     assert t5["Basic CNN"]["learned?"] == "yes"
     assert comparison.table5_rows({"resnet50v2": fair_members["resnet50v2"]})[0]["learned?"] == "did not learn"
@@ -1199,6 +1202,12 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "A longer or better-tuned run" in pages.verdict_markdown(pr)
     assert ("A remedy, lr 1e-4 (the remedy of its dead ReLUs), is in the compute plan (*Remedies* below); until it "
             "has run, this architecture cannot be judged.") in pages.verdict_markdown(pr, "smoke", **kw)
+    # with a thesis-protocol run that learned, the planned remedy no longer stands between the page and a verdict
+    tw_yes, tw_no = {"learned": True, "std": 0.2, "short": ""}, {"learned": False, "std": 0.3, "short": "flat"}
+    assert pages._remedies_outcome(pr, "smoke", book_root, "data/tiny.h5", tw_yes) == (
+        "A remedy, lr 1e-4 (the remedy of its dead ReLUs), is in the compute plan (*Remedies* below). Trained the "
+        "thesis's way, it learns from the images (test std(x) 0.200 dex on the thesis split's test clusters; *Trained "
+        "the thesis's way* below).")
 
     _, rreq = pages.request_for("vgg16", "smoke", experiment=profiles.remedy_key("vgg16", "lr1e-4"), data="data/tiny.h5")
     assert rreq.overrides["lr"] == 1e-4 and rreq.overrides["split"] == "train-val-test"
@@ -1230,6 +1239,12 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert box.startswith(":::{admonition} Did not learn") and ("With lr 1e-4 (the remedy of its dead ReLUs) it "
                                                                 "learns from the images (*Remedies* below)") in box
     assert "A longer or better-tuned run" not in box
+    # a remedy that worked: the thesis-protocol run 'learns too', or 'does not learn' (not 'either')
+    out = pages._remedies_outcome(pr, "smoke", book_root, "data/tiny.h5", tw_yes)
+    assert out.endswith("Trained the thesis's way, it learns from the images too (test std(x) 0.200 dex on the thesis "
+                        "split's test clusters; *Trained the thesis's way* below).")
+    out = pages._remedies_outcome(pr, "smoke", book_root, "data/tiny.h5", tw_no)
+    assert out.endswith("Trained the thesis's way, it does not learn (flat; *Trained the thesis's way* below).")
     # the remedy is a member of the fair comparison under its own name, beside the model's own runs, and the
     # remedies sentence still names it once
     assert {"vgg16_remedy_lr1e-4", "resnet50v2_remedy_lr1e-4", "resnet50v2_remedy_rot90"} <= set(comparison.fair_members("laptop", **kw))
@@ -1435,24 +1450,36 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from cmlib import plots
 
     kw = dict(root=book_root, data="data/tiny.h5")
     fair_over = dict(split="train-val-test", pad="none", optimizer="adamw", lr_schedule="warmup-cosine")
     _, req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", seeds=[0, 1], **fair_over)
     for s in (0, 1):
-        _write_run(book_root, req, s, pred_fn=_flat, n=800)
+        _write_run(book_root, req, s, pred_fn=_flat, n=600)
     pr = pages.find_page_runs("resnet50v2", "smoke", seeds=[0, 1], **fair_over, **kw)
     assert pages.page_sections(pr, "smoke")["thesis_protocol"]
     assert not pages.page_sections(pages.find_page_runs("basic", "smoke", **kw), "smoke")["thesis_protocol"]
     assert not pages.page_sections(pages.find_page_runs("vgg16", "smoke", **kw), "smoke")["thesis_protocol"]
     assert pages.thesis_protocol_run(pages.find_page_runs("basic", "smoke", **kw), "smoke", **kw) is None
+    # the section's opening, from the profile's plans: the smoke profile trains ResNet50V2 so, for 1 epoch
+    intro = pages.thesis_protocol_intro(pr, "smoke")
+    assert intro.startswith("The thesis trained and reported its models its own way (Sect. 3.2–3.3): bands 2–4, "
+                            "the images padded to 71 × 71")
+    assert ("trains ResNet50V2 that way too (each stopped when 10 epochs pass without improvement on the test "
+            "clusters, at most 1 epoch)") in intro
+    assert intro.endswith("The runs above follow the fair protocol (a train/validation/test split) instead.")
+    assert "trains ResNet50V2, ResNet152V2 and VGG16 that way too (" in pages.thesis_protocol_intro(pr, "laptop")
+    assert "at most 100 epochs)" in pages.thesis_protocol_intro(pr, "laptop")
     tp = pages.thesis_protocol_run(pr, "smoke", **kw)
     assert tp is not None and not tp.finished
     planned = pages.thesis_protocol_page_markdown(pr, tp, root=book_root)
-    assert planned.startswith("**Planned:** ResNet50V2 trained the thesis's way (bands 2–4 padded to 71 × 71, Adam "
-                              "at a constant 10⁻³") and "seed 0: not started" in planned and "cmlib train" in planned
+    assert planned.startswith("**Planned:** ResNet50V2 trained the thesis's way, 1 seed. It is part of the book's")
+    assert "seed 0: not started" in planned and "cmlib train" in planned
     assert "Trained the thesis's way" not in pages.verdict_markdown(pr, "smoke", **kw)   # nothing to say yet
+    assert "A longer or better-tuned run" in pages.verdict_markdown(pr, "smoke", **kw)
     assert pages.thesis_protocol_page_markdown(pr, None) == ""
 
     _, treq = pages.request_for("resnet50v2", "smoke", experiment="resnet50v2_thesis_protocol", data="data/tiny.h5")
@@ -1461,19 +1488,38 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
     assert tp.finished
     v = pages.verdict(tp)
     met = tp.best.metrics["test"]
-    text = pages.thesis_protocol_page_markdown(pr, tp, root=book_root)
-    assert text.startswith("**ResNet50V2 trained the thesis's way** (bands 2–4 padded to 71 × 71")
-    assert (f"Reported as Table 5 reports it: test σ = {met['sigma']:.3f} (thesis Table 5: 0.140), μ = "
-            f"{met['mu']:+.3f} (thesis Table 5: +0.087), std(x) = {met['std']:.3f} dex.") in text
+    text = pages.thesis_protocol_page_markdown(pr, tp, "smoke", root=book_root)
+    assert text.startswith("**ResNet50V2 trained the thesis's way**: seed 0, stopped by the end of its epoch budget (")
+    assert "), its best epoch 1; " in text                      # a budget end names its best epoch, early stopping does
+    assert (f"Reported as Table 5 reports it: test σ = {met['sigma']:.3f} dex (thesis Table 5: 0.140), μ = "
+            f"{met['mu']:+.3f} dex (thesis Table 5: +0.087), std(x) = {met['std']:.3f} dex.") in text
     assert (f"It learns from the images: on the same clusters the redshift alone scores std(x) = "
             f"{v['redshift_std']:.3f} dex and the mean training mass {v['reference_std']:.3f} dex.") in text
     assert "score std(x) = " in text and "(2 seeds); their best run did not learn." in text
-    assert ("the input (padded to 71 × 71 against the unpadded 50 × 50), the optimisation (Adam at a constant 10⁻³ "
-            "for 1 epochs against AdamW with a warm-up and a cosine decay from 10⁻³ for 3 epochs), the training set "
-            "(800 against 800 clusters)") in text
+    # what differs between the two recipes, the thesis's way first, from the runs' own configurations
+    assert ("the settings in which the two differ (the thesis's way first): the input 71 × 71 × 3 against 50 × 50 × 3; "
+            "optimizer adam against adamw; lr_schedule constant against warmup-cosine; early_stopping 10 against 0; the "
+            "epochs (1 epoch against 3 "
+            "epochs); the training set (800 against 600 clusters); the epoch chosen on the test clusters instead of a "
+            "separate validation set.") in text
+    assert "*Remedies*" not in text                                   # smoke plans no remedy of ResNet50V2 ...
+    assert "The *Remedies* above change" in pages.thesis_protocol_page_markdown(pr, tp, "laptop", root=book_root)
+    assert text.endswith("Its training below: the validation loss against what the two floors score on the same "
+                         "clusters (dashed).")
     box = pages.verdict_markdown(pr, "smoke", **kw)
-    assert (f"Trained the thesis's way, it learns from the images (test std(x) {met['std']:.3f} dex on that split's "
-            "clusters; *Trained the thesis's way* below).") in box
+    assert (f"Trained the thesis's way, it learns from the images (test std(x) {met['std']:.3f} dex on the thesis "
+            "split's test clusters; *Trained the thesis's way* below).") in box
+    assert "A longer or better-tuned run" not in box and "cannot be judged" not in box      # it has been judged
+    # the box never contradicts what the remedies did (_remedies_outcome: every case of both)
+    learned, failed = {"learned": True, "std": 0.2, "short": ""}, {"learned": False, "std": 0.3, "short": "flat"}
+    assert pages._remedies_outcome(pr, None, book_root, None, failed).startswith(
+        "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged. "
+        "Trained the thesis's way, it does not learn either (flat;")
+    assert pages._remedies_outcome(pr, None, book_root, None, learned).startswith("Trained the thesis's way, it learns")
+    # data made on another version of the data file: not reported, and not in the box
+    tp.data_mismatch = True
+    assert "another version of the data file" in pages.thesis_protocol_page_markdown(pr, tp)
+    tp.data_mismatch = False
     # a thesis-protocol run that did not learn either
     (d / "predictions.csv").unlink()
     rng = np.random.default_rng(3)
@@ -1491,18 +1537,31 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
                                                            ("predicting from the redshift alone", "redshift")]
     assert refs[0][1] == pytest.approx(np.mean((p["train"].true.mean() - p["val"].true) ** 2))
     assert refs[1][1] == pytest.approx(np.mean((M.redshift_predictor(p["train"], p["val"]).pred - p["val"].true) ** 2))
-    # the axis ends at 3x the highest floor, so that a first epoch's huge loss does not flatten the rest
+    assert pages.FLOORS_NOTE in pages.training_text(tp)
+    no_z = {k: M.Predictions(q.cluster_id, q.true, q.pred) for k, q in p.items()}
+    stub = lambda cfg, preds: type("R", (), {"config": cfg, "predictions": preds})()  # noqa: E731
+    assert [k for _, _, k in pages.history_references(stub(tp.best.config, no_z))] == ["mean"]
+    assert pages.history_references(stub(dict(tp.best.config, loss="nll"), p)) == []
+    assert pages.history_references(stub(tp.best.config, {"train": p["train"], "test": p["test"]})) == []
+    # the axis is cut above the floors when only the first epochs' losses are higher ...
+    top = 3 * max(v for _, v, _ in refs)
     A.write_history(d / "history.csv", [dict(epoch=e, loss=lo, val_loss=va, lr=1e-3, epoch_time_s=1.0, elapsed_s=e)
                                         for e, lo, va in ((1, 25.0, 0.12), (2, 0.09, 0.1), (3, 0.05, 0.06))])
     run = pages.thesis_protocol_run(pr, "smoke", **kw).best
     fig = plots.plot_history(run, references=refs)
     ax = fig.axes[0]
-    labels = ax.get_legend_handles_labels()[1]
-    assert any(lab.startswith("predicting from the redshift alone (") for lab in labels)
-    assert ax.get_ylim() == pytest.approx((0.8 * 0.05, 3 * max(v for _, v, _ in refs)))
+    assert any(lab.startswith("predicting from the redshift alone (") and "dex²" in lab
+               for lab in ax.get_legend_handles_labels()[1])
+    assert ax.get_ylim() == pytest.approx((0.8 * 0.05, top)) and ax.get_ylabel() == "loss (MSE) [dex²]"
     assert plots.plot_history(run).axes[0].get_ylim()[1] > 25      # without floors: the whole history
-    import matplotlib.pyplot as plt
+    # ... but never above a later epoch's loss: an overfitting validation curve stays in view
+    rows = [(1, 25.0, 0.12), (2, 0.09, 0.1), (3, 0.05, 0.06), (4, 0.04, 0.5), (5, 0.03, 0.9)]
+    A.write_history(d / "history.csv", [dict(epoch=e, loss=lo, val_loss=va, lr=1e-3, epoch_time_s=1.0, elapsed_s=e)
+                                        for e, lo, va in rows])
+    run = pages.thesis_protocol_run(pr, "smoke", **kw).best
+    assert plots.plot_history(run, references=refs).axes[0].get_ylim()[1] == pytest.approx(max(top, 1.15 * 0.9))
+    fig = plots.plot_validation_curves({"ResNet50V2": {"seed 0": run}}, {"ResNet50V2": refs})
+    assert sum("dex²)" in lab for lab in fig.axes[0].get_legend_handles_labels()[1]) == 2
     plt.close("all")
-    cfg = dict(run.config, loss="nll")
-    assert pages.history_references(type("R", (), {"config": cfg, "predictions": run.predictions})()) == []
     assert pages._power_words(1e-3) == "10⁻³" and pages._power_words(5e-4) == "5 × 10⁻⁴"
+    assert pages._power_words(1.25e-4) == "1.25 × 10⁻⁴"

@@ -104,7 +104,7 @@ def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predict
         learned = "yes" if v["learned"] else "did not learn"
         tp = proto_by.get(m)
         if tp is not None and split_of(pr) != "thesis":
-            learned += (f"; the thesis's protocol: {'yes' if tp['learned'] else 'no'}, std(x) {fmt(tp['std'])} "
+            learned += (f"; the thesis's protocol: {'yes' if tp['learned'] else 'no'}, std(x) {fmt(tp['std'])} dex "
                         "(Table 5 the thesis's way)")
         rows.append({
             "model": display_name(m),
@@ -826,8 +826,10 @@ def thesis_protocol_rows(result: Mapping) -> list[dict]:
 def thesis_protocol_curves(members: Mapping[str, PageRuns]) -> dict:
     """The validation (= test) loss of every finished thesis-protocol run (:func:`thesis_protocol_members`), one
     panel per model and one line per seed, with what the mean and the redshift alone score on those clusters
-    (:func:`~cmlib.book.pages.history_references`): ``{"panels": {name: {"seed s": run}}, "floors": {name: [...]}}``
-    for :func:`cmlib.plots.plot_validation_curves`.  Only MSE runs (the losses must be in dex²)."""
+    (:func:`~cmlib.book.pages.history_references`), for :func:`cmlib.plots.plot_validation_curves`:
+    ``{"panels": {name: {"seed s": run}}, "floors": {name: [...]}, "text": caption}``.  Only MSE runs (the losses
+    must be in dex²) made on this data file; no panels at all until a deep model has such a run (the basic CNN's
+    page shows its own)."""
     panels, floors = {}, {}
     for m, pr in members.items():
         fin = [r for r in pr.finished if r.config.get("loss", "mse") == "mse"] if not pr.data_mismatch else []
@@ -836,7 +838,14 @@ def thesis_protocol_curves(members: Mapping[str, PageRuns]) -> dict:
         name = display_name(m)
         panels[name] = {f"seed {r.seed}": r for r in fin}
         floors[name] = history_references(fin[0])
-    return {"panels": panels, "floors": floors}
+    if not any(m != "basic" and display_name(m) in panels for m in members):
+        return {"panels": {}, "floors": {}, "text": ""}
+    text = ("The validation loss of each of these runs, per epoch – on the thesis's split that is the loss on the test "
+            "clusters – " + ("against what predicting the mean training mass and predicting from the redshift alone "
+                            "score there (dashed): a run has read the images only where its curve goes clearly below "
+                            "the second line." if any(len(f) == 2 for f in floors.values()) else
+                            "against what predicting the mean training mass scores there (dashed)."))
+    return {"panels": panels, "floors": floors, "text": text}
 
 
 def _shown_difference(a: float, b: float, digits: int = 3) -> float:

@@ -301,45 +301,55 @@ def verdict_markdown(pr: PageRuns, profile: str | None = None, root: str | Path 
     return (":::{admonition} Did not learn\n:class: warning\n"
             f"{pr.label}'s best run did not learn: {v['reason']}. Its numbers below describe a model that "
             "has not learned from the images; they are not comparable with the thesis's, which come from 4000 "
-            f"epochs. {_remedies_outcome(pr, profile, root, data)}{_thesis_way_outcome(pr, profile, root, data)}"
+            f"epochs. {_remedies_outcome(pr, profile, root, data, _thesis_way_verdict(pr, profile, root, data))}"
             "\n:::\n")
 
 
-def _thesis_way_outcome(pr: PageRuns, profile: str | None, root: str | Path, data: str | None) -> str:
-    """For a 'did not learn' box: what the same model trained the thesis's way did, where that run exists and the
-    page's own runs are another protocol's (' Trained the thesis's way it learns: ...'); else empty."""
+def _thesis_way_verdict(pr: PageRuns, profile: str | None, root: str | Path, data: str | None) -> dict | None:
+    """:func:`verdict` of the model's run under the thesis's own protocol, where it has finished on this data file
+    and the page's own runs are another protocol's; else None."""
     tp = thesis_protocol_run(pr, profile, root=root, data=data) if profile else None
-    if tp is None or not tp.finished or split_of(pr) == "thesis":
-        return ""
-    v = verdict(tp)
-    if v["learned"]:
-        return (f" Trained the thesis's way, it learns from the images (test std(x) {v['std']:.3f} dex on that "
-                "split's clusters; *Trained the thesis's way* below).")
-    return (f" Trained the thesis's way, it does not learn either ({v['short']}; *Trained the thesis's way* "
-            "below).")
+    if tp is None or not tp.finished or tp.data_mismatch or not pr.finished or split_of(pr) == "thesis":
+        return None
+    return verdict(tp)
 
 
-def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data: str | None) -> str:
-    """The last sentence of a 'did not learn' box: what the remedies tried for the model did (see *Remedies*
-    below), or that a longer or better-tuned run is needed when none was tried."""
+def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data: str | None,
+                      thesis_way: Mapping | None = None) -> str:
+    """The end of a 'did not learn' box: what the remedies tried for the model did (see *Remedies* below), or that
+    a longer or better-tuned run is needed when none was tried; then what the same model trained the thesis's way
+    did (``thesis_way``: :func:`_thesis_way_verdict`), said so that the two never contradict each other."""
     remedies = remedy_runs(pr, profile, root=root, data=data) if profile else []
     done = [r for r in remedies if r.finished]
     worked = [r.label for r in done if verdict(r)["learned"]]
+    thesis_learned = thesis_way is not None and thesis_way["learned"]
     if worked:
-        return (f"With {and_list(worked)} it learns from the images (*Remedies* below): the failure is the "
-                "recipe's, not the architecture's.")
-    if done:
+        txt = (f"With {and_list(worked)} it learns from the images (*Remedies* below): the failure is the "
+               "recipe's, not the architecture's.")
+    elif done:
         todo = [r.label for r in remedies if not r.finished]
         pending = f"; {and_list(todo)} {'is' if len(todo) == 1 else 'are'} still planned" if todo else ""
-        return (f"The {'remedy' if len(done) == 1 else 'remedies'} tried, {and_list([r.label for r in done])},"
-                f" did not make it learn either{pending}; see *Remedies* below.")
-    if len(remedies) == 1:
-        return (f"A remedy, {remedies[0].label}, is in the compute plan (*Remedies* below); until it has run, this "
-                "architecture cannot be judged.")
-    if remedies:
-        return (f"Remedies ({and_list([r.label for r in remedies])}) are in the compute plan (*Remedies* below); "
-                "until one has run, this architecture cannot be judged.")
-    return "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged."
+        txt = (f"The {'remedy' if len(done) == 1 else 'remedies'} tried, {and_list([r.label for r in done])},"
+               f" did not make it learn either{pending}; see *Remedies* below.")
+    elif remedies:
+        one = len(remedies) == 1
+        txt = (f"A remedy, {remedies[0].label}, is in the compute plan (*Remedies* below)" if one else
+               f"Remedies ({and_list([r.label for r in remedies])}) are in the compute plan (*Remedies* below)")
+        # a thesis-protocol run that learned has judged the architecture already
+        txt += "." if thesis_learned else (f"; until {'it' if one else 'one'} has run, this architecture cannot be "
+                                           "judged.")
+    else:
+        txt = "" if thesis_learned else ("A longer or better-tuned run (see *Run it yourself*) is needed before this "
+                                         "architecture can be judged.")
+    if thesis_way is not None:
+        where = "*Trained the thesis's way* below"
+        if thesis_learned:
+            txt += (f" Trained the thesis's way, it learns from the images{' too' if worked else ''} (test std(x) "
+                    f"{thesis_way['std']:.3f} dex on the thesis split's test clusters; {where}).")
+        else:
+            txt += (f" Trained the thesis's way, it does not learn{'' if worked else ' either'} "
+                    f"({thesis_way['short']}; {where}).")
+    return txt.strip()
 
 
 def seed_rows(pr: PageRuns) -> list[dict]:
@@ -785,7 +795,8 @@ def training_text(pr: PageRuns) -> str:
     return (f"The best run trained for {counted(n_ep, 'epoch')}; its validation loss was lowest at epoch {b_ep} "
             f"({best.metrics['loss']['val_best']:.4g}). Why it stopped: {stop_text(best)}. "
             f"Predictions below use the weights of the {best.metrics.get('predicted_with', 'last')} epoch "
-            f"(the thesis reports the last epoch for the deep models and the validation minimum for the basic CNN).{gap}")
+            f"(the thesis reports the last epoch for the deep models and the validation minimum for the basic CNN).{gap}"
+            + (f" {FLOORS_NOTE}" if history_references(best) else ""))
 
 
 def page_sections(pr: PageRuns, profile: str) -> dict[str, bool]:
@@ -1035,15 +1046,22 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
 # ---------------------------------------------------------------- the same model trained the thesis's way
 
 #: The thesis's own protocol in words (profiles.THESIS_PROTOCOL; thesis Sect. 3.2-3.3).
-THESIS_WAY = ("bands 2\u20134 padded to 71 \u00d7 71, Adam at a constant 10\u207b\u00b3, the thesis's split with its test "
-              "clusters as the validation set, and the epoch picked on them, so optimistic as Table 5 is")
+THESIS_WAY = ("bands 2\u20134, the images padded to 71 \u00d7 71 for the ImageNet architectures, Adam at a constant "
+              "10\u207b\u00b3, and the thesis's split, whose test clusters double as the validation set on which the "
+              "epoch is chosen (so the result is as optimistic as Table 5)")
+
+#: What the dashed lines of a training plot are (:func:`history_references`).
+FLOORS_NOTE = ("The dashed lines are what two estimators without the images score on the same validation clusters: "
+               "predicting the mean training mass, and predicting from the redshift alone. A validation loss that "
+               "stays on the second line has read nothing from the images.")
 
 
 def history_references(run) -> list[tuple[str, float, str]]:
     """The validation losses a run must go below, as lines for :func:`cmlib.plots.plot_history`: the MSE (dex²)
     of predicting the mean training mass and of the redshift-only fit, on the run's validation clusters;
     ``(label, value, kind)`` with ``kind`` a key of :data:`cmlib.plots.REFERENCE_COLORS`.  Empty for a loss
-    other than the MSE (its values are not in dex²) or a run without validation predictions."""
+    other than the MSE (its values are not in dex²) or a run without validation predictions.  A run's history
+    holds the MSE of log M in dex² also where it trained on standardised labels (cmlib.train reports it so)."""
     p = run.predictions
     if run.config.get("loss", "mse") != "mse" or "train" not in p or "val" not in p:
         return []
@@ -1060,31 +1078,30 @@ def history_references(run) -> list[tuple[str, float, str]]:
     return out
 
 
-def _input_words(config: Mapping) -> str:
-    """'padded to 71 × 71', 'the unpadded 50 × 50', ... (the pad setting of a run's configuration)."""
-    pad = config.get("pad", "thesis")
-    return {"thesis": "padded to 71 \u00d7 71", "none": "the unpadded 50 \u00d7 50"}.get(pad, f"padding '{pad}'")
-
-
 def _power_words(x: float) -> str:
-    """1e-3 -> '10⁻³', 5e-4 -> '5 × 10⁻⁴' (a learning rate as the pages write it)."""
+    """1e-3 -> '10⁻³', 5e-4 -> '5 × 10⁻⁴', 1.25e-4 -> '1.25 × 10⁻⁴' (a learning rate as the pages write it)."""
     sup = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
-    mant, exp = f"{x:.1e}".split("e")
+    mant, exp = f"{x:.2e}".split("e")
     power = f"10{str(int(exp)).translate(sup)}"
     mant = mant.rstrip("0").rstrip(".")
     return power if mant == "1" else f"{mant} \u00d7 {power}"
 
 
-def _optimiser_words(config: Mapping) -> str:
-    """'Adam at a constant 10⁻³', 'AdamW with a warm-up and a cosine decay from 10⁻³' (a run's configuration)."""
-    opt = {"adam": "Adam", "adamw": "AdamW"}.get(config.get("optimizer", "adam"), str(config.get("optimizer")))
-    rate = _power_words(float(config.get("lr", 1e-3)))
-    sched = config.get("lr_schedule", "constant")
-    if sched == "constant":
-        return f"{opt} at a constant {rate}"
-    words = {"warmup-cosine": "a warm-up and a cosine decay", "cosine": "a cosine decay",
-             "plateau": "a rate cut on plateaus"}.get(sched, f"the '{sched}' schedule")
-    return f"{opt} with {words} from {rate}"
+def _recipe_differences(a: Mapping, b: Mapping) -> list[str]:
+    """The settings in which run configuration ``a`` differs from ``b``, as 'the input 71 × 71 × 3 against
+    50 × 50 × 3', 'optimizer adam against adamw', ... (the names of the configuration table)."""
+    out = []
+    sa, sb = run_input_shape(a), run_input_shape(b)
+    if sa != sb:
+        times = " \u00d7 "
+        out.append(f"the input {times.join(map(str, sa))} against {times.join(map(str, sb))}")
+    if a.get("bands") != b.get("bands") and a.get("bands") is not None and b.get("bands") is not None:
+        out.append(f"bands {_bands_words(a['bands'])} against {_bands_words(b['bands'])}")
+    for k in _RECIPE_KEYS:
+        if k != "pad" and k in a and k in b and a[k] != b[k]:
+            va, vb = ((_power_words(float(v)) if k == "lr" else v) for v in (a[k], b[k]))
+            out.append(f"{k} {va} against {vb}")
+    return out
 
 
 def thesis_protocol_run(pr: PageRuns, profile: str, root: str | Path = ".", data: str | None = None) -> PageRuns | None:
@@ -1096,17 +1113,45 @@ def thesis_protocol_run(pr: PageRuns, profile: str, root: str | Path = ".", data
     return find_page_runs(pr.model, profile, root=root, experiment=key, data=data)
 
 
-def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, root: str | Path = ".") -> str:
+def thesis_protocol_intro(pr: PageRuns, profile: str) -> str:
+    """The opening of an architecture page's *Trained the thesis's way*: the thesis's protocol, which models the
+    profile trains that way and how (read from its plans), and whether the page's own runs follow another one."""
+    prof = get_profile(profile)
+    plans = [p for k, p in prof.experiments.items() if k.endswith(THESIS_PROTOCOL_SUFFIX)]
+    if not plans:
+        return ""
+    pat = {p.overrides.get("early_stopping", 0) for p in plans}
+    eps = {p.epochs for p in plans}
+    stop = (f"each stopped when {counted(next(iter(pat)), 'epoch')} pass without improvement on the test clusters, "
+            if len(pat) == 1 and next(iter(pat)) else "")
+    most = f"at most {counted(next(iter(eps)), 'epoch')}" if len(eps) == 1 else "within its budget"
+    own = ""
+    if pr.finished:
+        own = (" The runs above follow the fair protocol (a train/validation/test split) instead."
+               if split_of(pr) != "thesis" else
+               " The runs above use the thesis's split already; the run below follows the rest of its recipe too.")
+    return (f"The thesis trained and reported its models its own way (Sect. 3.2\u20133.3): {THESIS_WAY}. The "
+            f"compute plan of this book's `{profile}` profile trains {and_list([display_name(p.model) for p in plans])} "
+            f"that way too ({stop}{most}), so that their rows of Table 5 can be set beside the thesis's; the results "
+            f"page has them all in *Table 5 the thesis's way*.{own}")
+
+
+def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: str | None = None,
+                                  root: str | Path = ".") -> str:
     """An architecture page's account of the same model trained the thesis's way (``tp``:
-    :func:`thesis_protocol_run`): pending (with its progress and command), or the run Table 5 would report, whether
-    it learned on those clusters, and how that compares with the page's own runs; empty without ``tp``."""
+    :func:`thesis_protocol_run`; after :func:`thesis_protocol_intro`): pending (with its progress and command), or
+    the run Table 5 would report, whether it learned on those clusters, and how that compares with the page's own
+    runs; empty without ``tp``.  ``profile``: where the model has remedies, the text points to them."""
     if tp is None:
         return ""
     name = display_name(pr.model)
+    if tp.finished and tp.data_mismatch:
+        return (f"{name}'s runs under the thesis's protocol were made on another version of the data file: their test "
+                f"clusters are other clusters, so they are not shown. Make them again with `{tp.request.command()}`.")
     if not tp.finished:
-        return (f"**Planned:** {name} trained the thesis's way ({THESIS_WAY}), {counted(len(tp.plan.seeds), 'seed')}. "
-                f"It is part of the book's compute plan but has not finished yet. "
-                f"{R.progress_text(tp.request, Path(root))} Make it with `{tp.request.command()}` (resumable).")
+        return (f"**Planned:** {name} trained the thesis's way, {counted(len(tp.plan.seeds), 'seed')}. It is part of "
+                f"the book's compute plan but has not finished yet. {R.progress_text(tp.request, Path(root))} Make it "
+                f"with `{tp.request.command()}` (resumable).")
     from ..artifacts import format_duration
 
     b = tp.best
@@ -1119,9 +1164,9 @@ def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, root: str |
     cost = f"; {format_duration(wall)} on {hardware_of([b])}" if wall else ""
     thesis = lambda key, signed=False: (f" (thesis Table 5: {fmt(t5[key], signed=signed)})"  # noqa: E731
                                         if key in t5 else "")
-    out = [f"**{name} trained the thesis's way** ({THESIS_WAY}): {which}, stopped by {stop_text(b)}{best_ep}{cost}. "
-           f"Reported as Table 5 reports it: test σ = {met['sigma']:.3f}{thesis('sigma_test')}, "
-           f"μ = {met['mu']:+.3f}{thesis('mu_test', True)}, std(x) = {met['std']:.3f} dex."]
+    out = [f"**{name} trained the thesis's way**: {which}, stopped by {stop_text(b)}{best_ep}{cost}. "
+           f"Reported as Table 5 reports it: test σ = {met['sigma']:.3f} dex{thesis('sigma_test')}, "
+           f"μ = {met['mu']:+.3f} dex{thesis('mu_test', True)}, std(x) = {met['std']:.3f} dex."]
     v = verdict(tp)
     if v["learned"]:
         z = (f"the redshift alone scores std(x) = {v['redshift_std']:.3f} dex and " if math.isfinite(v["redshift_std"])
@@ -1137,16 +1182,20 @@ def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, root: str |
                    f"({counted(len(stds), 'seed')}); their best run {'learns' if fair_v['learned'] else 'did not learn'}.")
         if v["learned"] and not fair_v["learned"]:
             c, fs = pr.best.config, pr.best.status_info
-            out.append("So the architecture can learn from these images, and what kept the fair runs from it lies in "
-                       f"how the recipes differ: the input ({_input_words(b.config)} against {_input_words(c)}), the "
-                       f"optimisation ({_optimiser_words(b.config)} for {st.get('epochs_completed')} epochs against "
-                       f"{_optimiser_words(c)} for {fs.get('epochs_completed')} epochs), the training set "
-                       f"({b.predictions['train'].true.size} against {pr.best.predictions['train'].true.size} "
-                       "clusters) and the epoch chosen on the test clusters. The *Remedies* above change the fair "
-                       "recipe one setting at a time.")
+            diffs = _recipe_differences(b.config, c) + [
+                f"the epochs ({counted(st.get('epochs_completed', 0), 'epoch')} against "
+                f"{counted(fs.get('epochs_completed', 0), 'epoch')})",
+                f"the training set ({b.predictions['train'].true.size} against {pr.best.predictions['train'].true.size} "
+                "clusters)", "the epoch chosen on the test clusters instead of a separate validation set"]
+            remedies = bool(profile) and bool(remedy_keys(get_profile(profile), pr.model))
+            out.append("So the architecture can learn from these images, and what kept the fair runs from it lies among "
+                       f"the settings in which the two differ (the thesis's way first): {'; '.join(diffs)}."
+                       + (" The *Remedies* above change the fair recipe one setting at a time." if remedies else ""))
     if history_references(b):
         out.append("Its training below: the validation loss against what the two floors score on the same clusters "
-                   "(dashed).")
+                   "(dashed)." if len(history_references(b)) == 2 else
+                   "Its training below: the validation loss against what the mean training mass scores on the same "
+                   "clusters (dashed).")
     return " ".join(out)
 
 
