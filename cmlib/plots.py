@@ -135,6 +135,13 @@ def _epoch_axes(ax, log: bool, positive: bool = True) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _reference_lines(ax, references: Sequence[tuple[str, float, str]], suffix: str) -> None:
+    """``(label, loss, kind)`` as dashed horizontal lines in ``REFERENCE_COLORS[kind]``, labelled with the value
+    and ``suffix`` ('label (0.0776 dex²)')."""
+    for label, value, kind in references:
+        ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1, label=f"{label} ({value:.3g}{suffix})")
+
+
 def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = True,
                  title: str | None = None, mark_best: bool = True,
                  references: Sequence[tuple[str, float, str]] = ()) -> Figure:
@@ -169,9 +176,7 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
             ax.annotate(f"min val. loss {val[b]:.3g}\nepoch {ep[b]}", (ep[b], val[b]),
                         xytext=(8, 14), textcoords="offset points", fontsize=8)
     mse = run.config.get("loss", "mse") == "mse"
-    for label, value, kind in references:
-        ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1,
-                   label=f"{label} ({value:.3g}" + (" dex²" if mse else "") + ", validation clusters)")
+    _reference_lines(ax, references, (" dex²" if mse else "") + ", validation clusters")
     _epoch_axes(ax, log, _positive(h["loss"], h["val_loss"], np.array([v for _, v, _ in references])))
     if references:
         # the question is where the losses sit against the references: the first epochs' losses from scratch,
@@ -275,9 +280,7 @@ def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]],
             ax.plot(ep, val, color=col, lw=1.8, marker=_marker(ep.size), label=label)
             b = int(np.nanargmin(val))
             ax.plot(ep[b], val[b], "o", color=col, ms=8, mfc="none", mew=1.6)
-        for label, value, kind in (references or {}).get(title, ()):
-            ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1,
-                       label=f"{label} ({value:.3g} dex²)")
+        _reference_lines(ax, (references or {}).get(title, ()), " dex²")
         _epoch_axes(ax, log=True)
         ax.set_ylabel("validation loss (MSE) [dex$^2$]")
         ax.set_title(title)

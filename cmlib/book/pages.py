@@ -847,16 +847,27 @@ def _remedies_not_tried(check: str, config: Mapping) -> list[str]:
     return [r for r in REMEDIES[check] if r not in tried]
 
 
+def _mse_predictions(run: Any) -> dict | None:
+    """A run's predictions where its loss is the MSE of log M (so its history's losses are in dex², also for
+    standardised labels: cmlib.train reports them so) and it has validation predictions; else None."""
+    p = run.predictions
+    return p if run.config.get("loss", "mse") == "mse" and "train" in p and "val" in p else None
+
+
+def _mse(q: M.Predictions) -> float:
+    """The mean squared error of predictions [dex²]: what an MSE run's history calls its loss."""
+    return float(np.mean((q.pred - q.true) ** 2))
+
+
 def memorisation_finding(run: Any) -> dict | None:
     """:func:`cmlib.metrics.memorisation` for one run, with the redshift-only floors computed from its own
     predictions (fitted on its training clusters); None for a run without validation predictions, redshifts or
     an MSE loss (a Gaussian NLL's loss is not a squared error)."""
-    p = run.predictions
-    if run.config.get("loss", "mse") != "mse" or "train" not in p or "val" not in p:
+    p = _mse_predictions(run)
+    if p is None:
         return None
     try:
-        floors = [float(np.mean((q.pred - q.true) ** 2))
-                  for q in (M.redshift_predictor(p["train"], p["train"]), M.redshift_predictor(p["train"], p["val"]))]
+        floors = [_mse(M.redshift_predictor(p["train"], q)) for q in (p["train"], p["val"])]
     except CmlibError:
         return None
     return M.memorisation(run.history, *floors)
@@ -1060,18 +1071,14 @@ def history_references(run) -> list[tuple[str, float, str]]:
     """The validation losses a run must go below, as lines for :func:`cmlib.plots.plot_history`: the MSE (dex²)
     of predicting the mean training mass and of the redshift-only fit, on the run's validation clusters;
     ``(label, value, kind)`` with ``kind`` a key of :data:`cmlib.plots.REFERENCE_COLORS`.  Empty for a loss
-    other than the MSE (its values are not in dex²) or a run without validation predictions.  A run's history
-    holds the MSE of log M in dex² also where it trained on standardised labels (cmlib.train reports it so)."""
-    p = run.predictions
-    if run.config.get("loss", "mse") != "mse" or "train" not in p or "val" not in p:
+    other than the MSE (its values are not in dex²) or a run without validation predictions
+    (:func:`_mse_predictions`)."""
+    p = _mse_predictions(run)
+    if p is None:
         return []
-
-    def mse(q: M.Predictions) -> float:
-        return float(np.mean((q.pred - q.true) ** 2))
-
-    out = [("predicting the mean training mass", mse(M.mean_predictor(p["train"], p["val"])), "mean")]
+    out = [("predicting the mean training mass", _mse(M.mean_predictor(p["train"], p["val"])), "mean")]
     try:
-        out.append(("predicting from the redshift alone", mse(M.redshift_predictor(p["train"], p["val"])),
+        out.append(("predicting from the redshift alone", _mse(M.redshift_predictor(p["train"], p["val"])),
                     "redshift"))
     except CmlibError:       # predictions without redshifts (runs made before cmlib stored z)
         pass
@@ -1191,9 +1198,10 @@ def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: st
             out.append("So the architecture can learn from these images, and what kept the fair runs from it lies among "
                        f"the settings in which the two differ (the thesis's way first): {'; '.join(diffs)}."
                        + (" The *Remedies* above change the fair recipe one setting at a time." if remedies else ""))
-    if history_references(b):
+    refs = history_references(b)
+    if refs:
         out.append("Its training below: the validation loss against what the two floors score on the same clusters "
-                   "(dashed)." if len(history_references(b)) == 2 else
+                   "(dashed)." if len(refs) == 2 else
                    "Its training below: the validation loss against what the mean training mass scores on the same "
                    "clusters (dashed).")
     return " ".join(out)
