@@ -139,7 +139,8 @@ def _reference_lines(ax, references: Sequence[tuple[str, float, str]], suffix: s
     """``(label, loss, kind)`` as dashed horizontal lines in ``REFERENCE_COLORS[kind]``, labelled with the value
     and ``suffix`` ('label (0.0776 dex²)')."""
     for label, value, kind in references:
-        ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1, label=f"{label} ({value:.3g}{suffix})")
+        ax.axhline(value, color=REFERENCE_COLORS.get(kind, "0.5"), ls="--", lw=1.1,
+                   label=f"{label} ({value:.3g}{suffix})")
 
 
 def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = True,
