@@ -938,7 +938,12 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
                                               "pending": []})
     assert t2.endswith(" VGG16 learns under the fair protocol but not here.")
     assert pages._bands_words((0, 4, 7)) == "1, 5 and 8" and pages._bands_words((1, 2, 3)) == "the thesis's 3"
-    assert "Not run yet this way: ResNet152V2" in answer
+    assert "Not run yet this way: ResNet152V2" in answer and res["pending_models"] == ["resnet152v2"]
+    # the basic CNN's own missing run is not a deep model still to run: told apart by its key, not its name
+    t3 = comparison.thesis_protocol_answer({"rows": [row], "pending": ["Basic CNN (seed 0: not started)",
+                                                                      "ResNet152V2 (seed 0: not started)"],
+                                            "pending_models": ["basic", "resnet152v2"]})
+    assert t3.endswith(" Not run yet this way: ResNet152V2 (seed 0: not started).")
     assert comparison.thesis_protocol_answer({"rows": [rb], "pending": []}) == ""
     # the validation (= test) curves of those runs, one panel per model with runs, with the floors of that split
     curves = comparison.thesis_protocol_curves(proto)

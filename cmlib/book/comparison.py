@@ -715,16 +715,18 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
     the larger training set of the thesis split and, for the deep models, the different recipe and input).
 
     ``basic_runs`` (the basic CNN's fair-protocol runs) gives the fair split's training-set size.
-    Returns ``{"rows": [...], "pending": [text, ...], "n_train": {"thesis": n, "fair": n}}``.
+    Returns ``{"rows": [...], "pending": [text, ...], "pending_models": [model, ...], "n_train": {"thesis": n,
+    "fair": n}}`` (``pending_models``: the models of ``pending``, in its order).
     """
     fair_by = {r["model"]: r for r in (fair or {}).get("rows", []) if r.get("kind") == "model"}
-    rows, pending, n_train, floors = [], [], {}, {}
+    rows, pending, pending_models, n_train, floors = [], [], [], {}, {}
     for m, pr in members.items():
         name = display_name(m)
         if not pr.finished or pr.data_mismatch:
             why = ("its runs were made on another version of the data file" if pr.data_mismatch
                    else R.seed_progress(pr.request, Path(root)))
             pending.append(f"{name} ({why})")
+            pending_models.append(m)
             continue
         best = pr.best
         met = best.metrics["test"]
@@ -750,7 +752,8 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
     if basic_runs is not None and basic_runs.finished:
         n_train["fair"] = int(basic_runs.finished[0].predictions["train"].true.size)
         floors["fair"] = _floor_std(basic_runs.finished[0])
-    return {"rows": rows, "pending": pending, "n_train": n_train, "floors": floors}
+    return {"rows": rows, "pending": pending, "pending_models": pending_models, "n_train": n_train,
+            "floors": floors}
 
 
 def thesis_protocol_answer(result: Mapping) -> str:
@@ -787,7 +790,8 @@ def thesis_protocol_answer(result: Mapping) -> str:
                        else "") + ".")
         elif not r["learned"] and r.get("fair_learned") is True:
             txt += f" {r['name']} learns under the fair protocol but not here."
-    pending = [t for t in result.get("pending", []) if not t.startswith(display_name("basic") + " (")]
+    pending = [t for t, m in zip(result.get("pending", []), result.get("pending_models", []), strict=True)
+               if m != "basic"]
     if pending:
         txt += " Not run yet this way: " + "; ".join(pending) + "."
     return txt
