@@ -194,7 +194,10 @@ def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = Tru
     ax.set_ylabel(f"loss ({run.config.get('loss', 'mse').upper()})" + (" [dex²]" if mse else ""))
     reason = run.status_info.get("stopped_reason", "")
     ax.set_title(title or f"{_display(run.model)}, seed {run.seed}" + (f" ({reason})" if reason else ""))
-    ax.legend(loc="upper right")
+    if references:      # four entries: inside the axes they would hide a reference line (the mean's runs on top)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    else:
+        ax.legend(loc="upper right")
     return fig
 
 

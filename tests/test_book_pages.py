@@ -1558,6 +1558,8 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
     assert any(lab.startswith("predicting from the redshift alone (") and "dex²" in lab
                for lab in ax.get_legend_handles_labels()[1])
     assert ax.get_ylim() == pytest.approx((0.8 * 0.05, top)) and ax.get_ylabel() == "loss (MSE) [dex²]"
+    fig.canvas.draw()       # the legend below the axes: inside, it hid the mean's line along the top
+    assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0
     assert plots.plot_history(run).axes[0].get_ylim()[1] > 25      # without floors: the whole history
     # ... but never above a later epoch's loss: an overfitting validation curve stays in view
     rows = [(1, 25.0, 0.12), (2, 0.09, 0.1), (3, 0.05, 0.06), (4, 0.04, 0.5), (5, 0.03, 0.9)]
