@@ -288,8 +288,19 @@ def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]],
         _epoch_axes(ax, log=True)
         ax.set_ylabel("validation loss (MSE) [dex$^2$]")
         ax.set_title(title)
-        ax.legend(fontsize=9)
-    fig.tight_layout()
+        if not references:
+            ax.legend(fontsize=9)
+    if references:      # one legend below the panels (the same seeds and floors recur): inside, it hid curves
+        handles = {}
+        for ax in axes[0]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        ncol = min(3, max(1, len(handles)))
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=9,
+                   frameon=False)
+        fig.tight_layout(rect=(0, 0.06 + 0.055 * ((len(handles) + ncol - 1) // ncol), 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 

@@ -1569,6 +1569,12 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
     assert plots.plot_history(run, references=refs).axes[0].get_ylim()[1] == pytest.approx(max(top, 1.15 * 0.9))
     fig = plots.plot_validation_curves({"ResNet50V2": {"seed 0": run}}, {"ResNet50V2": refs})
     assert sum("dex²)" in lab for lab in fig.axes[0].get_legend_handles_labels()[1]) == 2
+    # one legend below the panels, each label once, none inside a panel (it hid the curves there)
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
+    fig.canvas.draw()
+    assert fig.legends[0].get_window_extent().y1 < fig.axes[0].get_window_extent().y0
+    two = plots.plot_validation_curves({"a": {"seed 0": run}, "b": {"seed 0": run}}, {"a": refs, "b": refs})
+    assert [t.get_text() for t in two.legends[0].get_texts()].count("seed 0") == 1
     plt.close("all")
     assert pages._power_words(1e-3) == "10⁻³" and pages._power_words(5e-4) == "5 × 10⁻⁴"
     assert pages._power_words(1.25e-4) == "1.25 × 10⁻⁴"
