@@ -295,7 +295,7 @@ def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]],
         for ax in axes[0]:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
-        ncol = min(3, max(1, len(handles)))
+        ncol = max(1, min(3, len(panels) + 1, len(handles)))     # one panel: two columns, not wider than it
         fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=9,
                    frameon=False)
         fig.tight_layout(rect=(0, 0.06 + 0.055 * ((len(handles) + ncol - 1) // ncol), 1, 1))
