@@ -525,17 +525,20 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     two = pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5", epochs=3, seeds=[0, 1])
     part = comparison.fair_comparison({"basic": basic, "resnet50v2": two, "resnet152v2": missing}, n_boot=100)
     assert part["incomplete"] == {"ResNet50V2": (1, 2)} and "incomplete" in res and res["incomplete"] == {}
+    assert part["still_seeds"] == ["ResNet50V2 (1 of 2 finished)"] and res["still_seeds"] == []
     assert ("- **Still in the compute plan:** ResNet152V2; the other seeds of ResNet50V2 (1 of 2 finished)."
             in comparison.fair_answer(part))
-    # a remedy's name has its own brackets: the count goes inside them, and a comparison without rows still says it
-    remedy = {"rows": [], "pending": ["ResNet152V2"], "incomplete": {"VGG16 (remedy: lr 1e-4)": (2, 3)}}
+    # a comparison without rows still says what is to come
+    remedy = {"rows": [], "pending": ["ResNet152V2"], "still_seeds": ["VGG16 (remedy: lr 1e-4; 2 of 3 finished)"]}
     assert comparison._still_planned(remedy) == ["ResNet152V2", "the other seeds of VGG16 (remedy: lr 1e-4; 2 of 3 "
                                                                 "finished)"]
     assert comparison.fair_answer(remedy).endswith("Still in the compute plan: ResNet152V2; the other seeds of "
                                                    "VGG16 (remedy: lr 1e-4; 2 of 3 finished).")
-    # a model whose own name has brackets is not a remedy
-    assert comparison._still_planned({"pending": [], "incomplete": {"Krippendorf et al. (2023)": (2, 3)}}) == \
-        ["the other seeds of Krippendorf et al. (2023) (2 of 3 finished)"]
+    # the count goes into a remedy's own brackets; a model whose own name has brackets is not a remedy
+    assert comparison.member_name("vgg16_remedy_lr1e-4", note="2 of 3 finished") == \
+        "VGG16 (remedy: lr1e-4; 2 of 3 finished)"
+    assert comparison.member_name("krippendorf2023", note="2 of 3 finished") == \
+        "Krippendorf et al. (2023) (2 of 3 finished)"
     assert [len(re.findall(rf"\b{m}\b", text)) for m in ("ResNet50V2", "VGG16", "ResNet152V2")] == [1, 1, 1]
     assert [pages.and_list(x) for x in (["A"], ["A", "B"], ["A", "B", "C"], [])] == ["A", "A and B", "A, B and C", ""]
     only_worse = comparison.fair_answer(comparison.fair_comparison({"basic": basic, "vgg16": flat}, n_boot=100))
@@ -1255,6 +1258,8 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert {"vgg16_remedy_lr1e-4", "resnet50v2_remedy_lr1e-4", "resnet50v2_remedy_rot90"} <= set(comparison.fair_members("laptop", **kw))
     remedy = pages.remedy_runs(pr, "smoke", **kw)[0]
     assert comparison.member_name("vgg16_remedy_lr1e-4", remedy) == "VGG16 (remedy: lr 1e-4)"
+    assert comparison.member_name("vgg16_remedy_lr1e-4", remedy, "1 of 3 finished") == \
+        "VGG16 (remedy: lr 1e-4; 1 of 3 finished)"
     fair = comparison.fair_comparison({"basic": pages.find_page_runs("basic", "smoke", experiment="basic_tvt", **kw),
                                        "vgg16": pr, "vgg16_remedy_lr1e-4": remedy}, n_boot=50)
     by_name = {r["model"]: r for r in fair["rows"]}

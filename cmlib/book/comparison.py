@@ -481,14 +481,15 @@ def fair_members(profile: str, root: str | Path = ".", data: str | None = None) 
     return out
 
 
-def member_name(key: str, pr: PageRuns | None = None) -> str:
+def member_name(key: str, pr: PageRuns | None = None, note: str = "") -> str:
     """The name of a fair-protocol member (:func:`fair_members`) in tables and text: the model's name, or
-    for a remedy 'VGG16 (remedy: lr 1e-4)'."""
+    for a remedy 'VGG16 (remedy: lr 1e-4)'; ``note`` goes into the brackets ('ResNet152V2 (1 of 3 finished)',
+    'VGG16 (remedy: lr 1e-4; 2 of 3 finished)')."""
     if is_remedy_key(key):
         model = key.split(REMEDY_INFIX)[0]
         change = (pr.label if pr is not None and pr.label else "").split(" (")[0] or key.split(REMEDY_INFIX)[1]
-        return f"{display_name(model)} (remedy: {change})"
-    return display_name(key)
+        return f"{display_name(model)} (remedy: {change}" + (f"; {note})" if note else ")")
+    return display_name(key) + (f" ({note})" if note else "")
 
 
 def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.Predictions] = (), *,
@@ -501,6 +502,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     training mass).  ``references`` (name -> test predictions, e.g. the classical estimator) are
     compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished),
     ``incomplete`` (models with fewer finished seeds than their plan asks for: name -> (finished, planned)),
+    ``still_seeds`` (those models named with their count: 'ResNet152V2 (1 of 3 finished)'),
     ``n_test`` and ``predictions`` (row name -> the test predictions compared: a model's seed ensemble, or
     the reference's own).
     """
@@ -511,10 +513,12 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     pending = [member_name(m, pr) + (" (its stored runs were made on another version of the data file)"
                                   if pr.finished and pr.data_mismatch else "")
                for m, pr in members.items() if m not in have]
-    incomplete = {member_name(m, pr): (len(pr.finished), len(pr.request.seeds)) for m, pr in have.items()
-                  if len(pr.finished) < len(pr.request.seeds)}
+    short = {m: (len(pr.finished), len(pr.request.seeds)) for m, pr in have.items()
+             if len(pr.finished) < len(pr.request.seeds)}
+    incomplete = {member_name(m, have[m]): n for m, n in short.items()}
+    still = [member_name(m, have[m], f"{done} of {planned} finished") for m, (done, planned) in short.items()]
     if "basic" not in have:
-        return {"rows": [], "pending": pending, "incomplete": incomplete, "n_test": 0}
+        return {"rows": [], "pending": pending, "incomplete": incomplete, "still_seeds": still, "n_test": 0}
     preds = {member_name(m, pr): [r.predictions["test"] for r in pr.finished] for m, pr in have.items()}
     any_run = have["basic"].finished[0]
     mean_pred = M.mean_predictor(any_run.predictions["train"], any_run.predictions["test"])
@@ -547,7 +551,8 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         d = vs_z.get(r["model"])
         r["vs_redshift"] = None if d is None else {"diff": d.diff, "ci95": list(d.ci95), "verdict": d.verdict}
     predictions = {**ens, **{name: p[0] for name, p in preds.items() if name not in ens}}
-    return {"rows": rows, "pending": pending, "incomplete": incomplete, "n_test": int(mean_pred.true.size),
+    return {"rows": rows, "pending": pending, "incomplete": incomplete, "still_seeds": still,
+            "n_test": int(mean_pred.true.size),
             "predictions": predictions}
 
 
@@ -584,12 +589,7 @@ def fair_table_rows(result: Mapping) -> list[dict]:
 def _still_planned(result: Mapping) -> list[str]:
     """What the fair comparison still waits for: the members without finished runs, then the seeds still to run
     of those that have some ('the other seeds of ResNet152V2 (1 of 3 finished)')."""
-    def named(name: str, done: int, planned: int) -> str:
-        """'ResNet152V2 (1 of 3 finished)'; inside a remedy's own brackets: 'VGG16 (remedy: lr 1e-4; 2 of 3 finished)'."""
-        count = f"{done} of {planned} finished"
-        return f"{name[:-1]}; {count})" if " (remedy: " in name else f"{name} ({count})"
-
-    more = [named(name, done, planned) for name, (done, planned) in result.get("incomplete", {}).items()]
+    more = list(result.get("still_seeds", []))
     return list(result["pending"]) + ([f"the other seeds of {and_list(more)}"] if more else [])
 
 
