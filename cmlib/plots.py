@@ -143,6 +143,14 @@ def _reference_lines(ax, references: Sequence[tuple[str, float, str]], suffix: s
                    label=f"{label} ({value:.3g}{suffix})")
 
 
+def _legend_below(fig, handles: Sequence, ncol: int, *, fontsize: float, base: float, per_row: float) -> None:
+    """One legend under all panels (each handle once, labelled with its own label), the panels shrunk to leave
+    ``base`` of the figure's height for its first row and ``per_row`` for each further one."""
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=ncol, fontsize=fontsize,
+               frameon=False)
+    fig.tight_layout(rect=(0, base + per_row * ((len(handles) - 1) // ncol), 1, 1))
+
+
 def plot_history(run: Run, *, ax=None, sma_k: int | None = None, log: bool = True,
                  title: str | None = None, mark_best: bool = True,
                  references: Sequence[tuple[str, float, str]] = ()) -> Figure:
@@ -226,9 +234,8 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
             handles.setdefault(label, line)
         _epoch_axes(ax, log, _positive(*(run.history[key] for run in runs.values())))
         ax.set_ylabel(LOSS_LABELS.get(key, key))
-    fig.legend(list(handles.values()), [h.get_label() for h in handles.values()], loc="lower center",
-               ncol=min(4, max(1, len(handles))), fontsize=9.5, frameon=False)
-    fig.tight_layout(rect=(0, 0.08 + 0.045 * ((len(handles) - 1) // 4), 1, 1))
+    _legend_below(fig, list(handles.values()), min(4, max(1, len(handles))), fontsize=9.5, base=0.08,
+                  per_row=0.045)
     return fig
 
 
@@ -296,9 +303,7 @@ def plot_validation_curves(panels: Mapping[str, Mapping[str, Run]],
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
         ncol = max(1, min(3, len(panels) + 1, len(handles)))     # one panel: two columns, not wider than it
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=9,
-                   frameon=False)
-        fig.tight_layout(rect=(0, 0.06 + 0.055 * ((len(handles) + ncol - 1) // ncol), 1, 1))
+        _legend_below(fig, list(handles.values()), ncol, fontsize=9, base=0.115, per_row=0.055)
     else:
         fig.tight_layout()
     return fig
