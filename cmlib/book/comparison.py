@@ -501,8 +501,8 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     bootstrap interval and verdict, and whether the model learned at all (vs predicting the mean
     training mass).  ``references`` (name -> test predictions, e.g. the classical estimator) are
     compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished),
-    ``incomplete`` (models with fewer finished seeds than their plan asks for: name -> (finished, planned)),
-    ``still_seeds`` (those models named with their count: 'ResNet152V2 (1 of 3 finished)'),
+    ``still_seeds`` (models with fewer finished seeds than their plan asks for, named with their count:
+    'ResNet152V2 (1 of 3 finished)'),
     ``n_test`` and ``predictions`` (row name -> the test predictions compared: a model's seed ensemble, or
     the reference's own).
     """
@@ -515,10 +515,9 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
                for m, pr in members.items() if m not in have]
     short = {m: (len(pr.finished), len(pr.request.seeds)) for m, pr in have.items()
              if len(pr.finished) < len(pr.request.seeds)}
-    incomplete = {member_name(m, have[m]): n for m, n in short.items()}
     still = [member_name(m, have[m], f"{done} of {planned} finished") for m, (done, planned) in short.items()]
     if "basic" not in have:
-        return {"rows": [], "pending": pending, "incomplete": incomplete, "still_seeds": still, "n_test": 0}
+        return {"rows": [], "pending": pending, "still_seeds": still, "n_test": 0}
     preds = {member_name(m, pr): [r.predictions["test"] for r in pr.finished] for m, pr in have.items()}
     any_run = have["basic"].finished[0]
     mean_pred = M.mean_predictor(any_run.predictions["train"], any_run.predictions["test"])
@@ -551,7 +550,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         d = vs_z.get(r["model"])
         r["vs_redshift"] = None if d is None else {"diff": d.diff, "ci95": list(d.ci95), "verdict": d.verdict}
     predictions = {**ens, **{name: p[0] for name, p in preds.items() if name not in ens}}
-    return {"rows": rows, "pending": pending, "incomplete": incomplete, "still_seeds": still,
+    return {"rows": rows, "pending": pending, "still_seeds": still,
             "n_test": int(mean_pred.true.size),
             "predictions": predictions}
 
