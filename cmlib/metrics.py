@@ -389,11 +389,11 @@ def learning_verdict(p: Predictions, reference: Predictions, *, redshift_referen
                            f"of which only {u * spread:.3f} dex is not explained by a smooth function of z): it "
                            "ignores the images"))
     elif std > (1.0 - margin) * ref:
-        out.update(learned=False, short="no better than the mean mass",
+        out.update(learned=False, short=f"not {margin:.0%} better than the mean mass",
                    reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the {ref:.3f} dex of "
                            "predicting the mean training mass for every cluster"))
     elif np.isfinite(zstd) and std > (1.0 - margin) * zstd:
-        out.update(learned=False, short="no better than the redshift alone",
+        out.update(learned=False, short=f"not {margin:.0%} better than the redshift alone",
                    reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the {zstd:.3f} dex of "
                            "predicting from the redshift alone: what it reads from the images adds nothing clear "
                            "to what z tells"))

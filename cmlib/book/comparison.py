@@ -499,7 +499,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     Rows best first (:func:`cmlib.compare.ranking` on test std(x) of the seed ensembles): seeds,
     mean +- std over seeds, the ensemble, the paired difference to the basic CNN with its 95 %
     bootstrap interval and verdict, and whether the model learned at all (vs predicting the mean
-    training mass).  ``references`` (name -> test predictions, e.g. the classical estimator) are
+    training mass and the redshift alone; ``seeds_not_learned``: the seeds that did not, each judged alone).  ``references`` (name -> test predictions, e.g. the classical estimator) are
     compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished),
     ``still_seeds`` (models with fewer finished seeds than their plan asks for, named with their count:
     'ResNet152V2 (1 of 3 finished)'),
@@ -534,6 +534,9 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     # the floor of the images: each model's ensemble against the redshift-only estimator on the same clusters
     zonly = preds.get(REDSHIFT_ONLY, [None])[0]
     learned = {name: M.learning_verdict(p, mean_pred, redshift_reference=zonly) for name, p in ens.items()}
+    # an ensemble can learn where one of its seeds did not: those seeds are named
+    lost = {member_name(m, pr): [r.seed for r in pr.finished if len(pr.finished) > 1 and not M.learning_verdict(
+        r.predictions["test"], mean_pred, redshift_reference=zonly)["learned"]] for m, pr in have.items()}
     vs_z = {name: compare.paired_difference(p, zonly, n_boot=n_boot) for name, p in ens.items()} if zonly else {}
     epochs = {member_name(m, pr): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
               for m, pr in have.items()}
@@ -544,6 +547,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         r["learned_reason"] = "" if v is None else v["reason"]
         r["learned_short"] = "" if v is None else v["short"]
         r["epochs"] = epochs.get(r["model"], [])
+        r["seeds_not_learned"] = lost.get(r["model"], [])
         r["kind"] = "model" if r["model"] in learned else "reference"
         r["remedy"] = r["model"] in remedies
         r["remedy_of"] = remedies.get(r["model"])      # the model a remedy changes the recipe of, else None
@@ -608,9 +612,18 @@ def fair_answer(result: Mapping) -> str:
     ref = next((r for r in models if r["verdict"] == "reference"), None)
 
     def entry(r: Mapping, why: bool = False) -> str:
-        """'VGG16 0.300 (1 seed; predicts from the redshift alone), +0.072 [+0.056, +0.088]'."""
+        """'VGG16 0.300 (1 seed; predicts from the redshift alone), +0.072 [+0.056, +0.088]'; a model judged on the
+        margin by which it beats the redshift alone gets its difference to it: '(1 seed; not 5% better than the
+        redshift alone: -0.011 [-0.020, -0.002])'."""
         value = _seeds_value(r)
-        notes = [counted(r["seeds"], "seed")] + ([r["learned_short"]] if why and r.get("learned_short") else [])
+        short = r.get("learned_short") or ""
+        vz = r.get("vs_redshift")
+        if why and vz and short.endswith("better than the redshift alone"):
+            short += f": {vz['diff']:+.3f} [{vz['ci95'][0]:+.3f}, {vz['ci95'][1]:+.3f}]"
+        lost = r.get("seeds_not_learned") or []
+        lost_words = (f"{'seed' if len(lost) == 1 else 'seeds'} {and_list([str(s) for s in lost])} did not learn"
+                      if lost and r.get("learned") else "")      # the ensemble learned, not every seed
+        notes = [counted(r["seeds"], "seed")] + ([lost_words] if lost_words else []) + ([short] if why and short else [])
         lo, hi = r["ci95"]
         return f"{r['model']} {value} ({'; '.join(notes)}), {r['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
@@ -638,7 +651,9 @@ def fair_answer(result: Mapping) -> str:
         ("Cannot be told apart from it", [entry(r) for r in learned if r["verdict"] == "indistinguishable"], False),
         (f"Worse, though it reads the images (it beats {floor})",
          [entry(r) for r in learned if r["verdict"] == "worse"], False),
-        ("Did not learn from the images (" + (f"the redshift alone scores {z['ensemble']:.3f} dex; " if z is not None else "")
+        ("Did not learn from the images (" + (f"the redshift alone scores {z['ensemble']:.3f} dex, and a model must do "
+                                               f"{M.MEAN_PREDICTOR_MARGIN:.0%} better to count as reading the images; "
+                                               if z is not None else "")
          + "each model's page shows the diagnosis)",
          [entry(r, why=True) for r in rows if r.get("learned") is False], False),
         ("Still in the compute plan", _still_planned(result), False),
@@ -778,13 +793,15 @@ def thesis_protocol_answer(result: Mapping) -> str:
     txt = ("**Under the thesis's own protocol** (its split with the test set as validation set, 71 × 71 input, "
            "Adam at a constant 10⁻³, the best epoch picked on the test clusters, so optimistic: *Table 5 the "
            "thesis's way* on the results page): " + "; ".join(entry(r) for r in deep) + ".")
-    recipe = (f"AdamW with a warm-up and a cosine decay over {FAIR_EPOCHS} epochs, the unpadded 50 × 50 input, the "
-              "epoch chosen on a separate validation set")
     for r in deep:
         if r["learned"] and r.get("fair_learned") is False:
             fixed = r.get("fair_remedies_learned") or []
-            txt += (f" {r['name']} learns here but not with the fair protocol's recipe ({recipe})"
-                    + (f"; under the fair protocol {and_list(fixed)} does" if fixed else
+            ran = f" ({r['epochs']} epochs)" if r.get("epochs") else ""
+            # a remedy is the fair recipe with one change: if it learns, that change is what the recipe lacked
+            txt += (f" {r['name']} learns here{ran} but not with the fair protocol's recipe (at most {FAIR_EPOCHS} "
+                    "epochs)"
+                    + (f"; under the fair protocol {and_list(fixed)} does: that recipe with one change, so the change, "
+                       "not the protocol, is what it lacked" if fixed else
                        "; its page's *Remedies* change that recipe one setting at a time" if r["model"] in FAIR_REMEDIES
                        else "") + ".")
         elif not r["learned"] and r.get("fair_learned") is True:

@@ -891,7 +891,11 @@ def diagnosis_markdown(pr: PageRuns) -> str:
     if mem is not None:
         text += f" Over the whole run, {mem['text']}."
     bad = [f for f in found if f["found"]]
-    if bad:
+    if bad and learned:
+        # a sign is a threshold crossed, not a failure: a model that learned was not stopped by it
+        text += (" Signs of: " + ", ".join(f["check"] for f in bad) + ", yet the model learned from the images: "
+                 + ("this did" if len(bad) == 1 else "these did") + " not stop it.")
+    elif bad:
         text += (" **Signs of: " + ", ".join(f["check"] for f in bad) + ".** Known remedies not tried in this run: "
                  + "; ".join(f"{f['check']}: {', '.join(_remedies_not_tried(f['check'], best.config)) or 'none left'}"
                              for f in bad) + ".")
@@ -901,12 +905,18 @@ def diagnosis_markdown(pr: PageRuns) -> str:
             text += (" Together these explain the verdict: the image path is cut"
                      + (f" (from epoch {first} on the first layer gets no gradient at all)" if first else "")
                      + ", so nothing of the image reaches the output, and the network predicts from the redshift, "
-                     "which its dense head receives directly.")
+                     "which its dense head receives directly. The decisive sign is that zero gradient"
+                     + ("; dead ReLU channels alone need not stop a network from learning"
+                        if any(f["check"] == "dead ReLUs" for f in bad) else "") + ".")
         if mem is not None and mem["found"] and not learned:
+            bn = next((f for f in found if f["check"] == "BatchNorm train/inference gap"), None)
             text += (" The verdict is explained by memorisation: the network reads something from its training "
-                     "images, but what it reads does not hold for other clusters, so on new clusters it is no better "
-                     "than the redshift alone. This is the failure the thesis's slides report for deep models: "
-                     "\u201cvery low training loss while predicting very poorly\u201d.")
+                     "images, but what it reads does not hold for other clusters, so on new clusters it is not "
+                     "clearly better than the redshift alone. The thesis's slides report a related failure for "
+                     "ResNet101 and EfficientNet-B7, \u201cvery low training loss while predicting very poorly\u201d, "
+                     "a pattern often put down to BatchNorm statistics that differ between training and inference"
+                     + (": this run's BatchNorm check above rules that out" if bn is not None and not bn["found"]
+                        else "") + ".")
     else:
         text += (" None of these failures shows" + (", and the model learned." if learned else
                  ", yet the model did not learn from the images: the cause lies elsewhere (the number of "

@@ -97,8 +97,10 @@ def recipe_comparison(profile: str, root: str | Path = ".", data: str | None = N
         learned = [lab for lab, v in judged.items() if v["learned"]]
         if not learned:
             z = judged["chosen"]["redshift_std"]
-            learn = (" **Neither run learned from the images at this budget** (both are no better than predicting "
-                     + (f"from the redshift alone, {z:.3f} dex" if math.isfinite(z) else "the mean training mass")
+            each = "; ".join(f"{'the chosen recipe' if lab == 'chosen' else 'the thesis optimisation'}: test std(x) "
+                             f"{v['std']:.3f} dex, {v['short']}" for lab, v in judged.items())
+            learn = (f" **Neither run learned from the images at this budget** ({each}"
+                     + (f"; the redshift alone scores {z:.3f} dex" if math.isfinite(z) else "")
                      + "), so this comparison cannot show that either recipe makes the model learn.")
         elif len(learned) == 1:
             learn = (f" Only the {'chosen recipe' if learned == ['chosen'] else 'thesis optimisation'}'s run learned "
