@@ -149,8 +149,8 @@ FINDINGS = {
         "validation loss spikes throughout (Fig. 47), and even the training predictions are far from the "
         "identity (Fig. 48). Test sigma = 0.183, mu = 0.037; the thesis does not recommend the model."),
     "krippendorf2023": (
-        "Not trained in the thesis: this is the published baseline of Krippendorf et al. (2023, A&A 682, "
-        "A132), all ten bands, 2x2 convolutions with 10 filters, random flips and rotations, and a "
+        "Not trained in the thesis: this is the published baseline of Krippendorf et al. (2023; A&A 682, "
+        "A132, 2024), all ten bands, 2x2 convolutions with 10 filters, random flips and rotations, and a "
         "Gaussian likelihood that predicts a mass and its uncertainty (Adam lr 1e-4, batch 100, ~500 "
         "epochs)."),
 }

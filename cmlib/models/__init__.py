@@ -36,7 +36,7 @@ start a deep-learning backend.
 Architectures
 -------------
 ``basic``           thesis Sect. 2.4.1, Figs. 10 and 12 (after Krippendorf et al. 2023)
-``krippendorf2023`` the published baseline (Krippendorf et al. 2023, A&A 682, A132)
+``krippendorf2023`` the published baseline (Krippendorf et al. 2023; A&A 682, A132, 2024)
 ``vgg16``, ``vgg19``                       Simonyan & Zisserman (2015)
 ``resnet50/101/152``                       He et al. (2016a)
 ``resnet50v2/101v2/152v2``                 He et al. (2016b)

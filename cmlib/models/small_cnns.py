@@ -27,7 +27,7 @@ def _basic_convolutions(image, filters: tuple[int, int], name: str):
 
 @register(
     "basic", display_name="Basic CNN", family="basic",
-    reference="Heim (2023), Sect. 2.4.1, Figs. 10 and 12; after Krippendorf et al. (2023), A&A 682, A132",
+    reference="Heim (2023), Sect. 2.4.1, Figs. 10 and 12; after Krippendorf et al. (2023; A&A 682, A132, 2024)",
     recipe=BASIC_RECIPE, min_size=4,
     description="2 conv layers (2x2, 10 and 20 filters; avg then max pooling) -> (12, 12, 20) "
                 "-> Flatten 2880 + z -> Dense 100 -> Dense 100 -> 1",
@@ -60,7 +60,7 @@ def basic_cnn(input_shape, *, head="flatten", output="point", weights=None, adap
 
 @register(
     "krippendorf2023", display_name="Krippendorf et al. (2023)", family="baseline",
-    reference="Krippendorf et al. (2023), A&A 682, A132",
+    reference="Krippendorf et al. (2023), A&A 682, A132, 2024",
     recipe=KRIPPENDORF_RECIPE, min_size=4,
     description="2 conv layers (2x2, 10 filters each; avg then max pooling) -> Flatten + z "
                 "-> Dense 100 -> Dense 100 -> (mean, log variance)",
