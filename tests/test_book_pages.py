@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -1498,10 +1499,10 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
 
     kw = dict(root=book_root, data="data/tiny.h5")
     fair_over = dict(split="train-val-test", pad="none", optimizer="adamw", lr_schedule="warmup-cosine")
-    _, req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", seeds=[0, 1], **fair_over)
+    _, req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", seeds=[0, 1], epochs=3, **fair_over)
     for s in (0, 1):
-        _write_run(book_root, req, s, pred_fn=_flat, n=600)
-    pr = pages.find_page_runs("resnet50v2", "smoke", seeds=[0, 1], **fair_over, **kw)
+        _write_run(book_root, req, s, pred_fn=_flat, n=600, epochs=3)
+    pr = pages.find_page_runs("resnet50v2", "smoke", seeds=[0, 1], epochs=3, **fair_over, **kw)
     assert pages.page_sections(pr, "smoke")["thesis_protocol"]
     assert not pages.page_sections(pages.find_page_runs("basic", "smoke", **kw), "smoke")["thesis_protocol"]
     assert not pages.page_sections(pages.find_page_runs("vgg16", "smoke", **kw), "smoke")["thesis_protocol"]
@@ -1541,11 +1542,22 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
     # what differs between the two recipes, the thesis's way first, from the runs' own configurations
     assert ("the settings in which the two differ (the thesis's way first): the input 71 × 71 × 3 against 50 × 50 × 3; "
             "optimizer adam against adamw; lr_schedule constant against warmup-cosine; early_stopping 10 against 0; the "
-            "epochs (1 epoch against 3 "
+            "epochs (1 of at most 1 epoch against 3 of at most 3 "
             "epochs); the training set (800 against 600 clusters); the epoch chosen on the test clusters instead of a "
             "separate validation set.") in text
     assert "*Remedies*" not in text                                   # smoke plans no remedy of ResNet50V2 ...
     assert "The *Remedies* above change" in pages.thesis_protocol_page_markdown(pr, tp, "laptop", root=book_root)
+    assert "what they lacked" not in pages.thesis_protocol_page_markdown(pr, tp, "laptop", **kw)  # none ran yet
+    # a remedy whose runs learned is named as what the fair runs lacked (the laptop profile plans ResNet50V2's)
+    _, rreq = pages.request_for("resnet50v2", "laptop", experiment=profiles.remedy_key("resnet50v2", "epochs100"),
+                                data="data/tiny.h5")
+    rd = _write_run(book_root, rreq, 0, pred_fn=_good, n=800)
+    label = dict((slug, lab) for slug, _, lab, _ in profiles.FAIR_REMEDIES["resnet50v2"])["epochs100"].split(" (")[0]
+    assert pages.thesis_protocol_page_markdown(pr, tp, "laptop", **kw).endswith(
+        f"The *Remedies* above change the fair recipe one setting at a time; with {label} the fair runs learn too, so "
+        "that is what they lacked. Its training below: the validation loss against what the two floors score on the "
+        "same clusters (dashed).")
+    shutil.rmtree(rd)
     assert text.endswith("Its training below: the validation loss against what the two floors score on the same "
                          "clusters (dashed).")
     box = pages.verdict_markdown(pr, "smoke", **kw)

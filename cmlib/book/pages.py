@@ -1154,11 +1154,12 @@ def thesis_protocol_intro(pr: PageRuns, profile: str) -> str:
 
 
 def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: str | None = None,
-                                  root: str | Path = ".") -> str:
+                                  root: str | Path = ".", data: str | None = None) -> str:
     """An architecture page's account of the same model trained the thesis's way (``tp``:
     :func:`thesis_protocol_run`; after :func:`thesis_protocol_intro`): pending (with its progress and command), or
     the run Table 5 would report, whether it learned on those clusters, and how that compares with the page's own
-    runs; empty without ``tp``.  ``profile``: where the model has remedies, the text points to them."""
+    runs; empty without ``tp``.  ``profile``: where the model has remedies, the text points to them and names
+    those whose runs (on ``data``, else the page's own data file) learned."""
     if tp is None:
         return ""
     name = display_name(pr.model)
@@ -1200,14 +1201,20 @@ def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: st
         if v["learned"] and not fair_v["learned"]:
             c, fs = pr.best.config, pr.best.status_info
             diffs = _recipe_differences(b.config, c) + [
-                f"the epochs ({counted(st.get('epochs_completed', 0), 'epoch')} against "
-                f"{counted(fs.get('epochs_completed', 0), 'epoch')})",
+                f"the epochs ({st.get('epochs_completed', 0)} of at most {counted(b.config.get('epochs', 0), 'epoch')} "
+                f"against {fs.get('epochs_completed', 0)} of at most {counted(c.get('epochs', 0), 'epoch')})",
                 f"the training set ({b.predictions['train'].true.size} against {pr.best.predictions['train'].true.size} "
                 "clusters)", "the epoch chosen on the test clusters instead of a separate validation set"]
             remedies = bool(profile) and bool(remedy_keys(get_profile(profile), pr.model))
+            # a remedy is the fair recipe with one change: one that learned names what the fair runs lacked
+            tried = remedy_runs(pr, profile, root=root, data=data or pr.data) if remedies else []
+            worked = [rr.label.split(" (")[0] for rr in tried
+                      if rr.finished and not rr.data_mismatch and verdict(rr)["learned"]]
             out.append("So the architecture can learn from these images, and what kept the fair runs from it lies among "
                        f"the settings in which the two differ (the thesis's way first): {'; '.join(diffs)}."
-                       + (" The *Remedies* above change the fair recipe one setting at a time." if remedies else ""))
+                       + (" The *Remedies* above change the fair recipe one setting at a time" if remedies else "")
+                       + (f"; with {and_list(worked)} the fair runs learn too, so that is what they lacked."
+                          if worked else "." if remedies else ""))
     refs = history_references(b)
     if refs:
         out.append("Its training below: the validation loss against what the two floors score on the same clusters "
