@@ -499,8 +499,8 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     Rows best first (:func:`cmlib.compare.ranking` on test std(x) of the seed ensembles): seeds,
     mean +- std over seeds, the ensemble, the paired difference to the basic CNN with its 95 %
     bootstrap interval and verdict, and whether the model learned at all (vs predicting the mean
-    training mass and the redshift alone; ``seeds_not_learned``: the seeds that did not, each judged alone).  ``references`` (name -> test predictions, e.g. the classical estimator) are
-    compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished),
+    training mass and the redshift alone; ``seeds_not_learned``: the seeds that did not, each judged alone).
+    ``references`` (name -> test predictions, e.g. the classical estimator) are compared the same way.  Returns ``rows``, ``pending`` (models whose runs are not finished),
     ``still_seeds`` (models with fewer finished seeds than their plan asks for, named with their count:
     'ResNet152V2 (1 of 3 finished)'),
     ``n_test`` and ``predictions`` (row name -> the test predictions compared: a model's seed ensemble, or
@@ -623,7 +623,8 @@ def fair_answer(result: Mapping) -> str:
         lost = r.get("seeds_not_learned") or []
         lost_words = (f"{'seed' if len(lost) == 1 else 'seeds'} {and_list([str(s) for s in lost])} did not learn"
                       if lost and r.get("learned") else "")      # the ensemble learned, not every seed
-        notes = [counted(r["seeds"], "seed")] + ([lost_words] if lost_words else []) + ([short] if why and short else [])
+        notes = [counted(r["seeds"], "seed"), lost_words, short if why else ""]
+        notes = [n for n in notes if n]
         lo, hi = r["ci95"]
         return f"{r['model']} {value} ({'; '.join(notes)}), {r['diff_vs_reference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
