@@ -357,8 +357,9 @@ def learning_verdict(p: Predictions, reference: Predictions, *, redshift_referen
                      min_spread: float = MIN_PREDICTION_SPREAD, margin: float = MEAN_PREDICTOR_MARGIN) -> dict:
     """Did a model learn?  Compares its test predictions with the mean predictor's.
 
-    Returns ``learned`` (bool), ``reason`` (one sentence, empty if it learned), ``short`` (a few words for
-    a table cell), ``spread``
+    Returns ``learned`` (bool), ``rule`` (the test it failed, for code to branch on: ``"not finite"``,
+    ``"flat"``, ``"redshift only"``, ``"mean margin"``, ``"redshift margin"``; empty if it learned), ``reason``
+    (one sentence, empty if it learned), ``short`` (a few words for a table cell), ``spread``
     (std of the predictions [dex]), ``std`` (std of x) and ``reference_std`` (the mean
     predictor's std of x).  A model did not learn if its predictions barely vary
     (``spread < min_spread``), if they are a function of the redshift alone (less than
@@ -375,25 +376,26 @@ def learning_verdict(p: Predictions, reference: Predictions, *, redshift_referen
     u = unexplained_by_redshift(p)
     zstd = (point_metrics(redshift_reference.pred, redshift_reference.true)["std"] if redshift_reference is not None
             else float("nan"))
-    out = {"learned": True, "reason": "", "short": "", "spread": spread, "std": std, "reference_std": ref,
+    out = {"learned": True, "rule": "", "reason": "", "short": "", "spread": spread, "std": std, "reference_std": ref,
            "redshift_std": zstd, "unexplained_by_z": u}
     if not np.isfinite(spread) or not np.isfinite(std):
-        out.update(learned=False, short="predictions not finite", reason="its predictions are not finite")
+        out.update(learned=False, rule="not finite", short="predictions not finite",
+                   reason="its predictions are not finite")
     elif spread < min_spread:
-        out.update(learned=False, short="about one mass for every cluster",
+        out.update(learned=False, rule="flat", short="about one mass for every cluster",
                    reason=(f"its predictions barely vary (standard deviation {spread:.3f} dex, below "
                            f"{min_spread:g}): it returns about one mass for every cluster"))
     elif u < REDSHIFT_ONLY_FRACTION:
-        out.update(learned=False, short="predicts from the redshift alone",
+        out.update(learned=False, rule="redshift only", short="predicts from the redshift alone",
                    reason=(f"its predictions are a function of the redshift alone (they vary by {spread:.3f} dex, "
                            f"of which only {u * spread:.3f} dex is not explained by a smooth function of z): it "
                            "ignores the images"))
     elif std > (1.0 - margin) * ref:
-        out.update(learned=False, short=f"not {margin:.0%} better than the mean mass",
+        out.update(learned=False, rule="mean margin", short=f"not {margin:.0%} better than the mean mass",
                    reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the {ref:.3f} dex of "
                            "predicting the mean training mass for every cluster"))
     elif np.isfinite(zstd) and std > (1.0 - margin) * zstd:
-        out.update(learned=False, short=f"not {margin:.0%} better than the redshift alone",
+        out.update(learned=False, rule="redshift margin", short=f"not {margin:.0%} better than the redshift alone",
                    reason=(f"its test std(x) {std:.3f} dex is not {margin:.0%} better than the {zstd:.3f} dex of "
                            "predicting from the redshift alone: what it reads from the images adds nothing clear "
                            "to what z tells"))

@@ -552,7 +552,8 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     # a model a little better than the redshift alone, within the margin: its difference to it, with its interval
     # (on these clusters z knows nothing, so the verdict is set by hand: metrics' tests check the rule itself)
     vz = {"diff": -0.0114, "ci95": [-0.0203, -0.0021], "verdict": "better"}
-    weak = dict(by["ResNet50V2"], learned=False, learned_short="not 5% better than the redshift alone", vs_redshift=vz)
+    weak = dict(by["ResNet50V2"], learned=False, learned_rule="redshift margin",
+                learned_short="not 5% better than the redshift alone", vs_redshift=vz)
     wtext = comparison.fair_answer(dict(res, rows=[weak if r is by["ResNet50V2"] else r for r in res["rows"]]))
     assert (f"ResNet50V2 {weak['mean_seeds']:.3f} (1 seed; not 5% better than the redshift alone: -0.011 "
             "[-0.020, -0.002])") in wtext.split("Did not learn")[1]
@@ -1547,13 +1548,14 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
             "separate validation set.") in text
     assert "*Remedies*" not in text                                   # smoke plans no remedy of ResNet50V2 ...
     assert "The *Remedies* above change" in pages.thesis_protocol_page_markdown(pr, tp, "laptop", root=book_root)
-    assert "what they lacked" not in pages.thesis_protocol_page_markdown(pr, tp, "laptop", **kw)  # none ran yet
+    # none ran yet:
+    assert "what they lacked" not in pages.thesis_protocol_page_markdown(pr, tp, "laptop", root=book_root)
     # a remedy whose runs learned is named as what the fair runs lacked (the laptop profile plans ResNet50V2's)
     _, rreq = pages.request_for("resnet50v2", "laptop", experiment=profiles.remedy_key("resnet50v2", "epochs100"),
                                 data="data/tiny.h5")
     rd = _write_run(book_root, rreq, 0, pred_fn=_good, n=800)
     label = dict((slug, lab) for slug, _, lab, _ in profiles.FAIR_REMEDIES["resnet50v2"])["epochs100"].split(" (")[0]
-    assert pages.thesis_protocol_page_markdown(pr, tp, "laptop", **kw).endswith(
+    assert pages.thesis_protocol_page_markdown(pr, tp, "laptop", root=book_root).endswith(
         f"The *Remedies* above change the fair recipe one setting at a time; with {label} the fair runs learn too, so "
         "that is what they lacked. Its training below: the validation loss against what the two floors score on the "
         "same clusters (dashed).")

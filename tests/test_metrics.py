@@ -152,6 +152,7 @@ def test_redshift_alone_estimator_and_a_model_that_ignores_its_images():
     assert v["learned"] and np.isnan(v["redshift_std"])                  # judged against the mean only
     v = M.judge_learning(train, weak)
     assert not v["learned"] and v["short"] == "not 5% better than the redshift alone"     # the rule, not "no better"
+    assert v["rule"] == "redshift margin" and M.judge_learning(train, uses_images)["rule"] == ""
     assert v["redshift_std"] == pytest.approx(M.point_metrics(zonly.pred, zonly.true)["std"])
     assert M.judge_learning(train, uses_images)["learned"]
     no_z = M.Predictions(test.cluster_id, test.true, test.true)

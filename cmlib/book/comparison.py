@@ -546,6 +546,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         r["learned"] = None if v is None else v["learned"]
         r["learned_reason"] = "" if v is None else v["reason"]
         r["learned_short"] = "" if v is None else v["short"]
+        r["learned_rule"] = "" if v is None else v["rule"]
         r["epochs"] = epochs.get(r["model"], [])
         r["seeds_not_learned"] = lost.get(r["model"], [])
         r["kind"] = "model" if r["model"] in learned else "reference"
@@ -618,7 +619,7 @@ def fair_answer(result: Mapping) -> str:
         value = _seeds_value(r)
         short = r.get("learned_short") or ""
         vz = r.get("vs_redshift")
-        if why and vz and short.endswith("better than the redshift alone"):
+        if why and vz and r.get("learned_rule") == "redshift margin":
             short += f": {vz['diff']:+.3f} [{vz['ci95'][0]:+.3f}, {vz['ci95'][1]:+.3f}]"
         lost = r.get("seeds_not_learned") or []
         lost_words = (f"{'seed' if len(lost) == 1 else 'seeds'} {and_list([str(s) for s in lost])} did not learn"

@@ -900,7 +900,7 @@ def diagnosis_markdown(pr: PageRuns) -> str:
                  + "; ".join(f"{f['check']}: {', '.join(_remedies_not_tried(f['check'], best.config)) or 'none left'}"
                              for f in bad) + ".")
         cut = next((f for f in bad if f["check"] == "vanishing gradients" and f["value"] == 0), None)
-        if cut is not None and v["short"] == "predicts from the redshift alone":
+        if cut is not None and v["rule"] == "redshift only":
             first = M.first_epoch_without_gradient(best.history)
             text += (" Together these explain the verdict: the image path is cut"
                      + (f" (from epoch {first} on the first layer gets no gradient at all)" if first else "")
@@ -1154,12 +1154,12 @@ def thesis_protocol_intro(pr: PageRuns, profile: str) -> str:
 
 
 def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: str | None = None,
-                                  root: str | Path = ".", data: str | None = None) -> str:
+                                  root: str | Path = ".") -> str:
     """An architecture page's account of the same model trained the thesis's way (``tp``:
     :func:`thesis_protocol_run`; after :func:`thesis_protocol_intro`): pending (with its progress and command), or
     the run Table 5 would report, whether it learned on those clusters, and how that compares with the page's own
     runs; empty without ``tp``.  ``profile``: where the model has remedies, the text points to them and names
-    those whose runs (on ``data``, else the page's own data file) learned."""
+    those whose runs (on the page's data file) learned."""
     if tp is None:
         return ""
     name = display_name(pr.model)
@@ -1207,7 +1207,7 @@ def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: st
                 "clusters)", "the epoch chosen on the test clusters instead of a separate validation set"]
             remedies = bool(profile) and bool(remedy_keys(get_profile(profile), pr.model))
             # a remedy is the fair recipe with one change: one that learned names what the fair runs lacked
-            tried = remedy_runs(pr, profile, root=root, data=data or pr.data) if remedies else []
+            tried = remedy_runs(pr, profile, root=root, data=pr.data) if remedies else []
             worked = [rr.label.split(" (")[0] for rr in tried
                       if rr.finished and not rr.data_mismatch and verdict(rr)["learned"]]
             out.append("So the architecture can learn from these images, and what kept the fair runs from it lies among "
