@@ -4,6 +4,7 @@ page post-processing.  Fast: no training, no TensorFlow."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 import shutil
@@ -570,7 +571,6 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert "±" not in next(r for r in rows if r["model"] == "ResNet50V2")["std(x) test, per seed"]   # one seed
     assert "no comparison is possible yet" in comparison.fair_answer(comparison.fair_comparison({"vgg16": flat}))
     # runs made on another version of the data are never compared (other clusters): pending, saying why
-    import dataclasses
     other = comparison.fair_comparison({"basic": dataclasses.replace(basic, data_mismatch=True), "resnet50v2": good},
                                   n_boot=100)
     assert other["rows"] == [] and "another version of the data file" in " ".join(other["pending"])
@@ -1278,6 +1278,11 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert box.startswith(":::{admonition} Did not learn") and ("With lr 1e-4 (the remedy of its dead ReLUs) it "
                                                                 "learns from the images (*Remedies* below)") in box
     assert "A longer or better-tuned run" not in box
+    # a remedy run made on another version of the data file judged other clusters: it counts as not run anywhere
+    current = pages.remedy_runs(pr, "smoke", **kw)[0]
+    stale = dataclasses.replace(current, data_mismatch=True)
+    assert pages.remedies_that_learned([current]) == [current] and pages.remedies_that_learned([stale]) == []
+    assert "made on another version of the data file" in pages.remedy_markdown(pr, stale, "smoke", **kw)
     # a remedy that worked: the thesis-protocol run 'learns too', or 'does not learn' (not 'either')
     out = pages._remedies_outcome(pr, "smoke", book_root, "data/tiny.h5", tw_yes)
     assert out.endswith("Trained the thesis's way, it learns from the images too (test std(x) 0.200 dex on the thesis "

@@ -320,14 +320,14 @@ def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data:
     a longer or better-tuned run is needed when none was tried; then what the same model trained the thesis's way
     did (``thesis_way``: :func:`_thesis_way_verdict`), said so that the two never contradict each other."""
     remedies = remedy_runs(pr, profile, root=root, data=data) if profile else []
-    done = [r for r in remedies if r.finished]
-    worked = [r.label for r in done if verdict(r)["learned"]]
+    done = [r for r in remedies if r.finished and not r.data_mismatch]
+    worked = [r.label for r in remedies_that_learned(remedies)]
     thesis_learned = thesis_way is not None and thesis_way["learned"]
     if worked:
         txt = (f"With {and_list(worked)} it learns from the images (*Remedies* below): the failure is the "
                "recipe's, not the architecture's.")
     elif done:
-        todo = [r.label for r in remedies if not r.finished]
+        todo = [r.label for r in remedies if not r.finished or r.data_mismatch]
         pending = f"; {and_list(todo)} {'is' if len(todo) == 1 else 'are'} still planned" if todo else ""
         txt = (f"The {'remedy' if len(done) == 1 else 'remedies'} tried, {and_list([r.label for r in done])},"
                f" did not make it learn either{pending}; see *Remedies* below.")
@@ -932,6 +932,13 @@ def remedy_runs(pr: PageRuns, profile: str, root: str | Path = ".", data: str | 
             for key in remedy_keys(get_profile(profile), pr.model)]
 
 
+def remedies_that_learned(remedies: Sequence[PageRuns]) -> list[PageRuns]:
+    """Those of ``remedies`` (:func:`remedy_runs`) whose runs finished on the page's data file and learned from the
+    images (:func:`verdict`); a run made on another version of the data file judges other clusters and counts as
+    not run."""
+    return [r for r in remedies if r.finished and not r.data_mismatch and verdict(r)["learned"]]
+
+
 def _image_path(history: Mapping) -> dict:
     """The image path of a run at its last epoch: the first layer's gradient norm, the epoch from which on it
     stayed zero (None if it never did) and the fraction of dead ReLU channels (NaN where not recorded); and its
@@ -994,6 +1001,10 @@ def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: s
     if remedy is None or not pr.finished:
         return ""
     name = "The remedy" if first else "A further remedy"
+    if remedy.finished and remedy.data_mismatch:
+        return (f"**{name}, {remedy.label}:** its runs were made on another version of the data file, so their test "
+                f"clusters are other clusters and they are not shown. Make them again with "
+                f"`{remedy.request.command()}`.")
     if not remedy.finished:
         return (f"**{name}, planned:** the same recipe with {remedy.label}, "
                 f"{counted(len(remedy.plan.seeds), 'seed')}. It is part of the book's "
@@ -1046,6 +1057,9 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
         if not pr.finished or m == "basic" or is_remedy_key(m):
             continue
         for remedy in remedy_runs(pr, profile, root=root, data=data):
+            if remedy.finished and remedy.data_mismatch:
+                out.append(f"{pr.label} with {remedy.label}: made on another version of the data file, not shown")
+                continue
             if not remedy.finished:
                 states = R.seed_states(remedy.request, Path(root))
                 out.append(f"{pr.label} with {remedy.label}: " + (
@@ -1208,8 +1222,7 @@ def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: st
             remedies = bool(profile) and bool(remedy_keys(get_profile(profile), pr.model))
             # a remedy is the fair recipe with one change: one that learned names what the fair runs lacked
             tried = remedy_runs(pr, profile, root=root, data=pr.data) if remedies else []
-            worked = [rr.label.split(" (")[0] for rr in tried
-                      if rr.finished and not rr.data_mismatch and verdict(rr)["learned"]]
+            worked = [rr.label.split(" (")[0] for rr in remedies_that_learned(tried)]
             out.append("So the architecture can learn from these images, and what kept the fair runs from it lies among "
                        f"the settings in which the two differ (the thesis's way first): {'; '.join(diffs)}."
                        + (" The *Remedies* above change the fair recipe one setting at a time" if remedies else "")
