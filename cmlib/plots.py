@@ -240,13 +240,15 @@ def plot_history_comparison(runs: Mapping[str, Run], *, sma_k: int = 100, log: b
 
 
 def plot_seed_histories(runs: Sequence[Run], *, sma_k: int | None = None, key: str = "val_loss",
-                        log: bool = True) -> Figure:
+                        log: bool = True, references: Sequence[tuple[str, float, str]] = ()) -> Figure:
     """One loss curve per seed of one configuration: how reproducible the training is.
 
     The thesis trained every model ten times because single runs differed so much
-    (its Sect. 4.1); ``sma_k`` smooths each curve with eq. (A.1.1).
+    (its Sect. 4.1); ``sma_k`` smooths each curve with eq. (A.1.1).  ``references``: ``(label, loss, kind)``
+    dashed lines as in :func:`plot_history` (the seeds of one configuration share its validation clusters, so
+    one set of floors holds for all); the legend then goes below the axes.
     """
-    fig, ax = _new(figsize=(6.4, 3.6))
+    fig, ax = _new(figsize=(6.4, 3.6 + (0.5 if references else 0.0)))
     for run in runs:
         h = run.history
         y = h[key]
@@ -255,9 +257,14 @@ def plot_seed_histories(runs: Sequence[Run], *, sma_k: int | None = None, key: s
         smooth = _smooth(y, sma_k)
         ax.plot(h["epoch"], smooth if smooth is not None else y, lw=1.2, label=f"seed {run.seed}",
                 marker=_marker(len(y)), ms=3)
-    _epoch_axes(ax, log, _positive(*(run.history[key] for run in runs)))
+    mse = all(run.config.get("loss", "mse") == "mse" for run in runs)
+    _reference_lines(ax, references, (" dex²" if mse else "") + ", validation clusters")
+    _epoch_axes(ax, log, _positive(*(run.history[key] for run in runs), np.array([v for _, v, _ in references])))
     ax.set_ylabel(LOSS_LABELS.get(key, key) + (f" (SMA k={sma_k})" if sma_k and sma_k > 1 else ""))
-    ax.legend(ncol=2, fontsize=9)
+    if references:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
+    else:
+        ax.legend(ncol=2, fontsize=9)
     fig.tight_layout()
     return fig
 

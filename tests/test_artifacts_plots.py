@@ -89,6 +89,12 @@ def test_every_plot_function(tmp_path):
     assert [t.get_text() for t in named.axes[0].get_legend().get_texts()] == ["Basic CNN", "identity", "VGG16 (remedy: lr 1e-4)"]
     assert named.axes[1].get_legend().get_texts()[1].get_text().startswith("VGG16 (remedy: lr 1e-4): ")
     assert [t.get_text() for t in figs["vs"].axes[0].get_legend().get_texts()] == ["Basic CNN", "identity", "ResNet50V2"]
+    # the seeds' curves against the floors their shared validation clusters give (dashed, labelled with the value)
+    floors = [("predicting from the redshift alone", 0.0776, "redshift")]
+    seeds = P.plot_seed_histories([basic0, basic1], references=floors).axes[0]
+    assert [ln.get_linestyle() for ln in seeds.lines] == ["-", "-", "--"]
+    assert seeds.get_legend().get_texts()[-1].get_text() == \
+        "predicting from the redshift alone (0.0776 dex², validation clusters)"
     styled = P.plot_binned({"a": basic0.predictions["test"], "ref": deep.predictions["test"]}, by="z",
                            colors={"ref": "#b8860b"}, styles={"ref": "--"})
     assert {ln.get_label(): ln.get_linestyle() for ln in styled.axes[1].lines if ln.get_label() in ("a", "ref")} \
