@@ -5,9 +5,9 @@ cores).  With 2 cores, two runs with one thread each might finish the same work 
 does not keep both cores busy (small 50 x 50 images, batch 32).  This script measures it:
 
 * **A, one run, all cores**: one worker process, TensorFlow's default threads;
-* **B, k runs, one core each**: ``k`` (= the core count) worker processes started together, each with
-  ``TF_NUM_INTRAOP_THREADS=OMP_NUM_THREADS=1`` and ``TF_NUM_INTEROP_THREADS=1`` (what
-  ``cmlib stored-runs --threads`` and the sweep's local pool set).
+* **B, k runs, one core each**: ``k`` (= the core count) worker processes started together, each
+  limited to one thread (:func:`cmlib._env.limit_threads`, as the local pool of ``cmlib sweep`` and
+  ``cmlib tune`` limits its jobs).
 
 Each worker fits the model of a fair-protocol run (:func:`cmlib.config.resolve_config` with the
 laptop profile's fair recipe, float32, 50 x 50; the first ``--clusters`` clusters) on the run's own
@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cmlib._env import limit_threads  # noqa: E402
 from cmlib._io import atomic_write_json  # noqa: E402
 
 #: The laptop profile's fair recipe for the deep models (cmlib.book.profiles), as config overrides.
@@ -50,9 +51,7 @@ FAIR = dict(split="train-val-test", pad="none", optimizer="adamw", weight_decay=
 def worker(args) -> int:
     """One training process: images per second of the model's fit, as JSON on stdout."""
     if args.threads:                    # before TensorFlow is imported
-        for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
-        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+        limit_threads(args.threads)
     from cmlib import data as D
     from cmlib._env import import_keras
     from cmlib.config import resolve_config

@@ -33,6 +33,15 @@ for _key, _value in _DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
 
+def limit_threads(n: int) -> None:
+    """Give this process ``n`` compute threads (TensorFlow's intra-op pool and OpenMP/oneDNN) and one inter-op
+    thread, so that ``k`` processes share the cores (one training job per core).  Call it before the backend is
+    imported: TensorFlow reads these variables once."""
+    for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+
 def backend_name() -> str:
     """The Keras backend that will be (or is) used, without importing Keras."""
     return os.environ.get("KERAS_BACKEND", "tensorflow")

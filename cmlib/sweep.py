@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ._env import limit_threads
 from ._io import read_toml
 from .errors import CmlibError, InputError
 
@@ -233,9 +234,7 @@ class TrainJob:
 
     def __call__(self, config: dict, data_path: str, runs_dir: str) -> dict:
         if self.threads:   # before TensorFlow is imported: a pool of k jobs shares the cores
-            for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-                os.environ[var] = str(self.threads)
-            os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+            limit_threads(self.threads)
 
         def stop(signum, frame):
             raise KeyboardInterrupt(f"signal {signum}")

@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from ._env import limit_threads
 from ._io import read_toml
 from .errors import CmlibError, InputError
 
@@ -223,9 +224,7 @@ def work(*, study_name: str, storage: str | None, default_storage: str, model: s
          pruner: str = "median", threads: int | None = None, verbose: bool = False) -> int:
     """One worker: draw and run trials until the study holds ``trials`` trials. Returns how many it ran."""
     if threads:
-        for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-            os.environ[var] = str(threads)
-        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+        limit_threads(threads)
     import optuna
     from optuna.trial import TrialState
 
