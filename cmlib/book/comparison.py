@@ -509,7 +509,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     from .. import compare
 
     # runs made on another version of the data file are never compared: their test clusters are other clusters
-    have = {m: pr for m, pr in members.items() if pr.finished and not pr.data_mismatch}
+    have = {m: pr for m, pr in members.items() if pr.usable}
     pending = [member_name(m, pr) + (" (its stored runs were made on another version of the data file)"
                                   if pr.finished and pr.data_mismatch else "")
                for m, pr in members.items() if m not in have]
@@ -738,7 +738,7 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
     rows, pending, pending_models, n_train, floors = [], [], [], {}, {}
     for m, pr in members.items():
         name = display_name(m)
-        if not pr.finished or pr.data_mismatch:
+        if not pr.usable:
             why = ("its runs were made on another version of the data file" if pr.data_mismatch
                    else R.seed_progress(pr.request, Path(root)))
             pending.append(f"{name} ({why})")

@@ -66,6 +66,12 @@ class PageRuns:
         return [r for r in self.runs if r.finished and r.predictions]
 
     @property
+    def usable(self) -> bool:
+        """Finished runs made on the page's data file: only those judge its clusters (a run made on another
+        version of the file was tested on other clusters and counts as not run)."""
+        return bool(self.finished) and not self.data_mismatch
+
+    @property
     def provenance(self) -> dict:
         return R.provenance(self.runs)
 
@@ -309,7 +315,7 @@ def _thesis_way_verdict(pr: PageRuns, profile: str | None, root: str | Path, dat
     """:func:`verdict` of the model's run under the thesis's own protocol, where it has finished on this data file
     and the page's own runs are another protocol's; else None."""
     tp = thesis_protocol_run(pr, profile, root=root, data=data) if profile else None
-    if tp is None or not tp.finished or tp.data_mismatch or not pr.finished or split_of(pr) == "thesis":
+    if tp is None or not tp.usable or not pr.finished or split_of(pr) == "thesis":
         return None
     return verdict(tp)
 
@@ -320,14 +326,14 @@ def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data:
     a longer or better-tuned run is needed when none was tried; then what the same model trained the thesis's way
     did (``thesis_way``: :func:`_thesis_way_verdict`), said so that the two never contradict each other."""
     remedies = remedy_runs(pr, profile, root=root, data=data) if profile else []
-    done = [r for r in remedies if r.finished and not r.data_mismatch]
+    done = [r for r in remedies if r.usable]
     worked = [r.label for r in remedies_that_learned(remedies)]
     thesis_learned = thesis_way is not None and thesis_way["learned"]
     if worked:
         txt = (f"With {and_list(worked)} it learns from the images (*Remedies* below): the failure is the "
                "recipe's, not the architecture's.")
     elif done:
-        todo = [r.label for r in remedies if not r.finished or r.data_mismatch]
+        todo = [r.label for r in remedies if not r.usable]
         pending = f"; {and_list(todo)} {'is' if len(todo) == 1 else 'are'} still planned" if todo else ""
         txt = (f"The {'remedy' if len(done) == 1 else 'remedies'} tried, {and_list([r.label for r in done])},"
                f" did not make it learn either{pending}; see *Remedies* below.")
@@ -936,7 +942,7 @@ def remedies_that_learned(remedies: Sequence[PageRuns]) -> list[PageRuns]:
     """Those of ``remedies`` (:func:`remedy_runs`) whose runs finished on the page's data file and learned from the
     images (:func:`verdict`); a run made on another version of the data file judges other clusters and counts as
     not run."""
-    return [r for r in remedies if r.finished and not r.data_mismatch and verdict(r)["learned"]]
+    return [r for r in remedies if r.usable and verdict(r)["learned"]]
 
 
 def _image_path(history: Mapping) -> dict:
