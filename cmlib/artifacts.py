@@ -6,7 +6,8 @@ and tables never retrain (and never import a deep-learning backend)::
     <runs_root>/<model>/<group>/seed-<NN>/
         config.json       resolved configuration (data file hash, split, every option)
         split.json        the split: name, seed, fingerprint, cluster ids per subset
-        env.json          package versions, backend, device, machine, code version
+        env.json          package versions, backend, device, machine, compute threads, code version;
+                          ``earlier``: stretches a resumed run trained on other hardware or threads
         status.json       running | interrupted | complete | diverged, epochs done, best epoch, wall
                           time; for a finished run the size and SHA-256 of every artifact above
                           (checked when the run is reused: a damaged run is never taken as done)
@@ -255,10 +256,49 @@ class Run:
             self._env = read_json(f) if f.exists() else {}
         return self._env
 
+    @property
+    def segments(self) -> list[dict]:
+        """The stretches of this run's training that ran on one kind of hardware (:func:`compute_segments`)."""
+        return compute_segments(self.env, int(self.status_info.get("epochs_completed") or len(self.history["epoch"])))
+
+    @property
+    def cpu_core_seconds(self) -> float:
+        """CPU core-seconds the training took: each epoch's wall time times the threads it computed with
+        (NaN where a stretch ran on a GPU, or without a history). One job per core runs each job 1.7x as long
+        on half the cores, so its core-seconds, not its wall time, compare with a job on all cores."""
+        h = self.history
+        if not len(h.get("epoch_time_s", ())):
+            return float("nan")
+        threads = np.full(len(h["epoch"]), np.nan)
+        for seg in self.segments:
+            sel = (h["epoch"] >= seg["first_epoch"]) & (h["epoch"] <= seg["last_epoch"])
+            t, cores = seg["compute_threads"], seg.get("cpu_cores")
+            threads[sel] = np.nan if t is None else min(t, cores) if cores else t   # threads beyond the cores share them
+        return float(np.sum(h["epoch_time_s"] * threads))
+
     def describe(self) -> str:
         s = self.status_info
         return (f"{self.model} seed {self.seed}: {self.status}, {s.get('epochs_completed', '?')} epochs, "
                 f"best epoch {s.get('best_epoch', '?')}, {s.get('wall_time_s', float('nan')) / 60:.1f} min")
+
+
+def compute_segments(env: dict, epochs: int) -> list[dict]:
+    """A run's training split into stretches of one kind of hardware, from its env.json: each ``first_epoch``,
+    ``last_epoch``, ``machine`` (summary), ``compute_threads`` (CPU threads it computed with; None on a GPU) and
+    ``precision``.  One stretch unless the run resumed somewhere else (``earlier``, written by
+    :func:`cmlib.train.env.with_earlier_segments`).  A record older than ``compute_threads`` used all its cores."""
+    mach = env.get("machine", {}) if env else {}
+    threads = env.get("compute_threads", None if mach.get("gpus") else mach.get("cpu_cores")) if env else None
+    out, first = [], 1
+    for e in (env or {}).get("earlier", []):
+        out.append({"first_epoch": first, "last_epoch": int(e["until_epoch"]), "machine": e.get("machine", "unknown"),
+                    "cpu_cores": e.get("cpu_cores"), "gpu_names": e.get("gpu_names", []),
+                    "compute_threads": e.get("compute_threads"), "precision": e.get("precision")})
+        first = int(e["until_epoch"]) + 1
+    out.append({"first_epoch": first, "last_epoch": max(int(epochs), first), "machine": mach.get("summary", "unknown"),
+                "cpu_cores": mach.get("cpu_cores"), "gpu_names": mach.get("gpu_names", []),
+                "compute_threads": threads, "precision": (env or {}).get("precision")})
+    return out
 
 
 def write_status(run_dir: Path, **info) -> None:

@@ -61,6 +61,16 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"invalid count '{text}': use a whole number of at least 1, e.g. 1")
+    return n
+
+
 def _arg_type(conv):
     """An argparse type from a configuration converter: its InputError becomes a usage error."""
     def parse(text: str):
@@ -138,6 +148,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.threads is not None:      # before the backend loads: TensorFlow reads its thread counts once
+        from ._env import limit_threads
+
+        limit_threads(args.threads)
     from . import config, train
 
     overrides = {o["name"]: getattr(args, o["name"]) for o in config.cli_options()
@@ -448,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-interval", type=float, metavar="SECONDS", default=None,
                    help="seconds between checkpoints (default: adaptive, so that checkpoints cost at most ~5%% "
                         "of the run; 0 = every epoch)")
+    s.add_argument("--threads", type=_positive_int, metavar="N", default=None,
+                   help="compute with N CPU threads (default: all cores); with two jobs on two cores, "
+                        "--threads 1 each trains about 16%% more images per hour in total "
+                        "(benchmarks/bench_parallel.py); env.json records it, the cost table counts core-hours")
     s.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     s.set_defaults(func=cmd_train)
 

@@ -835,12 +835,13 @@ def label_offsets(x: np.ndarray, y: np.ndarray, *, min_gap: float, near: float, 
 
 def plot_cost_accuracy(points: Sequence[Mapping], *, mean_predictor: float | None = None) -> Figure:
     """Test std(x) (mean ± standard deviation over seeds) against the cost of a model: GFLOPs per image (left)
-    and training wall time per seed (right), log scales; the basic CNN's level dashed, predicting the mean
-    mass dotted. ``points``: :func:`cmlib.book.comparison.cost_accuracy_points`."""
+    and training time per seed (right, in the points' ``time_unit``: CPU core-hours or wall-clock hours), log
+    scales; the basic CNN's level dashed, predicting the mean mass dotted. ``points``: :func:`cmlib.book.comparison.cost_accuracy_points`."""
     fig, axes = _new(1, 2, figsize=(12.0, 4.4), squeeze=False)
     ref = next((p for p in points if p["name"] == "basic"), None)
+    unit = points[0].get("time_unit", "wall-clock hours") if points else "wall-clock hours"
     for ax, key, label in ((axes[0][0], "gflops", "GFLOPs per image (forward pass)"),
-                           (axes[0][1], "wall_h", "training wall time per seed [h]")):
+                           (axes[0][1], "time_h", f"training time per seed [{unit}]")):
         xs = np.log10([max(p[key], 1e-12) for p in points])
         middle = 0.5 * (xs.min() + xs.max()) if len(xs) else 0.0
         for p in points:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -585,6 +586,9 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     assert set(by) == {"basic", "resnet50v2", "vgg16"}
     assert by["resnet50v2"]["gflops"] > 10 * by["basic"]["gflops"] > 0
     assert by["basic"]["wall_h"] == pytest.approx(3.0 / 3600) and by["basic"]["hardware"] == "test machine, float32"
+    # no compute_threads or cores recorded by these hand-made runs: no core-hours, times compared as wall times
+    assert math.isnan(by["basic"]["core_h"]) and by["basic"]["time_h"] == by["basic"]["wall_h"]
+    assert {p["time_unit"] for p in pts} == {"wall-clock hours"}
     assert by["resnet50v2"]["std_mean"] == next(r["mean_seeds"] for r in res["rows"] if r["model"] == "ResNet50V2")
     assert list((book_root / "cache").glob("gflops-resnet50v2-*.json"))
     text = comparison.cost_accuracy_markdown(pts, res)
@@ -620,12 +624,22 @@ def test_fair_answer_edge_cases():
     alone = comparison.fair_answer({"rows": [dict(basic, learned=True)], "pending": ["ResNet50"], "n_test": 50})
     assert "Each model below" not in alone and "No other model has finished runs yet." in alone
     assert alone.endswith("- **Still in the compute plan:** ResNet50.") and "Better than" not in alone
-    pts = [{"model": "Basic CNN", "name": "basic", "gflops": 0.002, "wall_h": 0.1, "hardware": "cpu", "epochs": 9,
-            "std_mean": 0.24, "std_sd": 0.0, "seeds": 1},
-           {"model": "VGG16", "name": "vgg16", "gflops": 1.4, "wall_h": nan, "hardware": "cpu", "epochs": 9,
-            "std_mean": 0.23, "std_sd": 0.0, "seeds": 1}]
+    pts = [{"model": "Basic CNN", "name": "basic", "gflops": 0.002, "wall_h": 0.1, "core_h": 0.2, "time_h": 0.1,
+            "time_unit": "wall-clock hours", "hardware": "cpu", "epochs": 9, "std_mean": 0.24, "std_sd": 0.0,
+            "seeds": 1},
+           {"model": "VGG16", "name": "vgg16", "gflops": 1.4, "wall_h": nan, "core_h": nan, "time_h": nan,
+            "time_unit": "wall-clock hours", "hardware": "cpu", "epochs": 9, "std_mean": 0.23, "std_sd": 0.0,
+            "seeds": 1}]
     row = comparison.cost_accuracy_rows(pts)[1]
     assert row["hours per seed"] == row["× basic CNN's time"] == "\u2013" and row["× basic CNN's operations"] == "700×"
+    # a deep run on one of two cores (1.7 h wall, 1.7 core-hours) against the basic CNN on both (0.1 h, 0.2):
+    # compared in core-hours, 8.5×, not the 17× of the wall times
+    cpu = [dict(pts[0], time_h=0.2, time_unit="CPU core-hours"),
+           dict(pts[1], wall_h=1.7, core_h=1.7, time_h=1.7, time_unit="CPU core-hours")]
+    row = comparison.cost_accuracy_rows(cpu)[1]
+    assert row["× basic CNN's time"] == "8.5×" and row["CPU core-hours per seed"] == "1.7"
+    assert "compared in CPU core-hours" in comparison.cost_accuracy_markdown(cpu, {})
+    assert "compared as wall times" in comparison.cost_accuracy_markdown(pts, {})
     assert "nan" not in comparison.cost_accuracy_markdown(pts, {}) and "700× the basic CNN's operations per image." \
         in comparison.cost_accuracy_markdown(pts, {})
 
@@ -772,6 +786,8 @@ def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
     assert basic["compute"] == "3 s on test machine, float32"
     assert pages._hardware_short({"machine": {"cpu_cores": 2, "gpu_names": []}}) == "2 CPU cores"
     assert pages._hardware_short({"machine": {"cpu_cores": 16, "gpu_names": ["NVIDIA H100"]}}) == "NVIDIA H100"
+    assert pages._hardware_short({"machine": {"cpu_cores": 2, "gpu_names": []}, "compute_threads": 1}) \
+        == "1 of 2 CPU cores"
     # the laptop profile's stored experiments (the compute plan) follow the models, named by their label
     lap = pages.run_inventory_rows("laptop", book_root, data="data/tiny.h5")
     n_pages = len(profiles.get_profile("laptop").pages())

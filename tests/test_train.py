@@ -158,6 +158,56 @@ def test_kill_and_resume_ends_where_uninterrupted_run_ends(data, tmp_path, preci
     assert json.loads((b / "config.json").read_text())["precision"] == precision
 
 
+def test_a_run_resumed_on_fewer_threads_records_both_stretches(data, tmp_path, monkeypatch):
+    """A run started on all 4 cores and resumed with one thread (one job per core): env.json keeps the first
+    stretch under ``earlier``, the pages name both, and its CPU core-seconds count each epoch's threads."""
+    import keras
+
+    from cmlib import hardware
+    from cmlib.book import pages
+    from cmlib.train import env as E
+
+    real = hardware.describe
+    monkeypatch.setattr(hardware, "describe", lambda: {**real(), "cpu_cores": 4})
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("stop after epoch 2")
+
+    kw = dict(epochs=4, seeds=[0], runs_dir=tmp_path, verbose=False, early_stopping=0, checkpoint_interval_s=0)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_seeds("basic", data, callbacks=[Stop()], **kw)
+    run_dir = next(tmp_path.glob("basic/*/seed-00"))
+    first = json.loads((run_dir / "env.json").read_text())
+    assert first["compute_threads"] == 4 and "earlier" not in first
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    monkeypatch.setattr(E, "compute_threads", lambda backend, cores, gpu: 1)   # the process's pool is already made
+    (r,) = train.train_seeds("basic", data, **kw)
+    env = json.loads((r.path / "env.json").read_text())
+    kept = env["earlier"][0]["until_epoch"]
+    assert env["compute_threads"] == 1 and 1 <= kept <= 2
+    assert env["earlier"] == [{"until_epoch": kept, "machine": first["machine"]["summary"], "cpu_cores": 4,
+                               "gpu_names": [], "compute_threads": 4, "precision": first["precision"]}]
+    run = A.Run.load(r.path)
+    assert [(g["first_epoch"], g["last_epoch"], g["compute_threads"]) for g in run.segments] == \
+        [(1, kept, 4), (kept + 1, 4, 1)]
+    t = run.history["epoch_time_s"]
+    assert run.cpu_core_seconds == pytest.approx(4 * t[:kept].sum() + t[kept:].sum())
+    assert pages.hardware_of([run]) == (f"4 CPU cores (epochs 1\u2013{kept}), then 1 of 4 CPU cores "
+                                        f"({kept + 1}\u20134), float32")
+    # resumed again on the same hardware: nothing new, the earlier stretch stays
+    assert E.with_earlier_segments(env, env, 3)["earlier"] == env["earlier"]
+    # resumed from a checkpoint older than the switch: the first stretch trained all the epochs kept
+    assert E.with_earlier_segments(env, env, kept - 1).get("earlier", []) == \
+        ([dict(env["earlier"][0], until_epoch=kept - 1)] if kept > 1 else [])
+    # a record older than compute_threads used all its cores
+    old = {k: v for k, v in first.items() if k != "compute_threads"}
+    assert E.with_earlier_segments(env, old, 2)["earlier"][0]["compute_threads"] == 4
+    assert A.compute_segments(old, 3)[0]["compute_threads"] == 4
+
+
 def test_divergence_is_recorded(data, tmp_path, monkeypatch):
     from cmlib.train import callbacks
 
@@ -234,10 +284,16 @@ def test_plateau_schedule_halves_the_rate_and_resumes():
 
 def test_cli_train(data, tmp_path):
     out = subprocess.run([sys.executable, "-m", "cmlib.cli", "train", "--model", "basic", "--data", str(data),
-                          "--epochs", "1", "--seeds", "0-1", "--runs-dir", str(tmp_path), "--quiet"],
-                         capture_output=True, text=True)
+                          "--epochs", "1", "--seeds", "0-1", "--runs-dir", str(tmp_path), "--quiet", "--threads", "1"],
+                         capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                              if k != "TF_NUM_INTRAOP_THREADS"})
     assert out.returncode == 0, out.stderr
     assert "complete" in out.stdout and out.stdout.count("seed-0") == 2
+    # --threads 1: one compute thread (one job per core), recorded for the cost table
+    assert {json.loads(p.read_text())["compute_threads"] for p in tmp_path.glob("basic/*/seed-*/env.json")} == {1}
+    zero = subprocess.run([sys.executable, "-m", "cmlib.cli", "train", "--model", "basic", "--data", str(data),
+                           "--epochs", "1", "--threads", "0"], capture_output=True, text=True)
+    assert zero.returncode == 2 and "--threads: invalid count '0'" in zero.stderr
     bad = subprocess.run([sys.executable, "-m", "cmlib.cli", "train", "--model", "nope", "--data", str(data),
                           "--epochs", "1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "error" in bad.stderr and "basic" in bad.stderr

@@ -940,8 +940,9 @@ def _gflops(model: str, shape: Sequence[int], folder: str | Path = "book/generat
 def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
                          cache_folder: str | Path = "book/generated/cache") -> list[dict]:
     """For every model of the fair comparison: the cost of one forward pass (GFLOPs per image at the runs'
-    input), the training wall time per seed (mean, with the hardware), the epochs, and the test std(x)
-    (mean and standard deviation over seeds), read from the runs."""
+    input), the training wall time per seed (mean, with the hardware), its CPU core-hours (wall time times the
+    threads that computed: NaN for a GPU run), the epochs, and the test std(x) (mean and standard deviation over
+    seeds), read from the runs."""
     by_name = {member_name(m, pr): pr for m, pr in members.items()}
     out = []
     for r in fair.get("rows", []):
@@ -953,10 +954,17 @@ def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
         out.append({"model": r["model"], "name": pr.model,
                     "gflops": _gflops(pr.model, run_input_shape(fin[0].config), cache_folder),
                     "wall_h": float(np.nanmean(walls)) / 3600.0,
+                    "core_h": float(np.mean([x.cpu_core_seconds for x in fin])) / 3600.0,
                     "hardware": hardware_of(fin),
                     "epochs": float(np.mean([x.status_info.get("epochs_completed", 0) for x in fin])),
                     "std_mean": r["mean_seeds"], "std_sd": r["std_seeds"] if r["seeds"] > 1 else 0.0,
                     "seeds": r["seeds"]})
+    # the time the models are compared by: CPU core-hours where every run has them, so that a run that shared
+    # the machine with another (one job per core) is not charged for the wall time the other job took; else the
+    # wall time (e.g. when some runs trained on a GPU)
+    core = bool(out) and all(math.isfinite(p["core_h"]) for p in out)
+    for p in out:
+        p["time_h"], p["time_unit"] = (p["core_h"], "CPU core-hours") if core else (p["wall_h"], "wall-clock hours")
     return out
 
 
@@ -967,16 +975,19 @@ def _times(x: float) -> str:
 
 def cost_accuracy_rows(points: Sequence[Mapping]) -> list[dict]:
     """The cost-accuracy figure as table rows, cheapest first: what each model cost (operations per image,
-    training time per seed) and what it bought (test std(x), mean over seeds), each against the basic CNN."""
+    training time per seed) and what it bought (test std(x), mean over seeds), each against the basic CNN.
+    The time ratio is of the points' ``time_h`` (CPU core-hours where all runs have them)."""
     ref = next((p for p in points if p["name"] == "basic"), None)
     out = []
     for p in sorted(points, key=lambda q: q["gflops"]):
         rel = ref is not None and p is not ref
+        core = p.get("core_h", math.nan)
         out.append({"model": p["model"], "GFLOPs per image": f"{p['gflops']:.3g}",
                     "× basic CNN's operations": _times(p["gflops"] / ref["gflops"]) if rel else "\u2013",
                     "hours per seed": f"{p['wall_h']:.2g}" if math.isfinite(p["wall_h"]) else "\u2013",
+                    "CPU core-hours per seed": f"{core:.2g}" if math.isfinite(core) else "\u2013",
                     "epochs": f"{p['epochs']:.0f}",
-                    "× basic CNN's time": _times(p["wall_h"] / ref["wall_h"]) if rel else "\u2013",
+                    "× basic CNN's time": _times(p["time_h"] / ref["time_h"]) if rel else "\u2013",
                     "hardware": p["hardware"],
                     "test std(x), mean over seeds": f"{p['std_mean']:.3f}",
                     "minus basic CNN [dex]": f"{p['std_mean'] - ref['std_mean']:+.3f}" if rel else "\u2013"})
@@ -993,7 +1004,11 @@ def cost_accuracy_markdown(points: Sequence[Mapping], fair: Mapping) -> str:
            f"({best['std_mean']:.3f} dex)")
     if ref is not None and best is not ref:
         txt += f", for {_times(best['gflops'] / ref['gflops'])} the basic CNN's operations per image"
-        if math.isfinite(best["wall_h"] / ref["wall_h"]):
-            txt += f" and {_times(best['wall_h'] / ref['wall_h'])} its training time"
+        if math.isfinite(best["time_h"] / ref["time_h"]):
+            txt += f" and {_times(best['time_h'] / ref['time_h'])} its training time"
+    how = (" Training times are compared in CPU core-hours (wall time times the threads that computed), so that "
+           "a run that shared the cores with another (one job per core, `cmlib train --threads 1`) counts only "
+           "its own cores." if points[0].get("time_unit") == "CPU core-hours" else
+           " Training times are compared as wall times, each on the hardware its row names.")
     return txt + (". The differences here are of the means over seeds; the table of the answer above compares "
-                  "the ensembles, with their intervals.")
+                  "the ensembles, with their intervals." + how)

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .. import artifacts as A
 from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
@@ -591,20 +592,41 @@ def _missing_seeds_text(pr: PageRuns, root: Path, seeds: Sequence[int]) -> str:
     return "; ".join(parts)
 
 
+def _segment_hardware(seg: Mapping) -> str:
+    """'2 CPU cores', '1 of 2 CPU cores' (one job per core) or the GPU's name, for one stretch of a run."""
+    if seg.get("gpu_names"):
+        return ", ".join(seg["gpu_names"])
+    cores, threads = seg.get("cpu_cores"), seg.get("compute_threads")
+    if cores:
+        if threads and threads < cores:
+            return f"{threads} of {cores} CPU core{'s' if cores != 1 else ''}"
+        return f"{cores} CPU core{'s' if cores != 1 else ''}"
+    return str(seg.get("machine", "unknown hardware"))
+
+
 def _hardware_short(env: Mapping) -> str:
-    """'2 CPU cores' or the GPU's name, from a run's env.json (what a compute plan needs to say)."""
+    """'2 CPU cores', '1 of 2 CPU cores' or the GPU's name, from a run's env.json (where its last stretch ran)."""
     mach = env.get("machine", {}) if env else {}
-    if mach.get("gpu_names"):
-        return ", ".join(mach["gpu_names"])
-    if mach.get("cpu_cores"):
-        return f"{mach['cpu_cores']} CPU cores"
-    return str(mach.get("summary", "unknown hardware"))
+    if not mach.get("cpu_cores") and not mach.get("gpu_names"):
+        return str(mach.get("summary", "unknown hardware"))
+    return _segment_hardware(A.compute_segments(dict(env), 0)[-1])
+
+
+def _run_hardware(run) -> str:
+    """Where one run trained: '2 CPU cores', or its stretches where it resumed on other hardware or threads,
+    '2 CPU cores (epochs 1–9), then 1 of 2 CPU cores (10–30)'."""
+    segs = A.compute_segments(run.env, int(run.status_info.get("epochs_completed") or 0))
+    kinds = [_segment_hardware(g) for g in segs]
+    if len(set(kinds)) == 1:
+        return kinds[0]
+    return ", then ".join(f"{k} ({'epochs ' if i == 0 else ''}{g['first_epoch']}\u2013{g['last_epoch']})"
+                          for i, (k, g) in enumerate(zip(kinds, segs)))
 
 
 def hardware_of(runs: Sequence) -> str:
     """The hardware and arithmetic of some runs, each kind once: '2 CPU cores, bfloat16', or
     '2 CPU cores, bfloat16 / 2 CPU cores, float32' (a seed trained where there are no bf16 units)."""
-    return " / ".join(sorted({f"{_hardware_short(r.env)}, {r.config.get('precision', 'float32')}" for r in runs}))
+    return " / ".join(sorted({f"{_run_hardware(r)}, {r.config.get('precision', 'float32')}" for r in runs}))
 
 
 def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:

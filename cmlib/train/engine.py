@@ -382,6 +382,15 @@ def _write_config(cfg: RunConfig, run_dir: Path, split) -> None:
         atomic_write_json(run_dir / "split.json", split.to_dict())
 
 
+def _old_env(run_dir: Path) -> dict | None:
+    """The env.json a resumed run wrote before (None if absent or unreadable: then its earlier stretches are
+    described as this one)."""
+    try:
+        return A.read_record(run_dir / "env.json")
+    except (CmlibError, OSError):
+        return None
+
+
 def _status(run_dir: Path, status: str, state: dict, **extra) -> None:
     A.write_status(run_dir, status=status, epochs_completed=state["epochs_completed"],
                    best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
@@ -394,18 +403,19 @@ def _train(cfg: RunConfig, run_dir: Path, data_path: Path, *, verbose: bool, kee
     from .. import data as D
     from .callbacks import CheckpointPolicy, RunEarlyStopping, RunRecorder, lr_callback
     from .diagnostics import TrainingDiagnostics
-    from .env import environment
+    from .env import environment, with_earlier_segments
 
     keras = import_keras()
     d, split, prep = prepared_data(cfg, data_path)
     _write_config(cfg, run_dir, split)
-    atomic_write_json(run_dir / "env.json", environment(cfg.precision))
+    ck = C.latest(run_dir)
+    atomic_write_json(run_dir / "env.json", with_earlier_segments(environment(cfg.precision), _old_env(run_dir),
+                                                                  ck.epochs_completed if ck is not None else 0))
     tag = f"{cfg.model} s{cfg.seed}"
     need_best = keep_models or cfg.predict_with == "best"
 
     _deterministic(cfg.seed)
     model = build_model(cfg, prep)
-    ck = C.latest(run_dir)
     if ck is not None:
         ck.load_into(model)
         state = dict(ck.state)

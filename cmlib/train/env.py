@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
 import sys
@@ -59,12 +60,75 @@ def environment(precision: str | None = None) -> dict:
                              else "no GPU") + f", {backend} backend")
     env["devices"] = devices
     env["machine"] = machine
+    env["compute_threads"] = compute_threads(backend, machine["cpu_cores"], bool(gpus))
     if precision is not None:
         env["precision"] = precision
         env["precision_hardware"] = ("GPU bf16 units" if gpus else
                                      ", ".join(machine["cpu_bf16_units"]) or "none (bf16 emulated)")
     env.update(code_version())
     return env
+
+
+def compute_threads(backend: str, cpu_cores: int | None, gpu: bool) -> int | None:
+    """How many CPU threads the backend computes with: TensorFlow's intra-op pool (``TF_NUM_INTRAOP_THREADS``,
+    set by ``cmlib train --threads`` and the sweep's one-job-per-core pool; else all the process's cores);
+    None where a GPU computes (the CPU threads do not set its speed)."""
+    if gpu:
+        return None
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        set_by_api = tf.config.threading.get_intra_op_parallelism_threads()
+        if set_by_api > 0:
+            return int(set_by_api)
+        try:
+            n = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
+        except ValueError:
+            n = 0
+        if n > 0:
+            return n
+    return cpu_cores
+
+
+# what makes two stretches of one run's training differ in cost: where it ran, on how many threads, in what precision
+_SEGMENT_KEYS = ("compute_threads", "precision")
+
+
+def _segment(env: dict, until_epoch: int) -> dict:
+    mach = env.get("machine", {})
+    return {"until_epoch": until_epoch, "machine": mach.get("summary", "unknown"), "cpu_cores": mach.get("cpu_cores"),
+            "gpu_names": list(mach.get("gpu_names", [])), **{k: env.get(k) for k in _SEGMENT_KEYS}}
+
+
+def with_earlier_segments(new: dict, old: dict | None, epochs_completed: int) -> dict:
+    """``new`` (this process's :func:`environment`) for a run that resumes after ``epochs_completed`` epochs
+    from a record ``old`` (the run's previous env.json, None for a fresh run).
+
+    Where the earlier stretch ran on other hardware, another thread count or precision, ``earlier`` lists it
+    (``until_epoch``: the last epoch it trained that the run kept), so that the run's wall time can be read as
+    the cost of the hardware that spent it (:func:`cmlib.artifacts.compute_segments`).  An old record without
+    ``compute_threads`` used all its cores (TensorFlow's default)."""
+    out = {k: v for k, v in new.items() if k != "earlier"}
+    if old is None or epochs_completed <= 0:
+        return out
+    old = dict(old)
+    if "compute_threads" not in old:
+        old["compute_threads"] = None if old.get("machine", {}).get("gpus") else old.get("machine", {}).get("cpu_cores")
+    before = list(old.get("earlier", []))
+    earlier = [e for e in before if e["until_epoch"] < epochs_completed]
+    # the kind that trained the epochs the run keeps last: a recorded stretch where the checkpoint is older
+    # than a switch, else the old record's own
+    dropped = [e for e in before if e["until_epoch"] >= epochs_completed]
+    last = dict(dropped[0], until_epoch=epochs_completed) if dropped else _segment(old, epochs_completed)
+    if _kind(last) != _kind(_segment(new, 0)):
+        earlier.append(last)
+    if earlier:
+        out["earlier"] = earlier
+    return out
+
+
+def _kind(segment: dict) -> dict:
+    return {k: v for k, v in segment.items() if k != "until_epoch"}
 
 
 def code_version() -> dict:
