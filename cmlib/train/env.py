@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, hardware
+from ..artifacts import compute_segments
 
 
 def environment(precision: str | None = None) -> dict:
@@ -90,45 +91,30 @@ def compute_threads(backend: str, cpu_cores: int | None, gpu: bool) -> int | Non
     return cpu_cores
 
 
-# what makes two stretches of one run's training differ in cost: where it ran, on how many threads, in what precision
-_SEGMENT_KEYS = ("compute_threads", "precision")
-
-
-def _segment(env: dict, until_epoch: int) -> dict:
-    mach = env.get("machine", {})
-    return {"until_epoch": until_epoch, "machine": mach.get("summary", "unknown"), "cpu_cores": mach.get("cpu_cores"),
-            "gpu_names": list(mach.get("gpu_names", [])), **{k: env.get(k) for k in _SEGMENT_KEYS}}
-
-
 def with_earlier_segments(new: dict, old: dict | None, epochs_completed: int) -> dict:
     """``new`` (this process's :func:`environment`) for a run that resumes after ``epochs_completed`` epochs
     from a record ``old`` (the run's previous env.json, None for a fresh run).
 
-    Where the earlier stretch ran on other hardware, another thread count or precision, ``earlier`` lists it
+    Where an earlier stretch ran on other hardware, another thread count or precision, ``earlier`` lists it
     (``until_epoch``: the last epoch it trained that the run kept), so that the run's wall time can be read as
-    the cost of the hardware that spent it (:func:`cmlib.artifacts.compute_segments`).  An old record without
-    ``compute_threads`` used all its cores (TensorFlow's default)."""
+    the cost of the hardware that spent it (:func:`cmlib.artifacts.compute_segments`, which also reads an old
+    record without ``compute_threads`` as one that used all its cores)."""
     out = {k: v for k, v in new.items() if k != "earlier"}
     if old is None or epochs_completed <= 0:
         return out
-    old = dict(old)
-    if "compute_threads" not in old:
-        old["compute_threads"] = None if old.get("machine", {}).get("gpus") else old.get("machine", {}).get("cpu_cores")
-    before = list(old.get("earlier", []))
-    earlier = [e for e in before if e["until_epoch"] < epochs_completed]
-    # the kind that trained the epochs the run keeps last: a recorded stretch where the checkpoint is older
-    # than a switch, else the old record's own
-    dropped = [e for e in before if e["until_epoch"] >= epochs_completed]
-    last = dict(dropped[0], until_epoch=epochs_completed) if dropped else _segment(old, epochs_completed)
-    if _kind(last) != _kind(_segment(new, 0)):
-        earlier.append(last)
+    # the stretches that trained the epochs the run keeps (a checkpoint older than a switch drops what followed)
+    kept = [s for s in compute_segments(old, epochs_completed) if s["first_epoch"] <= epochs_completed]
+    earlier = [{"until_epoch": min(s["last_epoch"], epochs_completed), **_kind(s)} for s in kept]
+    if _kind(earlier[-1]) == _kind(compute_segments(out, 0)[0]):
+        earlier.pop()                     # the last of them ran as this process does: it goes on
     if earlier:
         out["earlier"] = earlier
     return out
 
 
 def _kind(segment: dict) -> dict:
-    return {k: v for k, v in segment.items() if k != "until_epoch"}
+    """What makes two stretches of one run differ in cost: the machine, its threads and the precision."""
+    return {k: v for k, v in segment.items() if k not in ("first_epoch", "last_epoch", "until_epoch")}
 
 
 def code_version() -> dict:
