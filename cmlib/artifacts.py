@@ -282,22 +282,27 @@ class Run:
                 f"best epoch {s.get('best_epoch', '?')}, {s.get('wall_time_s', float('nan')) / 60:.1f} min")
 
 
+# what a stretch of a run records about where it trained (env.json and its ``earlier`` entries), with defaults
+STRETCH_KEYS = {"machine": "unknown", "cpu_cores": None, "gpu_names": [], "compute_threads": None, "precision": None}
+
+
 def compute_segments(env: dict, epochs: int) -> list[dict]:
     """A run's training split into stretches of one kind of hardware, from its env.json: each ``first_epoch``,
-    ``last_epoch``, ``machine`` (summary), ``compute_threads`` (CPU threads it computed with; None on a GPU) and
-    ``precision``.  One stretch unless the run resumed somewhere else (``earlier``, written by
-    :func:`cmlib.train.env.with_earlier_segments`).  A record older than ``compute_threads`` used all its cores."""
-    mach = env.get("machine", {}) if env else {}
-    threads = env.get("compute_threads", None if mach.get("gpus") else mach.get("cpu_cores")) if env else None
+    ``last_epoch`` and the :data:`STRETCH_KEYS`: ``machine`` (summary), ``cpu_cores``, ``gpu_names``,
+    ``compute_threads`` (CPU threads it computed with; None on a GPU) and ``precision``.  One stretch unless the
+    run resumed somewhere else (``earlier``, written by :func:`cmlib.train.env.with_earlier_segments`).  A record
+    older than ``compute_threads`` used all its cores."""
+    env = env or {}
+    mach = env.get("machine", {})
+    current = {"machine": mach.get("summary", "unknown"), "cpu_cores": mach.get("cpu_cores"),
+               "gpu_names": mach.get("gpu_names", []), "precision": env.get("precision"),
+               "compute_threads": env.get("compute_threads", None if mach.get("gpus") else mach.get("cpu_cores"))}
+    stretches = [*env.get("earlier", []), current]
     out, first = [], 1
-    for e in (env or {}).get("earlier", []):
-        out.append({"first_epoch": first, "last_epoch": int(e["until_epoch"]), "machine": e.get("machine", "unknown"),
-                    "cpu_cores": e.get("cpu_cores"), "gpu_names": e.get("gpu_names", []),
-                    "compute_threads": e.get("compute_threads"), "precision": e.get("precision")})
-        first = int(e["until_epoch"]) + 1
-    out.append({"first_epoch": first, "last_epoch": max(int(epochs), first), "machine": mach.get("summary", "unknown"),
-                "cpu_cores": mach.get("cpu_cores"), "gpu_names": mach.get("gpu_names", []),
-                "compute_threads": threads, "precision": (env or {}).get("precision")})
+    for i, e in enumerate(stretches):
+        last = int(e["until_epoch"]) if i < len(stretches) - 1 else max(int(epochs), first)
+        out.append({"first_epoch": first, "last_epoch": last, **{k: e.get(k, d) for k, d in STRETCH_KEYS.items()}})
+        first = last + 1
     return out
 
 

@@ -784,10 +784,11 @@ def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
     md = pages.run_inventory_markdown("smoke", book_root, data="data/tiny.h5")
     assert md.count("\n| ") == len(rows) + 1 and "not shown to be converged" in md
     assert basic["compute"] == "3 s on test machine, float32"
-    assert pages._hardware_short({"machine": {"cpu_cores": 2, "gpu_names": []}}) == "2 CPU cores"
-    assert pages._hardware_short({"machine": {"cpu_cores": 16, "gpu_names": ["NVIDIA H100"]}}) == "NVIDIA H100"
-    assert pages._hardware_short({"machine": {"cpu_cores": 2, "gpu_names": []}, "compute_threads": 1}) \
-        == "1 of 2 CPU cores"
+    def where(env):
+        return pages._segment_hardware(A.compute_segments(env, 0)[-1])
+    assert where({"machine": {"cpu_cores": 2, "gpu_names": []}}) == "2 CPU cores"
+    assert where({"machine": {"cpu_cores": 16, "gpu_names": ["NVIDIA H100"]}}) == "NVIDIA H100"
+    assert where({"machine": {"cpu_cores": 2, "gpu_names": []}, "compute_threads": 1}) == "1 of 2 CPU cores"
     # the laptop profile's stored experiments (the compute plan) follow the models, named by their label
     lap = pages.run_inventory_rows("laptop", book_root, data="data/tiny.h5")
     n_pages = len(profiles.get_profile("laptop").pages())

@@ -604,18 +604,10 @@ def _segment_hardware(seg: Mapping) -> str:
     return str(seg.get("machine", "unknown hardware"))
 
 
-def _hardware_short(env: Mapping) -> str:
-    """'2 CPU cores', '1 of 2 CPU cores' or the GPU's name, from a run's env.json (where its last stretch ran)."""
-    mach = env.get("machine", {}) if env else {}
-    if not mach.get("cpu_cores") and not mach.get("gpu_names"):
-        return str(mach.get("summary", "unknown hardware"))
-    return _segment_hardware(A.compute_segments(dict(env), 0)[-1])
-
-
 def _run_hardware(run) -> str:
     """Where one run trained: '2 CPU cores', or its stretches where it resumed on other hardware or threads,
     '2 CPU cores (epochs 1–9), then 1 of 2 CPU cores (10–30)'."""
-    segs = A.compute_segments(run.env, int(run.status_info.get("epochs_completed") or 0))
+    segs = run.segments
     kinds = [_segment_hardware(g) for g in segs]
     if len(set(kinds)) == 1:
         return kinds[0]

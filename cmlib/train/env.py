@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, hardware
-from ..artifacts import compute_segments
+from ..artifacts import STRETCH_KEYS, compute_segments
 
 
 def environment(precision: str | None = None) -> dict:
@@ -114,7 +114,7 @@ def with_earlier_segments(new: dict, old: dict | None, epochs_completed: int) ->
 
 def _kind(segment: dict) -> dict:
     """What makes two stretches of one run differ in cost: the machine, its threads and the precision."""
-    return {k: v for k, v in segment.items() if k not in ("first_epoch", "last_epoch", "until_epoch")}
+    return {k: segment[k] for k in STRETCH_KEYS}
 
 
 def code_version() -> dict:
