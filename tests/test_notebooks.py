@@ -73,3 +73,34 @@ def test_every_training_option_a_student_needs_is_a_page_parameter():
     wanted = {RENAMED.get(o, o) for o in option_names()} - INTERNAL
     assert wanted <= names, wanted - names
     assert {"epochs", "seeds", "data", "train_missing"} <= names
+
+
+def _split_prints(source: str) -> list[str]:
+    """The print calls of a code cell that write one line in several pieces (several arguments, sep or end)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:          # IPython magics: such a cell prints nothing of ours
+        return []
+    return [ast.unparse(n) for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
+            and (len(n.args) > 1 or any(isinstance(a, ast.Starred) for a in n.args)
+                 or any(k.arg in ("sep", "end") for k in n.keywords))]
+
+
+def test_split_prints_are_found():
+    assert _split_prints('print("a:", x)\nprint(f"b: {x}")') == ["print('a:', x)"]
+    assert _split_prints('print(*xs)\nprint("a", end="")') == ["print(*xs)", "print('a', end='')"]
+    assert _split_prints('print(f"a {x}")\nprint()') == []
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_printed_lines_are_written_in_one_piece(path: Path):
+    """``print("a:", x)`` writes "a:", " " and x separately; the kernel may send them as two stream messages
+    (it flushes on a timer), and myst-nb's ``nb_merge_streams`` joins stream messages with a newline after
+    stripping each, so the page would read "a:" and "x" on two lines (a CI build did: the pooling example of
+    cnn_fundamentals, whose numbers the book test checks). One f-string per line is written whole."""
+    nb = nbformat.read(path, as_version=4)
+    found = [p for c in nb.cells if c.cell_type == "code" for p in _split_prints(c.source)]
+    assert not found, f"{path.name}: print one f-string per line instead of {found}"
