@@ -468,6 +468,31 @@ def first_epoch_without_gradient(history: Mapping[str, np.ndarray]) -> int | Non
     return int(ep[i])
 
 
+#: :func:`first_epoch_of_constant_output`: predictions spread less than this fraction of the labels' spread are one
+#: constant (float32 noise on a constant output is far below it; a network that learned anything is far above).
+CONSTANT_OUTPUT_RATIO = 1e-3
+
+
+def first_epoch_of_constant_output(history: Mapping[str, np.ndarray]) -> int | None:
+    """The first epoch from which on a run predicted one and the same mass for every training cluster, to its last
+    epoch: the prediction spread on the training probe (history column ``pred_std_train``,
+    :mod:`cmlib.train.diagnostics`) stayed below :data:`CONSTANT_OUTPUT_RATIO` of the labels' (``label_std_train``).
+    A run that ends so scores at its last epoch like predicting one mass, whatever it reached before (a network
+    whose ReLUs before the output all died stays there for good: no gradient reaches it).  Early in a run, with the
+    output started at the mean mass, such an epoch is normal.  None if the last epoch still varies, or without
+    the columns."""
+    ps = np.asarray(history.get("pred_std_train", []), dtype=float)
+    ls = np.asarray(history.get("label_std_train", []), dtype=float)
+    if ps.size == 0 or ls.size != ps.size:
+        return None
+    ep = np.asarray(history.get("epoch", np.arange(1, ps.size + 1)))
+    const = np.isfinite(ps) & np.isfinite(ls) & (ls > 0) & (ps <= CONSTANT_OUTPUT_RATIO * ls)
+    if not const[-1]:
+        return None
+    varied = np.flatnonzero(~const)
+    return int(ep[0 if varied.size == 0 else varied[-1] + 1])
+
+
 def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> list[dict]:
     """Read a run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) for the usual failures.
 

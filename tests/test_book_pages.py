@@ -639,6 +639,21 @@ def test_fair_answer_edge_cases():
     row = comparison.cost_accuracy_rows(cpu)[1]
     assert row["× basic CNN's time"] == "8.5×" and row["CPU core-hours per seed"] == "1.7"
     assert "compared in CPU core-hours" in comparison.cost_accuracy_markdown(cpu, {})
+    assert "predate that record" not in comparison.cost_accuracy_markdown(cpu, {})     # no counts: nothing claimed
+    # which runs recorded their threads, and how much the machine's load alone changed one recipe's epoch time
+    cpu = [dict(cpu[0], runs=3, threads_recorded=0, epoch_s={"cpu": [3.0, 3.3, 6.0]}),
+           dict(cpu[1], runs=1, threads_recorded=1, epoch_s={"cpu": [100.0]})]
+    text = comparison.cost_accuracy_markdown(cpu, {})
+    assert ("3 of these 4 runs predate that record: they computed with all the machine's cores, TensorFlow's "
+            "default, and are charged for all of them.") in text
+    assert comparison.load_spread(cpu) == (2.0, "Basic CNN")
+    assert ("seeds of Basic CNN, with one recipe on the same hardware, took up to 2.0× as long per epoch as each "
+            "other") in text
+    cpu[0]["threads_recorded"] = 0; cpu[1]["threads_recorded"] = 0
+    assert "None of these 4 runs recorded its threads (they predate that record)" in \
+        comparison.cost_accuracy_markdown(cpu, {})
+    cpu[0]["epoch_s"] = {"cpu": [3.0], "gpu": [1.0]}           # one seed per hardware: no spread to show
+    assert comparison.load_spread(cpu) is None and "shared machine" not in comparison.cost_accuracy_markdown(cpu, {})
     assert "compared as wall times" in comparison.cost_accuracy_markdown(pts, {})
     assert "nan" not in comparison.cost_accuracy_markdown(pts, {}) and "700× the basic CNN's operations per image." \
         in comparison.cost_accuracy_markdown(pts, {})
@@ -1204,6 +1219,48 @@ def test_diagnosis_explains_a_network_that_predicts_from_the_redshift_alone(book
     assert "Known remedies" not in text and "**Signs of" not in text
     assert M.first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 1e-3]}) is None
     assert M.first_epoch_without_gradient({"epoch": [1, 2], "grad_norm_first": [0.0, 0.0]}) == 1
+
+
+def test_a_run_that_collapsed_after_its_best_epoch_says_so(book_root):
+    """A thesis-protocol run that predicts one mass for every cluster from some epoch after its best one to its
+    end (as the stored ResNet50V2 run does from epoch 51): its number rests on the epoch picked on the test
+    clusters, and every place that reports it says so."""
+    assert M.first_epoch_of_constant_output({"pred_std_train": [0.2, 0.0, 0.0], "label_std_train": [0.3] * 3}) == 2
+    assert M.first_epoch_of_constant_output({"pred_std_train": [0.0, 0.0, 0.01], "label_std_train": [0.3] * 3}) is None
+    assert M.first_epoch_of_constant_output({"pred_std_train": [1e-4, 1e-4], "label_std_train": [0.3, 0.3]}) == 1
+    assert M.first_epoch_of_constant_output({"loss": [0.1]}) is None
+    runs_by = {}
+    for model, noise in (("basic", 0.10), ("resnet50v2", 0.06)):
+        over = {} if model == "basic" else {"early_stopping": 10}
+        _, req = pages.request_for(model, "smoke", data="data/tiny.h5", epochs=4, seeds=[0], **over)
+        d = _write_run(book_root, req, 0, n=800, pred_fn=lambda t, rng, s=noise: t + rng.normal(0, s, t.size), epochs=4)
+        if model == "resnet50v2":
+            A.write_status(d, status="complete", epochs_completed=4, best_epoch=2, wall_time_s=3.0,
+                           stopped_reason="early stopping at epoch 4: no improvement for 2 epochs")
+            A.write_history(d / "history.csv", [dict(
+                epoch=e, loss=0.1, val_loss=0.1, lr=1e-3, epoch_time_s=1.0, elapsed_s=float(e), mse_train_eval=0.1,
+                mse_train_batchstats=0.1, pred_std_train=ps, label_std_train=0.3, grad_norm=1.0,
+                grad_norm_first=0.0 if ps == 0 else 0.1, grad_norm_last=0.02, dead_relu=0.0)
+                for e, ps in enumerate([0.2, 0.25, 0.0, 0.0], 1)])
+        runs_by[model] = pages.find_page_runs(model, "smoke", root=book_root, data="data/tiny.h5", epochs=4, seeds=[0],
+                                              **over)
+    run = runs_by["resnet50v2"].finished[0]
+    assert pages.collapsed_after_best(run) == 3 and pages.collapsed_after_best(runs_by["basic"].finished[0]) is None
+    assert pages.collapse_text(run).startswith("From epoch 3 on it predicted one and the same mass for every cluster, "
+                                               "to its last epoch (4)")
+    assert "its numbers are those of epoch 2, the best before the collapse" in pages.collapse_text(run)
+    page = pages.thesis_protocol_page_markdown(runs_by["resnet50v2"], runs_by["resnet50v2"])
+    assert "From epoch 3 on it predicted one and the same mass" in page and "(picked on the test clusters" in page
+    res = comparison.thesis_protocol_comparison(runs_by, None, root=book_root)
+    row = next(r for r in comparison.thesis_protocol_rows(res) if r["model"] == "ResNet50V2")
+    assert row["reported run"] == "1 seed, epoch 2 of 4 (early stopping; one mass for every cluster from epoch 3 on)"
+    answer = comparison.thesis_protocol_answer(res)
+    assert ("; from epoch 3 on it predicted one mass for every cluster, so at its last epoch, which thesis Table 5 "
+            "would report, it scores like predicting one mass: this number rests on the epoch picked on the test "
+            "clusters") in answer
+    assert "before it collapsed to one mass for every cluster from epoch 3 on)" in comparison.thesis_protocol_markdown(res)
+    basic_row = next(r for r in res["rows"] if r["model"] == "basic")
+    assert basic_row["collapsed_at"] is None and "collapse" not in answer.split("ResNet50V2")[0]
 
 
 def _diagnostics_history(d: Path, grads, dead: float) -> None:

@@ -18,7 +18,7 @@ from ..errors import CmlibError
 from . import runs as R
 from .pages import (FAIR_SPLIT, REDSHIFT_ONLY, PageRuns, and_list, basic_on_same_split, cached, counted, fair_basic,
                     find_page_runs, fmt, get_spec_family, hardware_of, history_references, pm, run_input_shape,
-                    seeds_text, seeds_text_of, split_of, stop_kind, verdict)
+                    seeds_text, seeds_text_of, split_of, stop_kind, verdict, collapsed_after_best)
 from .profiles import FAIR_EPOCHS, FAIR_REMEDIES, REMEDY_INFIX, display_name, get_profile, is_remedy_key, remedy_keys
 from .thesis import TABLE5
 
@@ -105,7 +105,9 @@ def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predict
         tp = proto_by.get(m)
         if tp is not None and split_of(pr) != "thesis":
             learned += (f"; the thesis's protocol: {'yes' if tp['learned'] else 'no'}, std(x) {fmt(tp['std'])} dex "
-                        "(Table 5 the thesis's way)")
+                        + (f"at epoch {tp['best_epoch']}, then one mass for every cluster from epoch "
+                           f"{tp['collapsed_at']} " if tp.get("collapsed_at") else "")
+                        + "(Table 5 the thesis's way)")
         rows.append({
             "model": display_name(m),
             "runs": (f"best of {n}, " if n > 1 else "1 run, ") + f"{eps} ep.",
@@ -751,7 +753,7 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
         f = fair_by.get(name)
         row = {"model": m, "name": name, "seeds": len(pr.finished),
                "epochs": best.status_info.get("epochs_completed"), "best_epoch": best.status_info.get("best_epoch"),
-               "stopped": stop_kind(best), "sigma": met.get("sigma"), "mu": met.get("mu"), "std": met.get("std"),
+               "stopped": stop_kind(best), "collapsed_at": collapsed_after_best(best), "sigma": met.get("sigma"), "mu": met.get("mu"), "std": met.get("std"),
                "sigma_thesis": TABLE5.get(m, {}).get("sigma_test"),
                "fair_std": None if f is None else f["mean_seeds"],
                "fair_std_sd": None if f is None or f["seeds"] < 2 else f["std_seeds"],
@@ -789,8 +791,11 @@ def thesis_protocol_answer(result: Mapping) -> str:
         refs = ([f"the redshift alone's {r['redshift_std']:.3f}"] if np.isfinite(r.get("redshift_std", math.nan))
                 else []) + ([f"the basic CNN's best run's {b['std']:.3f}"] if b is not None else [])
         when = (f" at epoch {r['best_epoch']} of {r['epochs']}" if r.get("best_epoch") and r.get("epochs") else "")
+        collapse = (f"; from epoch {r['collapsed_at']} on it predicted one mass for every cluster, so at its last "
+                    "epoch, which thesis Table 5 would report, it scores like predicting one mass: this number rests on "
+                    "the epoch picked on the test clusters" if r.get("collapsed_at") else "")
         return (f"{r['name']} {state}: std(x) = {r['std']:.3f} dex{when} ({r['stopped']})"
-                + (f", against {and_list(refs)} on the same clusters" if refs else ""))
+                + (f", against {and_list(refs)} on the same clusters" if refs else "") + collapse)
 
     txt = ("**Under the thesis's own protocol** (its split with the test set as validation set, 71 × 71 input, "
            "Adam at a constant 10⁻³, the best epoch picked on the test clusters, so optimistic: *Table 5 the "
@@ -798,7 +803,8 @@ def thesis_protocol_answer(result: Mapping) -> str:
     for r in deep:
         if r["learned"] and r.get("fair_learned") is False:
             fixed = r.get("fair_remedies_learned") or []
-            ran = f" ({r['epochs']} epochs)" if r.get("epochs") else ""
+            ran = (f" (until epoch {r['best_epoch']} of {r['epochs']})" if r.get("collapsed_at") and r.get("best_epoch")
+                   else f" ({r['epochs']} epochs)" if r.get("epochs") else "")
             # a remedy is the fair recipe with one change: if it learns, that change is what the recipe lacked
             txt += (f" {r['name']} learns here{ran} but not with the fair protocol's recipe (at most {FAIR_EPOCHS} "
                     "epochs)"
@@ -833,7 +839,9 @@ def thesis_protocol_rows(result: Mapping) -> list[dict]:
             fair = f"{seeds_text(r['fair_std'], sd, r['fair_seeds'])} ({counted(r['fair_seeds'], 'seed')})"
         out.append({"model": r["name"],
                     "reported run": (f"best of {r['seeds']} seeds" if r["seeds"] > 1 else "1 seed")
-                    + f", epoch {r['best_epoch']} of {r['epochs']} ({r['stopped']})",
+                    + f", epoch {r['best_epoch']} of {r['epochs']} ({r['stopped']}"
+                    + (f"; one mass for every cluster from epoch {r['collapsed_at']} on" if r.get("collapsed_at") else "")
+                    + ")",
                     "σ test, thesis": fmt(r["sigma_thesis"]) if r["sigma_thesis"] is not None else "\u2013",
                     "σ test, ours": fmt(r["sigma"]), "μ test, ours": fmt(r["mu"], signed=True),
                     "std(x) test, ours": fmt(r["std"]),
@@ -910,7 +918,9 @@ def thesis_protocol_markdown(result: Mapping) -> str:
         lose = [r["name"] for r in deep if r["std"] >= b["std"]]
         parts.append("Under the thesis's protocol: " + "; ".join(
             f"{r['name']} std(x) {r['std']:.3f} (σ {r['sigma']:.3f}; thesis σ {fmt(r['sigma_thesis'])}"
-            + ("" if r["learned"] else f"; did not learn from the images: {r['learned_short']}") + ")" for r in deep)
+            + ("" if r["learned"] else f"; did not learn from the images: {r['learned_short']}")
+            + (f"; at epoch {r['best_epoch']}, before it collapsed to one mass for every cluster from epoch "
+               f"{r['collapsed_at']} on" if r.get("collapsed_at") else "") + ")" for r in deep)
             + f". Better than the basic CNN's best run ({b['std']:.3f}): " + (", ".join(beat) or "none")
             + (f"; not better: {', '.join(lose)}" if lose else "") + ".")
         z = [r["redshift_std"] for r in deep if not r["learned"] and np.isfinite(r["redshift_std"])]
@@ -958,7 +968,11 @@ def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
                     "hardware": hardware_of(fin),
                     "epochs": float(np.mean([x.status_info.get("epochs_completed", 0) for x in fin])),
                     "std_mean": r["mean_seeds"], "std_sd": r["std_seeds"] if r["seeds"] > 1 else 0.0,
-                    "seeds": r["seeds"]})
+                    "seeds": r["seeds"],
+                    # runs made before env.json recorded compute_threads are charged for all the cores (their
+                    # TensorFlow default); the epoch times of seeds on one hardware show the machine's load
+                    "threads_recorded": sum("compute_threads" in x.env for x in fin), "runs": len(fin),
+                    "epoch_s": _epoch_times_by_hardware(fin)})
     # the time the models are compared by: CPU core-hours where every run has them, so that a run that shared
     # the machine with another (one job per core) is not charged for the wall time the other job took; else the
     # wall time (e.g. when some runs trained on a GPU)
@@ -966,6 +980,33 @@ def cost_accuracy_points(members: Mapping[str, PageRuns], fair: Mapping, *,
     for p in out:
         p["time_h"], p["time_unit"] = (p["core_h"], "CPU core-hours") if core else (p["wall_h"], "wall-clock hours")
     return out
+
+
+def _epoch_times_by_hardware(runs: Sequence) -> dict[str, list[float]]:
+    """The median epoch time of each run (seconds), grouped by the hardware it names (:func:`hardware_of`)."""
+    out: dict[str, list[float]] = {}
+    for r in runs:
+        out.setdefault(hardware_of([r]), []).append(_median_epoch_s(r))
+    return out
+
+
+def _median_epoch_s(run) -> float:
+    """A run's median epoch wall time in seconds (NaN without a history)."""
+    e = np.asarray(run.history.get("epoch_time_s", []), dtype=float)
+    e = e[np.isfinite(e)]
+    return float(np.median(e)) if e.size else math.nan
+
+
+def load_spread(points: Sequence[Mapping]) -> tuple[float, str] | None:
+    """The largest ratio of median epoch times between seeds of one model on the same hardware (the machine's
+    load, not the model: same recipe, same code), with that model's name; None without two such seeds."""
+    best = None
+    for p in points:
+        for times in p.get("epoch_s", {}).values():
+            t = [x for x in times if math.isfinite(x) and x > 0]
+            if len(t) > 1 and (best is None or max(t) / min(t) > best[0]):
+                best = (max(t) / min(t), p["model"])
+    return best
 
 
 def _times(x: float) -> str:
@@ -1010,5 +1051,18 @@ def cost_accuracy_markdown(points: Sequence[Mapping], fair: Mapping) -> str:
            "a run that shared the cores with another (one job per core, `cmlib train --threads 1`) counts only "
            "its own cores." if points[0].get("time_unit") == "CPU core-hours" else
            " Training times are compared as wall times, each on the hardware its row names.")
+    if points[0].get("time_unit") == "CPU core-hours":
+        runs = sum(p.get("runs", 0) for p in points)
+        rec = sum(p.get("threads_recorded", 0) for p in points)
+        if rec < runs:
+            who = (f"None of these {runs} runs recorded its threads (they predate that record)" if rec == 0 else
+                   f"{runs - rec} of these {runs} runs predate that record")
+            how += (f" {who}: they computed with all the machine's cores, TensorFlow's default, and are charged for "
+                    "all of them.")
+    spread = load_spread(points)
+    if spread is not None and spread[0] >= 1.2:
+        how += (f" Times also carry the load of a shared machine: seeds of {spread[1]}, with one recipe on the same "
+                f"hardware, took up to {spread[0]:.1f}× as long per epoch as each other, so read the time ratios to "
+                "within such a factor.")
     return txt + (". The differences here are of the means over seeds; the table of the answer above compares "
                   "the ensembles, with their intervals." + how)

@@ -560,6 +560,28 @@ def stop_text(run) -> str:
     return reason or kind
 
 
+def collapsed_after_best(run) -> int | None:
+    """The epoch from which a finished run predicted one mass for every cluster to its end
+    (:func:`cmlib.metrics.first_epoch_of_constant_output`), where that came after its best epoch: the run it
+    reports (best epoch) learned something its last epoch lost.  None otherwise."""
+    c = M.first_epoch_of_constant_output(run.history)
+    best = run.status_info.get("best_epoch")
+    return c if c is not None and best and c > int(best) else None
+
+
+def collapse_text(run) -> str:
+    """'From epoch 51 on it predicted one and the same mass for every cluster, to its last epoch (60): ...' for a
+    run that collapsed after its best epoch (:func:`collapsed_after_best`); empty otherwise."""
+    c = collapsed_after_best(run)
+    if c is None:
+        return ""
+    last = run.status_info.get("epochs_completed")
+    return (f"From epoch {c} on it predicted one and the same mass for every cluster, to its last epoch ({last}): "
+            f"reported at its last epoch, as thesis Table 5 reports the deep models, it would score like predicting "
+            f"one mass; its numbers are those of epoch {run.status_info.get('best_epoch')}, the best before the "
+            "collapse")
+
+
 def _stop_groups(runs: Sequence) -> Mapping[tuple[str, int], int]:
     """How many of ``runs`` stopped each way: (:func:`stop_kind`, epochs completed) -> count."""
     from collections import Counter
@@ -1219,6 +1241,9 @@ def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: st
     out = [f"**{name} trained the thesis's way**: {which}, stopped by {stop_text(b)}{best_ep}{cost}. "
            f"Reported as Table 5 reports it: test σ = {met['sigma']:.3f} dex{thesis('sigma_test')}, "
            f"μ = {met['mu']:+.3f} dex{thesis('mu_test', True)}, std(x) = {met['std']:.3f} dex."]
+    collapse = collapse_text(b)
+    if collapse:
+        out.append(collapse + " (picked on the test clusters, as the thesis's protocol picks).")
     v = verdict(tp)
     if v["learned"]:
         z = (f"the redshift alone scores std(x) = {v['redshift_std']:.3f} dex and " if math.isfinite(v["redshift_std"])
