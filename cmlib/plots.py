@@ -730,7 +730,8 @@ def plot_std_comparison(sets: Mapping[str, Predictions], colors: Mapping[str, st
     for (label, value), ls in zip((references or {}).items(), ("--", ":", "-.", (0, (5, 1)))):
         ax.axvline(value, color="k", ls=ls, lw=1.2, label=label)
     if references:
-        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.5 / max(3, len(names))), ncol=1,
+        # just below the axis label: about 0.6 inch under axes of about 0.36 inch a bar
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.65 / (0.36 * len(names) + 0.5)), ncol=1,
                   frameon=False)
     ax.set_xlabel("std(x) on the test set [dex]")
     ax.invert_yaxis()

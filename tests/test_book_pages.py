@@ -116,6 +116,16 @@ def test_a_run_in_another_precision_is_the_same_experiment(book_root, monkeypatc
     assert not other_data and [r.seed for r in found] == [0, 1]
     assert [r.config["precision"] for r in found] == ["bfloat16", "float32"]
     assert [r.config["precision"] for r in runs.find(fp32, book_root)[0]] == ["float32", "float32"]
+    # said per seed wherever the seeds differ; a remedy (here: any other set of runs) in other arithmetic says so
+    assert pages.precision_words(found) == "bfloat16 (seed 0), float32 (seed 1)"
+    assert pages.precision_words(found[1:]) == "float32" and pages.precision_words([]) == "float32"
+    assert pages.precision_note(found[1:], found[:1]) == ("; its runs in float32, the recipe's runs in bfloat16, "
+                                                          "which changes a run by round-off only")
+    assert pages.precision_note(found[1:], found[1:]) == ""
+    assert comparison._precision_aside({"fair_remedies_precision": {"X (remedy: y)": ["float32"]},
+                                        "fair_precisions": ["bfloat16"]}) == \
+        " (its runs in float32, the recipe's in bfloat16: that changes a run by round-off only)"
+    assert comparison._precision_aside({"fair_remedies_precision": {}}) == ""
     assert C.ROUND_OFF_FIELDS == ("precision",)
     # an interrupted float32 seed 2 is where the bf16 request's seed 2 stands
     d = bf16.config(2, book_root).run_dir(book_root / "results/runs")
@@ -263,6 +273,7 @@ def test_summary_rows_single_seed_have_no_spread_and_a_mean_predictor_row(book_r
     assert any(r[""] == pages.REDSHIFT_ONLY for r in rows)           # the floor of the images, on every page
     fair = comparison.fair_summary_rows({"basic": pr})
     assert not any("±" in str(v) for r in fair for v in r.values())
+    assert {r["split"] for r in fair} == {"thesis"} and fair[0][comparison.OUTLIERS].endswith("%")
 
 
 def test_findings_paragraph_is_generated_from_the_runs(book_root):
@@ -310,6 +321,20 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     assert "the like-for-like comparison with the basic CNN follows" in comparison.findings_paragraph(fair_only, "smoke",
                                                                                                  fair=fair)
     assert (pages.counted(1, "seed"), pages.counted(2, "seed"), pages.counted(0, "run")) == ("1 seed", "2 seeds", "0 runs")
+
+
+def test_html_table_shows_every_column_of_any_row():
+    """Rows of different layouts (the thesis split has no separate validation set, the fair one has): no column of
+    a later row is dropped, and a cell a row lacks reads '–', not blank."""
+    html_out = pages.html_table([{"split": "thesis", "train": 7151, "test_validation": 795},
+                                 {"split": "train-val-test", "train": 6356, "validation": 795, "test": 795,
+                                  "_class": "x"}])
+    heads = re.findall(r"<th>([^<]*)</th>", html_out)
+    assert heads == ["split", "train", "test_validation", "validation", "test"]
+    cells = re.findall(r"<td>([^<]*)</td>", html_out)
+    assert cells == ["thesis", "7151", "795", "\u2013", "\u2013", "train-val-test", "6356", "\u2013", "795", "795"]
+    assert '<tr class="x">' in html_out
+    assert re.findall(r"<th>([^<]*)</th>", pages.html_table([{"a": 1, "b": 2}], columns=["b"])) == ["b"]
 
 
 def test_config_rows_show_the_runs_input_shape(book_root, monkeypatch):
@@ -579,6 +604,14 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
                                   n_boot=100)
     assert "ResNet50V2" not in {r["model"] for r in mixed["rows"]}
     assert mixed["pending"] == ["ResNet50V2 (its stored runs were made on another version of the data file)"]
+    # the bar chart: every bar from the fair comparison, so on its test clusters, the failures marked
+    bars, bar_colors, note = comparison.fair_bar_sets({"basic": basic, "resnet50v2": good, "vgg16": flat}, res)
+    assert [b.split(" (did not")[0] for b in bars] == [r["model"] for r in res["rows"]]   # the comparison's order
+    assert "VGG16 (did not learn)" in bars and "ResNet50V2" in bars and "Basic CNN" in bars
+    assert pages.REDSHIFT_ONLY in bars and "predict the mean training mass" in bars
+    assert bars["VGG16 (did not learn)"] is res["predictions"]["VGG16"]
+    assert len(set(bar_colors.values())) == len(bar_colors) and note.startswith(f"Every bar is on the same {res['n_test']} ")
+    assert comparison.fair_bar_sets({}, {"rows": [], "predictions": {}}) == ({}, {}, "")
     # cost against accuracy: GFLOPs at the runs' input, wall time per seed, std(x) of the fair comparison
     members = {"basic": basic, "resnet50v2": good, "vgg16": flat}
     pts = comparison.cost_accuracy_points(members, res, cache_folder=book_root / "cache")
@@ -1117,7 +1150,8 @@ def test_table4_reads_every_setting_from_the_code():
     assert rows["Bands / input"][fair] == "bands 2–4, 50×50×3"
     assert rows["Bands / input"]["cmlib deep models (registry default)"] == "bands 2–4, 71×71×3"
     assert rows["Labels and output"][fair] == "standardised log M, output started at the label prior"
-    assert rows["Arithmetic"][fair] == "bfloat16 (float32: EfficientNet-B7)"
+    assert rows["Arithmetic"][fair] == ("bfloat16 planned (float32: EfficientNet-B7); a run in float32 is the same "
+                                        "experiment up to round-off, and each run records its own (run inventory)")
     assert rows["Training epochs"]["cmlib basic CNN"] == "early stopping (patience 20)"
 
 

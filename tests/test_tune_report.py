@@ -112,6 +112,14 @@ def test_tuning_page_text_compares_same_data_and_refuses_other_data(tmp_path, mo
     assert "**On the test set the tuned basic CNN is not distinguishable from the thesis recipe**" in text
     assert f"`lr={best['options']['lr']:.3g}`" in text and "`split=train-val-test`" in text   # floats to 3 digits
     assert "Test std(x) over " in text and "(x = log M_pred − log M_true, dex)" in text
+    # the reference's own validation loss against the best trial's (here the trial is its own reference)
+    assert f"The thesis-recipe run's own lowest validation loss, {best['value']:.5f}, is the best trial's." in text
+    better = copy.copy(tuned)
+    better._history = {**tuned.history, "val_loss": tuned.history["val_loss"] * 0.5}
+    monkeypatch.setattr(training_reports, "find_page_runs", fake_page_runs([better]))
+    assert "below the best trial's: the search did not beat the thesis recipe even on the validation set" in \
+        training_reports.tuning_comparison_markdown(report, "laptop", root=tmp_path)
+    monkeypatch.setattr(training_reports, "find_page_runs", fake_page_runs([other, tuned]))
     cap = report["settings"]["epochs"]
     assert f"The tuned trial ran {tuned.status_info['epochs_completed']} epochs of the study's cap of {cap}" in text
     assert ("stopped by the cap" in text) == (tuned.status_info["epochs_completed"] >= cap and

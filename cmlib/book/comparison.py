@@ -28,7 +28,7 @@ __all__ = ["classical_predictions", "table5_rows", "fair_summary_rows", "finding
            "budgets_markdown", "reference_estimators", "references_markdown", "reference_lines", "test_sets",
            "fair_binned_sets", "mean_predictor_note", "fair_classical", "fair_members", "member_name",
            "fair_comparison", "fair_table_rows", "fair_answer", "fair_classical_cached", "uncertainty_rows",
-           "thesis_protocol_members", "thesis_protocol_comparison", "thesis_protocol_rows",
+           "thesis_protocol_members", "thesis_protocol_comparison", "fair_bar_sets", "thesis_protocol_rows",
            "thesis_protocol_markdown", "cost_accuracy_points", "cost_accuracy_rows", "cost_accuracy_markdown",
            "REFERENCES_FILE", "REFERENCE_LINES"]
 
@@ -142,8 +142,13 @@ def table5_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predict
     return rows
 
 
+#: The outlier column of :func:`fair_summary_rows`: of the ensemble where there are several seeds.
+OUTLIERS = "outliers > 0.3 dex (ensemble, else the run)"
+
+
 def fair_summary_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.Predictions] | None = None) -> list[dict]:
-    """Every model's best run next to the mean over seeds and the ensemble (spread only with several seeds)."""
+    """Every model's best run next to the mean over seeds and the ensemble (spread only with several seeds), with
+    the split its page's runs were tested on (the references: the first model's, where they are computed)."""
     rows = []
     base = None
     for m, p in pages.items():
@@ -154,13 +159,13 @@ def fair_summary_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.P
         best = p.best.metrics["test"]
         ens = M.point_metrics(p.ensemble("test").pred, p.ensemble("test").true)
         several = len(p.finished) > 1
-        rows.append({"model": display_name(m), "seeds": len(p.finished),
+        rows.append({"model": display_name(m), "split": split_of(p), "seeds": len(p.finished),
                      "σ test, best run": fmt(best["sigma"]),
                      "σ test, mean ± std": pm(st, "sigma") if several else "\u2013 (one run)",
                      "σ test, ensemble": fmt(ens["sigma"]) if several else "\u2013",
                      "std(x) test, mean": fmt(st["std"]["mean"]),
                      "std(x) test, ensemble": fmt(ens["std"]) if several else "\u2013",
-                     "outliers > 0.3 dex": f"{(ens if several else best)['outlier_frac']:.1%}",
+                     OUTLIERS: f"{(ens if several else best)['outlier_frac']:.1%}",
                      "_class": "" if verdict(p)["learned"] else "not-learned"})
     refs = []
     if base is not None:
@@ -169,9 +174,9 @@ def fair_summary_rows(pages: Mapping[str, PageRuns], classical: Mapping[str, M.P
         refs.append(("classical estimator", classical["test"], "classical"))
     for name, pt, cls in refs:
         t = M.point_metrics(pt.pred, pt.true)
-        rows.append({"model": name, "seeds": "\u2013", "σ test, best run": fmt(t["sigma"]),
+        rows.append({"model": name, "split": split_of(base), "seeds": "\u2013", "σ test, best run": fmt(t["sigma"]),
                      "σ test, mean ± std": "\u2013", "σ test, ensemble": "\u2013", "std(x) test, mean": fmt(t["std"]),
-                     "std(x) test, ensemble": "\u2013", "outliers > 0.3 dex": f"{t['outlier_frac']:.1%}",
+                     "std(x) test, ensemble": "\u2013", OUTLIERS: f"{t['outlier_frac']:.1%}",
                      "_class": cls})
     return rows
 
@@ -375,6 +380,47 @@ def test_sets(pages_: Mapping[str, PageRuns], classical: Mapping[str, M.Predicti
     return sets, colors
 
 
+def fair_bar_sets(members: Mapping[str, PageRuns], fair: Mapping) -> tuple[dict[str, M.Predictions], dict[str, str],
+                                                                           str]:
+    """What the results page's bar chart of test std(x) draws, from the fair comparison (:func:`fair_comparison`),
+    so every bar is on the same test clusters: each model's (and remedy's) ensemble of seeds, marked where it did not
+    learn, and every reference row of the comparison (the redshift alone, the mean training mass, the fair
+    classical estimators), in the comparison's order (best first).  Returns ``(sets, colors, note)``; empty sets
+    where the comparison has no rows (then :func:`test_sets` draws each page's best run)."""
+    from .. import plots
+
+    preds, rows = fair.get("predictions", {}), fair.get("rows", [])
+    model_of = {member_name(k, pr): pr.model for k, pr in members.items()}
+    sets, colors = {}, {}
+    # a model keeps its own colour; a remedy beside it gets one of another palette
+    from matplotlib.colors import to_hex
+
+    used = {to_hex(plots.color(model_of.get(r["model"], ""))) for r in rows
+            if r.get("kind") == "model" and not r.get("remedy")} | {to_hex(c) for c in plots.REFERENCE_COLORS.values()}
+    from matplotlib import colormaps
+
+    spare = iter([to_hex(c) for c in colormaps["tab20b"].colors] * 2)     # not in the models' (tab20) palette
+    for r in rows:
+        name = r["model"]
+        if name not in preds:
+            continue
+        if r.get("kind") == "model":
+            label = (name + (f" ({r['seeds']} seeds)" if r.get("seeds", 1) > 1 else "")
+                     + (" (did not learn)" if r.get("learned") is False else ""))
+            c = plots.color(model_of.get(name, name))
+            if r.get("remedy"):
+                c = next(s for s in spare if s not in used)
+                used.add(c)
+        else:
+            label = name
+            c = plots.color("redshift" if name == REDSHIFT_ONLY else "mean" if "mean" in name else "classical")
+        used.add(c)
+        sets[label], colors[label] = preds[name], c
+    note = (f"Every bar is on the same {fair.get('n_test', 0)} test clusters of the fair protocol: a model's bar is "
+            "the ensemble of its seeds." if sets else "")
+    return sets, colors, note
+
+
 def fair_binned_sets(members: Mapping[str, PageRuns], fair: Mapping, references: Sequence[str] = ()) -> dict:
     """What the mass and redshift bins of the results page draw, taken from the fair comparison
     (:func:`fair_comparison`), so on the same test clusters: the ensemble of each model's seeds that learned from
@@ -543,6 +589,8 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     epochs = {member_name(m, pr): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
               for m, pr in have.items()}
     remedies = {member_name(m, pr): pr.model for m, pr in have.items() if is_remedy_key(m)}
+    precisions = {member_name(m, pr): sorted({str(r.config.get("precision", "float32")) for r in pr.finished})
+                  for m, pr in have.items()}
     for r in rows:
         v = learned.get(r["model"])
         r["learned"] = None if v is None else v["learned"]
@@ -554,6 +602,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
         r["kind"] = "model" if r["model"] in learned else "reference"
         r["remedy"] = r["model"] in remedies
         r["remedy_of"] = remedies.get(r["model"])      # the model a remedy changes the recipe of, else None
+        r["precisions"] = precisions.get(r["model"], [])
         d = vs_z.get(r["model"])
         r["vs_redshift"] = None if d is None else {"diff": d.diff, "ci95": list(d.ci95), "verdict": d.verdict}
     predictions = {**ens, **{name: p[0] for name, p in preds.items() if name not in ens}}
@@ -763,9 +812,14 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
         p = best.predictions
         v = M.judge_learning(p["train"], p["test"])     # without stored z: the mean-mass floor only
         row.update(learned=v["learned"], learned_short=v["short"], redshift_std=v["redshift_std"],
+                   fair_precisions=None if f is None else f.get("precisions"),
                    fair_learned=None if f is None else f.get("learned"),
                    fair_remedies_learned=[k for k, x in fair_by.items()
-                                          if x.get("remedy_of") == m and x.get("learned") is True])
+                                          if x.get("remedy_of") == m and x.get("learned") is True],
+                   # the arithmetic of those remedies' runs where it differs from the recipe's own runs'
+                   fair_remedies_precision={k: x["precisions"] for k, x in fair_by.items()
+                                            if x.get("remedy_of") == m and x.get("learned") is True
+                                            and f is not None and x.get("precisions") != f.get("precisions")})
         rows.append(row)
     if basic_runs is not None and basic_runs.finished:
         n_train["fair"] = int(basic_runs.finished[0].predictions["train"].true.size)
@@ -808,8 +862,8 @@ def thesis_protocol_answer(result: Mapping) -> str:
             # a remedy is the fair recipe with one change: if it learns, that change is what the recipe lacked
             txt += (f" {r['name']} learns here{ran} but not with the fair protocol's recipe (at most {FAIR_EPOCHS} "
                     "epochs)"
-                    + (f"; under the fair protocol {and_list(fixed)} does: that recipe with one change, so the change, "
-                       "not the protocol, is what it lacked" if fixed else
+                    + (f"; under the fair protocol {and_list(fixed)} does: that recipe with one change"
+                       + _precision_aside(r) + ", so the change, not the protocol, is what it lacked" if fixed else
                        "; its page's *Remedies* change that recipe one setting at a time" if r["model"] in FAIR_REMEDIES
                        else "") + ".")
         elif not r["learned"] and r.get("fair_learned") is True:
@@ -819,6 +873,17 @@ def thesis_protocol_answer(result: Mapping) -> str:
     if pending:
         txt += " Not run yet this way: " + "; ".join(pending) + "."
     return txt
+
+
+def _precision_aside(row: Mapping) -> str:
+    """' (its runs in float32, the recipe's in bfloat16: round-off only)' where the remedies that made a model learn
+    (a :func:`thesis_protocol_comparison` row) also used another arithmetic than its fair runs; empty otherwise."""
+    diff = row.get("fair_remedies_precision") or {}
+    if not diff:
+        return ""
+    mine = sorted({p for ps in diff.values() for p in ps})
+    return (f" (its runs in {' and '.join(mine)}, the recipe's in {' and '.join(row.get('fair_precisions') or ['another'])}:"
+            " that changes a run by round-off only)")
 
 
 def _floor_std(run) -> float:

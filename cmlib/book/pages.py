@@ -191,10 +191,13 @@ def fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
 
 def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
                headers: Mapping[str, str] | None = None, row_class: str = "_class", nowrap: bool = False) -> str:
-    """A simple HTML table; a row's ``_class`` key becomes its CSS class; ``nowrap`` keeps cells on one line."""
+    """A simple HTML table; a row's ``_class`` key becomes its CSS class; ``nowrap`` keeps cells on one line.
+    Without ``columns``, every key of any row (in the order first seen; rows may differ, e.g. the thesis split has
+    no separate validation set), a row's missing ones shown as '–'."""
     if not rows:
         return "<p><em>(no rows)</em></p>"
-    columns = list(columns or [k for k in rows[0] if not k.startswith("_")])
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r if not k.startswith("_")))
     headers = headers or {}
     out = [f'<table class="cmlib-table{" nowrap" if nowrap else ""}"><thead><tr>']
     out += [f"<th>{html.escape(headers.get(c, c))}</th>" for c in columns]
@@ -202,7 +205,7 @@ def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     for r in rows:
         cls = r.get(row_class)
         out.append(f'<tr class="{html.escape(cls)}">' if cls else "<tr>")
-        out += [f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns]
+        out += [f"<td>{html.escape(str(r.get(c, chr(0x2013))))}</td>" for c in columns]
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -643,6 +646,30 @@ def hardware_of(runs: Sequence) -> str:
     return " / ".join(sorted({f"{_run_hardware(r)}, {r.config.get('precision', 'float32')}" for r in runs}))
 
 
+def precision_words(runs: Sequence) -> str:
+    """The arithmetic of some runs: 'float32' where all agree, else per seed, 'bfloat16 (seed 0), float32 (seeds 1,
+    2)': seeds of one recipe in either precision are one experiment up to round-off
+    (:func:`cmlib.config.round_off_variants`)."""
+    by: dict[str, list[int]] = {}
+    for r in runs:
+        by.setdefault(str(r.config.get("precision", "float32")), []).append(int(r.seed))
+    if len(by) <= 1:
+        return next(iter(by), "float32")
+    return ", ".join(f"{p} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))})"
+                     for p, s in sorted(by.items(), key=lambda kv: min(kv[1])))
+
+
+def precision_note(runs: Sequence, base: Sequence) -> str:
+    """'; its runs in float32, the recipe's in bfloat16, which changes a run by round-off only': where ``runs``
+    (e.g. a remedy's) used another arithmetic than ``base`` (the runs whose recipe it changes); empty otherwise."""
+    mine = {str(r.config.get("precision", "float32")) for r in runs}
+    theirs = {str(r.config.get("precision", "float32")) for r in base}
+    if not mine or not theirs or mine == theirs:
+        return ""
+    return (f"; its runs in {precision_words(runs)}, the recipe's runs in {precision_words(base)}, which changes a "
+            "run by round-off only")
+
+
 def run_inventory_rows(profile: str, root: str | Path = ".", data: str | None = None) -> list[dict]:
     """What was actually run for each model page of a profile and each of its stored experiments (the compute
     plan): source, protocol, seeds done of planned, epochs, why the runs stopped, test std(x), wall time and
@@ -694,8 +721,11 @@ def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | Non
                "(below the models) have finished runs" if extra else "")
             + ". Protocol *fair*: train/validation/test split, the test set used once; *thesis*: the test set "
             "doubles as the validation set. Source *build*: trained by `make book`; *stored*: committed runs. "
-            "Compute: wall time summed over the finished seeds, the hardware and the arithmetic (bf16 where the CPU "
-            "has bf16 units; a seed trained without them runs in float32, which changes it by round-off only). "
+            "Compute: wall time summed over the finished seeds, the hardware and the arithmetic. The plan asks for "
+            "bf16 (float32 for EfficientNet-B7), which pays only on a CPU or GPU with bf16 units; a seed in float32 "
+            "is the same experiment up to round-off (the precision check on the training-parameters page). Most "
+            "long deep runs are float32: this project's machine once moved to a host without bf16 units, where bf16 "
+            "is emulated and many times slower, and a run keeps its arithmetic when it resumes. "
             "A run that stopped at the *budget end* (constant learning rate, epoch budget used up) is not shown "
             "to be converged; *early stopping* and *schedule end* (annealed learning rate) are.")
     return head + "\n\n" + "\n".join(out) + "\n"
@@ -712,6 +742,9 @@ def config_rows(pr: PageRuns) -> list[dict]:
              "lr_schedule", "warmup_epochs", "batch_size", "early_stopping", "head", "dense_units", "label_scaling",
              "precision", "split", "epochs") if key in cfg]
     rows[0]["value"] = ", ".join(f"band {b + 1}" for b in cfg["bands"])
+    for r in rows:
+        if r["setting"] == "precision":           # the seeds may differ (the same experiment up to round-off)
+            r["value"] = precision_words(pr.finished)
     ob = cfg.get("output_bias", "zero")
     rows.append({"setting": "output_bias", "value": ob + (
         " (the output starts at the mean training mass, not at 0 as in the thesis: a run of a few epochs "
@@ -1113,7 +1146,8 @@ def remedies_markdown(members: Mapping[str, PageRuns], profile: str, root: str |
             words = ("learns from the images" if a["learned"] else
                      f"still does not learn from the images ({a['short']})")
             vs = f"; minus the basic CNN: {_vs_basic_words(s)}" if s["vs_basic"] is not None else ""
-            out.append(f"{pr.label} with {s['label']}: test std(x) {_seed_stds(s['std_seeds'])}{vs}; it {words}")
+            out.append(f"{pr.label} with {s['label']}: test std(x) {_seed_stds(s['std_seeds'])}{vs}; it {words}"
+                       + precision_note(remedy.finished, pr.finished))
     if not out:
         return ""
     return ("**Remedies tried** (the fair recipe with one change, for a model that did not learn; its page "

@@ -171,7 +171,9 @@ def table4_rows() -> list[dict]:
     rows.append({"parameter": "Labels and output", "thesis (deep models)": "raw log M, output bias zero",
                  **dict(zip(cols, (labels(deep), labels(fair), labels(basic), labels(kripp))))})
     rows.append({"parameter": "Arithmetic", "thesis (deep models)": "float32 (GPU)",
-                 **dict(zip(cols, (deep["precision"], f"{fair['precision']} (float32: {and_list([display_name(m) for m in FAIR_FLOAT32])})",
+                 **dict(zip(cols, (deep["precision"], f"{fair['precision']} planned (float32: {and_list([display_name(m) for m in FAIR_FLOAT32])}); "
+                                   "a run in float32 is the same experiment up to round-off, and each run records its "
+                                   "own (run inventory)",
                                    basic["precision"], kripp["precision"])))})
     rows.append({"parameter": "Augmentation", "thesis (deep models)": "random flips",
                  **dict(zip(cols, (deep["augment"], fair["augment"], basic["augment"], kripp["augment"])))})
@@ -188,7 +190,7 @@ def _convergence_words(thesis_opt, chosen) -> str:
     if still_improving(thesis_opt) and not still_improving(chosen):
         return (" The thesis's constant rate was still improving at its last epoch when the budget ended, so that "
                 f"run did not converge; the chosen recipe ended on its own ({stop_kind(chosen)}), which every stored "
-                "run must: that, not a better score, is why it is kept.")
+                "fair-protocol deep run must: that, not a better score, is why it is kept.")
     if still_improving(chosen):
         return " The chosen recipe was still improving at its last epoch: its run did not converge within the budget."
     return ""
@@ -368,12 +370,18 @@ def tuning_comparison_markdown(report: Mapping | None, profile: str, *, root: st
               + (" (stopped by the cap with an unannealed learning rate: it may not have converged)"
                  if cap and ran[0] >= cap and stop_kind(tuned) == "budget end" else "")
               + f"; the thesis-recipe run {counted(ran[1], 'epoch')} ({stop_kind(same[0])}).")
+    ref_val = M.lowest(same[0].history, "val_loss")
+    own = ("" if not math.isfinite(ref_val) or same[0].config.get("loss") != tuned.config.get("loss") else
+           f" The thesis-recipe run's own lowest validation loss, {ref_val:.5f}, is "
+           + ("below the best trial's: the search did not beat the thesis recipe even on the validation set it "
+              "optimised." if ref_val < best["value"] - 5e-6 else
+              "above the best trial's." if ref_val > best["value"] + 5e-6 else "the best trial's."))
     return head + (
         f"Test {measure}(x) over {d.n_clusters} clusters (x = log M_pred − log M_true, dex): tuned {d.a:.4f}, "
         f"thesis recipe {d.b:.4f}; difference "
         f"{d.diff:+.4f} (68 %: {d.ci68[0]:+.4f} to {d.ci68[1]:+.4f}; 95 %: {d.ci95[0]:+.4f} to {d.ci95[1]:+.4f}); "
         f"the tuned CNN has the smaller error in {100 * d.p_a_better:.0f} % of the bootstrap resamples.\n\n"
-        f"**On the test set the tuned basic CNN {verdict} the thesis recipe** (95 % interval).{budget}")
+        f"**On the test set the tuned basic CNN {verdict} the thesis recipe** (95 % interval).{budget}{own}")
 
 
 def tuning_study_text(report: Mapping) -> str:
