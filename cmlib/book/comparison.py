@@ -16,9 +16,9 @@ import numpy as np
 from .. import metrics as M
 from ..errors import CmlibError
 from . import runs as R
-from .pages import (FAIR_SPLIT, REDSHIFT_ONLY, PageRuns, and_list, basic_on_same_split, cached, counted, fair_basic,
-                    find_page_runs, fmt, get_spec_family, hardware_of, history_references, pm, run_input_shape,
-                    seeds_text, seeds_text_of, split_of, stop_kind, verdict, collapsed_after_best)
+from .pages import (FAIR_SPLIT, REDSHIFT_ONLY, PageRuns, and_list, basic_on_same_split, cached, collapsed_after_best,
+                    counted, fair_basic, find_page_runs, fmt, get_spec_family, hardware_of, history_references, pm,
+                    run_input_shape, seeds_text, seeds_text_of, split_of, stop_kind, verdict)
 from .profiles import FAIR_EPOCHS, FAIR_REMEDIES, REMEDY_INFIX, display_name, get_profile, is_remedy_key, remedy_keys
 from .thesis import TABLE5
 
@@ -387,18 +387,17 @@ def fair_bar_sets(members: Mapping[str, PageRuns], fair: Mapping) -> tuple[dict[
     learn, and every reference row of the comparison (the redshift alone, the mean training mass, the fair
     classical estimators), in the comparison's order (best first).  Returns ``(sets, colors, note)``; empty sets
     where the comparison has no rows (then :func:`test_sets` draws each page's best run)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
     from .. import plots
 
     preds, rows = fair.get("predictions", {}), fair.get("rows", [])
     model_of = {member_name(k, pr): pr.model for k, pr in members.items()}
     sets, colors = {}, {}
     # a model keeps its own colour; a remedy beside it gets one of another palette
-    from matplotlib.colors import to_hex
-
     used = {to_hex(plots.color(model_of.get(r["model"], ""))) for r in rows
             if r.get("kind") == "model" and not r.get("remedy")} | {to_hex(c) for c in plots.REFERENCE_COLORS.values()}
-    from matplotlib import colormaps
-
     spare = iter([to_hex(c) for c in colormaps["tab20b"].colors] * 2)     # not in the models' (tab20) palette
     for r in rows:
         name = r["model"]
@@ -802,7 +801,8 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
         f = fair_by.get(name)
         row = {"model": m, "name": name, "seeds": len(pr.finished),
                "epochs": best.status_info.get("epochs_completed"), "best_epoch": best.status_info.get("best_epoch"),
-               "stopped": stop_kind(best), "collapsed_at": collapsed_after_best(best), "sigma": met.get("sigma"), "mu": met.get("mu"), "std": met.get("std"),
+               "stopped": stop_kind(best), "collapsed_at": collapsed_after_best(best),
+               "sigma": met.get("sigma"), "mu": met.get("mu"), "std": met.get("std"),
                "sigma_thesis": TABLE5.get(m, {}).get("sigma_test"),
                "fair_std": None if f is None else f["mean_seeds"],
                "fair_std_sd": None if f is None or f["seeds"] < 2 else f["std_seeds"],
