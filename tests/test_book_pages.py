@@ -323,6 +323,33 @@ def test_findings_paragraph_is_generated_from_the_runs(book_root):
     assert (pages.counted(1, "seed"), pages.counted(2, "seed"), pages.counted(0, "run")) == ("1 seed", "2 seeds", "0 runs")
 
 
+def test_count_feature_knows_the_mass_where_total_counts_do_not():
+    """The one-neuron example of the CNN-fundamentals page (and its exercise) reads a cluster's own counts
+    (aperture minus background, point sources masked): they correlate with the mass; an image's total counts,
+    mostly background and field AGN, do not (the page's first version used them: its fit was the mean)."""
+    from types import SimpleNamespace
+
+    from cmlib import simulate as S
+
+    cat = S.simulate(300, seed=7)
+    d = SimpleNamespace(images=cat.images[..., [1, 2, 3]])           # bands 2-4, as the page loads them
+    u = pages.count_feature(d)
+    assert abs(u.mean()) < 1e-9 and abs(u.std() - 1.0) < 1e-9        # standardised: the exercise's alpha_max = 1
+    r = np.corrcoef(u, cat.log_m500)[0, 1]
+    r_total = np.corrcoef(np.log10(d.images.sum(axis=(1, 2, 3))), cat.log_m500)[0, 1]
+    assert r > 0.2 and abs(r_total) < 0.15
+    # the teaching pages' example: the brightest cluster that fits in the image, without a central AGN
+    d = SimpleNamespace(images=d.images, n=cat.images.shape[0], catalog=cat.catalog)
+    i = pages.example_cluster(d)
+    r500, agn = np.asarray(cat.catalog["R500_arcmin"]), np.asarray(cat.catalog["central_agn"])
+    ok = np.flatnonzero((r500 >= 2) & (r500 <= 6) & (agn == 0))
+    assert i in ok and ok.size < d.n
+    from cmlib import classical
+    assert classical.fair_counts(d.images[i])[0] == classical.fair_counts(d.images[ok]).max()
+    bare = SimpleNamespace(images=d.images[:40], n=40, catalog={})          # an imported file: the brightest
+    assert pages.example_cluster(bare) == int(np.argmax(classical.fair_counts(d.images[:40])))
+
+
 def test_html_table_shows_every_column_of_any_row():
     """Rows of different layouts (the thesis split has no separate validation set, the fair one has): no column of
     a later row is dropped, and a cell a row lacks reads '–', not blank."""

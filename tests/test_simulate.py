@@ -382,6 +382,16 @@ def test_efeds_comparison_and_calibration_tables(population, tmp_path):
     # a clearly different population is flagged
     bad = V.efeds_comparison(population["log_m500"] + 0.5, population["z"], population)
     assert not [r for r in bad if r["quantity"] == "log M500, median"][0]["within"]
+    # the words below the table name every miss with its numbers, and the mass spread's as by design
+    notes = V.comparison_notes(bad)
+    m = next(r for r in bad if r["quantity"] == "log M500, median")
+    assert notes.startswith("Outside the tolerance: ") and (f"log M500, median (mock {m['mock']:.2f}, eFEDS "
+                                                            f"{m['eFEDS']:.2f} ± {m['tolerance']:.2f})") in notes
+    assert all(r["quantity"] in notes for r in bad if not r["within"])
+    assert all(r["quantity"] not in notes for r in bad if r["within"])
+    wide = [dict(r, within=r["quantity"] != "log M500, standard deviation", mock=r["eFEDS"] + 0.05) for r in rows]
+    assert "wider by design" in V.comparison_notes(wide)
+    assert V.comparison_notes([dict(r, within=True) for r in rows]) == "Every quantity lies within its tolerance."
     res = {"epochs_max": 300, "variants": {"v2": {"switched_off": "nothing", "runs": [
         {"seed": 0, "sigma_thesis": 0.12, "mu": 0.01, "std": 0.2, "epochs": 90}]}}}
     summ = V.calibration_summary(res)

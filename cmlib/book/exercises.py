@@ -68,11 +68,11 @@ def solve_overfit(profile: str) -> dict:
 def solve_gradient(profile: str) -> dict:
     """The largest stable learning rate of the one-neuron model of the CNN-fundamentals page."""
     from .. import data as D
+    from .pages import count_feature
     from .profiles import get_profile
 
     d = D.load(get_profile(profile).data.path, bands="thesis")
-    counts = np.log10(np.maximum(d.images.sum(axis=(1, 2, 3)), 1.0))
-    u = (counts - counts.mean()) / counts.std()
+    u = count_feature(d)                              # the page's input: standardised log10 source counts
     hessian = 2 * np.array([[np.mean(u * u), np.mean(u)], [np.mean(u), 1.0]])    # of the MSE in (w, b)
     alpha_max = 2 / np.linalg.eigvalsh(hessian).max()      # gradient descent converges for alpha < 2 / lambda_max
     return {"value": alpha_max, "text": f"the MSE is quadratic in (w, b) with Hessian eigenvalues "

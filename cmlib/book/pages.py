@@ -33,7 +33,7 @@ __all__ = ["MissingRunsError", "PageRuns", "display_name", "request_for", "find_
            "get_spec_family", "stop_kind", "hardware_of", "run_inventory_rows", "run_inventory_markdown",
            "config_rows", "config_markdown", "recipe_changes", "run_input_shape", "training_text", "page_sections", "memorisation_finding",
            "diagnosis_markdown", "remedy_runs", "remedy_summary", "remedy_markdown", "remedies_markdown",
-           "declare_sections", "experiment_summary", "bright_nearby_cluster", "cluster_label", "layer_rows",
+           "declare_sections", "experiment_summary", "example_cluster", "cluster_label", "layer_rows",
            "cached", "table3_rows", "architecture_rows", "example_clusters", "fair_basic", "basic_on_same_split",
            "thesis_result_lines", "REDSHIFT_ONLY", "SUMMARY_HEADERS", "BATCHNORM_FAMILIES", "REMEDIES",
            "SECTIONS_MIME", "FAIR_SPLIT"]
@@ -1350,10 +1350,36 @@ def experiment_summary(pr: PageRuns, subset: str = "test") -> dict:
 
 # ---------------------------------------------------------------- teaching pages
 
-def bright_nearby_cluster(d, n_nearest: int = 20) -> int:
-    """Index of the brightest (most counts in the loaded bands) of the ``n_nearest`` lowest-redshift clusters."""
-    low_z = np.argsort(d.z)[:n_nearest]
-    return int(low_z[np.argmax(d.images[low_z].sum(axis=(1, 2, 3)))])
+def example_cluster(d, theta500_arcmin: tuple[float, float] = (2.0, 6.0)) -> int:
+    """Index of the cluster the teaching pages show: the one with the most source counts in the loaded bands
+    (aperture minus background, point sources masked: :func:`cmlib.classical.fair_counts`) among those whose
+    R500 on the sky lies within ``theta500_arcmin`` [arcmin], so that the cluster, not the field, fills the
+    20' image and its core is the brightest thing in it (the nearest massive clusters are wider than the image,
+    and their brightest pixels are field AGN), and without an AGN in its centre where the catalogue says so
+    (``central_agn``).  A catalogue without ``R500_arcmin`` (an imported file): the brightest of all."""
+    from .. import classical
+
+    cat = getattr(d, "catalog", None) or {}
+    keep = np.ones(d.n, dtype=bool)
+    if cat.get("R500_arcmin") is not None:
+        r500 = np.asarray(cat["R500_arcmin"], dtype=float)
+        keep &= (r500 >= theta500_arcmin[0]) & (r500 <= theta500_arcmin[1])
+    if cat.get("central_agn") is not None:
+        keep &= np.asarray(cat["central_agn"]) == 0
+    cand = np.flatnonzero(keep) if keep.any() else np.arange(d.n)
+    return int(cand[np.argmax(classical.fair_counts(d.images[cand]))])
+
+
+def count_feature(d) -> np.ndarray:
+    """The one input of the one-neuron model of the CNN-fundamentals page (and of its exercise): log10 of each
+    cluster's own counts, those in a 2' aperture around the centre minus the background, field point sources
+    masked (:func:`cmlib.classical.fair_counts`, the fair classical estimator's photometry; a cluster without
+    excess counts is set to one count), standardised to mean 0 and standard deviation 1.  The total counts of an
+    image would not do: most of them are background and field AGN, which know nothing of the mass."""
+    from .. import classical
+
+    counts = np.log10(np.maximum(classical.fair_counts(d.images), 1.0))
+    return (counts - counts.mean()) / counts.std()
 
 
 def cluster_label(d, i: int) -> str:
