@@ -117,7 +117,7 @@ def solve_calibration(profile: str) -> dict:
 
 EXERCISES = (
     Exercise(
-        "ex-sigma", "Why the thesis's σ = 0.13 is not 0.13 dex", 15,
+        "ex-sigma", "Why the thesis's σ = 0.13 dex is not a scatter of 0.13 dex", 15,
         ("read a metric's definition, not its name", "compute eq. (4.0.1) by hand from predictions"),
         ("the basic CNN's page", "numpy"),
         "Load the basic CNN's test predictions of your build and compute the thesis's σ (eq. 4.0.1) and the "
