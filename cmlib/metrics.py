@@ -456,16 +456,22 @@ def memorisation(history: Mapping[str, np.ndarray], train_floor: float, val_floo
                 f"redshift-only {val_floor:.3f} dex² on the validation clusters)")
 
 
+def _first_epoch_holding_to_end(history: Mapping[str, np.ndarray], holds: np.ndarray) -> int | None:
+    """The first epoch of the final stretch of epochs in which ``holds`` (one bool per history row) is true, up
+    to the last epoch; None where the last epoch does not hold (or there are none)."""
+    holds = np.asarray(holds, dtype=bool)
+    if holds.size == 0 or not holds[-1]:
+        return None
+    ep = np.asarray(history.get("epoch", np.arange(1, holds.size + 1)))
+    broken = np.flatnonzero(~holds)
+    return int(ep[0 if broken.size == 0 else broken[-1] + 1])
+
+
 def first_epoch_without_gradient(history: Mapping[str, np.ndarray]) -> int | None:
     """The first epoch from which on the first layer's gradient (history column ``grad_norm_first``,
     :mod:`cmlib.train.diagnostics`) stayed exactly zero: the image path is cut.  None if it never did."""
     g = np.asarray(history.get("grad_norm_first", []), dtype=float)
-    ep = np.asarray(history.get("epoch", np.arange(1, g.size + 1)))
-    if g.size == 0 or g[-1] != 0:
-        return None
-    alive = np.flatnonzero(g != 0)
-    i = 0 if alive.size == 0 else alive[-1] + 1
-    return int(ep[i])
+    return _first_epoch_holding_to_end(history, g == 0)
 
 
 #: :func:`first_epoch_of_constant_output`: predictions spread less than this fraction of the labels' spread are one
@@ -483,14 +489,10 @@ def first_epoch_of_constant_output(history: Mapping[str, np.ndarray]) -> int | N
     the columns."""
     ps = np.asarray(history.get("pred_std_train", []), dtype=float)
     ls = np.asarray(history.get("label_std_train", []), dtype=float)
-    if ps.size == 0 or ls.size != ps.size:
+    if ls.size != ps.size:
         return None
-    ep = np.asarray(history.get("epoch", np.arange(1, ps.size + 1)))
-    const = np.isfinite(ps) & np.isfinite(ls) & (ls > 0) & (ps <= CONSTANT_OUTPUT_RATIO * ls)
-    if not const[-1]:
-        return None
-    varied = np.flatnonzero(~const)
-    return int(ep[0 if varied.size == 0 else varied[-1] + 1])
+    return _first_epoch_holding_to_end(
+        history, np.isfinite(ps) & np.isfinite(ls) & (ls > 0) & (ps <= CONSTANT_OUTPUT_RATIO * ls))
 
 
 def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> list[dict]:

@@ -18,7 +18,7 @@ from ..errors import CmlibError
 from . import runs as R
 from .pages import (FAIR_SPLIT, REDSHIFT_ONLY, PageRuns, and_list, basic_on_same_split, cached, collapsed_after_best,
                     counted, fair_basic, find_page_runs, fmt, get_spec_family, hardware_of, history_references, pm,
-                    run_input_shape, seeds_text, seeds_text_of, split_of, stop_kind, verdict)
+                    run_input_shape, run_precision, seeds_text, seeds_text_of, split_of, stop_kind, verdict)
 from .profiles import FAIR_EPOCHS, FAIR_REMEDIES, REMEDY_INFIX, display_name, get_profile, is_remedy_key, remedy_keys
 from .thesis import TABLE5
 
@@ -588,7 +588,7 @@ def fair_comparison(members: Mapping[str, PageRuns], references: Mapping[str, M.
     epochs = {member_name(m, pr): sorted({r.status_info.get("epochs_completed", 0) for r in pr.finished})
               for m, pr in have.items()}
     remedies = {member_name(m, pr): pr.model for m, pr in have.items() if is_remedy_key(m)}
-    precisions = {member_name(m, pr): sorted({str(r.config.get("precision", "float32")) for r in pr.finished})
+    precisions = {member_name(m, pr): sorted({run_precision(r) for r in pr.finished})
                   for m, pr in have.items()}
     for r in rows:
         v = learned.get(r["model"])
@@ -811,15 +811,14 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
         # did the reported run learn from the images? the same rule as the fair table, on this split's clusters
         p = best.predictions
         v = M.judge_learning(p["train"], p["test"])     # without stored z: the mean-mass floor only
+        worked = {k: x for k, x in fair_by.items() if x.get("remedy_of") == m and x.get("learned") is True}
         row.update(learned=v["learned"], learned_short=v["short"], redshift_std=v["redshift_std"],
                    fair_precisions=None if f is None else f.get("precisions"),
                    fair_learned=None if f is None else f.get("learned"),
-                   fair_remedies_learned=[k for k, x in fair_by.items()
-                                          if x.get("remedy_of") == m and x.get("learned") is True],
+                   fair_remedies_learned=list(worked),
                    # the arithmetic of those remedies' runs where it differs from the recipe's own runs'
-                   fair_remedies_precision={k: x["precisions"] for k, x in fair_by.items()
-                                            if x.get("remedy_of") == m and x.get("learned") is True
-                                            and f is not None and x.get("precisions") != f.get("precisions")})
+                   fair_remedies_precision={k: x["precisions"] for k, x in worked.items()
+                                            if f is not None and x.get("precisions") != f.get("precisions")})
         rows.append(row)
     if basic_runs is not None and basic_runs.finished:
         n_train["fair"] = int(basic_runs.finished[0].predictions["train"].true.size)

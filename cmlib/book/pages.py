@@ -640,10 +640,15 @@ def _run_hardware(run) -> str:
                           for i, (k, g) in enumerate(zip(kinds, segs)))
 
 
+def run_precision(run) -> str:
+    """The arithmetic a run trained in ('float32' for records from before the setting existed)."""
+    return str(run.config.get("precision", "float32"))
+
+
 def hardware_of(runs: Sequence) -> str:
     """The hardware and arithmetic of some runs, each kind once: '2 CPU cores, bfloat16', or
     '2 CPU cores, bfloat16 / 2 CPU cores, float32' (a seed trained where there are no bf16 units)."""
-    return " / ".join(sorted({f"{_run_hardware(r)}, {r.config.get('precision', 'float32')}" for r in runs}))
+    return " / ".join(sorted({f"{_run_hardware(r)}, {run_precision(r)}" for r in runs}))
 
 
 def precision_words(runs: Sequence) -> str:
@@ -652,7 +657,7 @@ def precision_words(runs: Sequence) -> str:
     (:func:`cmlib.config.round_off_variants`)."""
     by: dict[str, list[int]] = {}
     for r in runs:
-        by.setdefault(str(r.config.get("precision", "float32")), []).append(int(r.seed))
+        by.setdefault(run_precision(r), []).append(int(r.seed))
     if len(by) <= 1:
         return next(iter(by), "float32")
     return ", ".join(f"{p} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))})"
@@ -662,8 +667,7 @@ def precision_words(runs: Sequence) -> str:
 def precision_note(runs: Sequence, base: Sequence) -> str:
     """'; its runs in float32, the recipe's in bfloat16, which changes a run by round-off only': where ``runs``
     (e.g. a remedy's) used another arithmetic than ``base`` (the runs whose recipe it changes); empty otherwise."""
-    mine = {str(r.config.get("precision", "float32")) for r in runs}
-    theirs = {str(r.config.get("precision", "float32")) for r in base}
+    mine, theirs = {run_precision(r) for r in runs}, {run_precision(r) for r in base}
     if not mine or not theirs or mine == theirs:
         return ""
     return (f"; its runs in {precision_words(runs)}, the recipe's runs in {precision_words(base)}, which changes a "
