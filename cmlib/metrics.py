@@ -499,8 +499,9 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     """Read a run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) for the usual failures.
 
     Medians over the ``last`` epochs: the BatchNorm train/inference gap, a collapse of the predictions to the
-    mean, vanishing gradients and dead ReLUs.  Returns one dict per check (``check``, ``value``, ``threshold``,
-    ``found``: bool, ``text``); an empty list when the run recorded no diagnostics.
+    mean, vanishing gradients and dead ReLUs; and, only where it is found, a dead head (an output that does not
+    vary at all, :data:`CONSTANT_OUTPUT_RATIO`).  Returns one dict per check (``check``, ``value``,
+    ``threshold``, ``found``: bool, ``text``); an empty list when the run recorded no diagnostics.
     """
     if "mse_train_eval" not in history or np.asarray(history["mse_train_eval"]).size == 0:
         return []
@@ -536,4 +537,12 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     if np.isfinite(d):
         out.append(dict(check="dead ReLUs", value=d, threshold=DEAD_RELU_FRACTION, found=d > DEAD_RELU_FRACTION,
                         text=f"{d:.0%} of the ReLU channels never fire on the probe clusters"))
+    if np.isfinite(ps) and np.isfinite(ls) and ls > 0 and ps <= CONSTANT_OUTPUT_RATIO * ls:
+        # every cmlib model feeds the redshift into its dense ReLU head: an output that does not move even with z
+        # has every head unit off for every cluster, and then no gradient passes the head (it cannot recover)
+        out.append(dict(check="dead head", value=ps / ls, threshold=CONSTANT_OUTPUT_RATIO, found=True,
+                        text=(f"the predictions do not vary at all ({ps:.1g} dex): the redshift enters the dense "
+                              "head directly, so one output for every cluster means that every ReLU unit of the "
+                              "head is off for every probe cluster (a dead head), and no gradient passes it to the "
+                              "layers below")))
     return out

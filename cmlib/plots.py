@@ -772,6 +772,38 @@ def plot_scaling(values_by_mode: Mapping[str, np.ndarray]) -> Figure:
     return fig
 
 
+#: Line styles of the head-probe variants (``benchmarks/effnet_head.py``).
+_PROBE_STYLE = {"fair": ("k", "-"), "lr/10": (TRAIN_COLOR, "--"), "gap": (VAL_COLOR, "-.")}
+
+
+def plot_head_probe(result: Mapping) -> Figure:
+    """The first training steps of a model's head (``benchmarks/effnet_head.py``), one line per variant, two
+    panels: the share of the head's ReLU units that are off for every probe cluster, and their mean
+    pre-activation (a push below zero that exceeds a unit's spread across the clusters kills it for all of them)."""
+    variants = result.get("variants") or []
+    if not variants:
+        raise InputError("the head probe holds no variants; run benchmarks/effnet_head.py")
+    fig, a = _new(1, 2, figsize=(11.0, 4.0))
+    for v in variants:
+        col, ls = _PROBE_STYLE.get(v["variant"], ("0.5", ":"))
+        steps = [r["step"] for r in v["rows"]]
+        lab = f"{v['variant']} (lr {v['lr_first_epoch']:.1e}, {'Flatten' if v['head'] == 'flatten' else 'GAP'})"
+        a[0].plot(steps, [100 * r["head_dead"] for r in v["rows"]], color=col, ls=ls, lw=1.5, marker="o", ms=3,
+                  label=lab)
+        a[1].plot(steps, [r["head_shift"] for r in v["rows"]], color=col, ls=ls, lw=1.5, marker="o", ms=3)
+    a[0].set_ylim(0, 100)
+    a[0].set_ylabel("head units off for every cluster [%]")
+    a[0].set_title("dead head units")
+    a[1].axhline(0, color="0.6", lw=0.8)
+    a[1].set_ylabel("mean pre-activation of the head units")
+    a[1].set_title("pushed below zero?")
+    for ax in a:
+        ax.set_xlabel("training step (batch of 32)")
+    a[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_diagnostics(run: Run) -> Figure:
     """A run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) in four panels (2 x 2): the training error as
     fit reports it and on the probe in inference and training mode (the BatchNorm gap), with the validation loss
@@ -807,6 +839,10 @@ def plot_diagnostics(run: Run) -> Figure:
     a[2].set_ylabel("gradient L2 norm")
     a[2].set_title("vanishing gradients?")
     a[3].plot(ep, 100 * h["dead_relu"], color="k", lw=1.4, marker=mk, ms=3)
+    if not np.isfinite(np.asarray(h["dead_relu"], dtype=float)).any():
+        a[3].text(0.5, 0.5, "not recorded: no ReLU in the backbone\n(EfficientNet's is swish) or a band adapter\n"
+                  "in front of it; a dead dense head shows as\nprediction spread 0 (upper right)",
+                  transform=a[3].transAxes, ha="center", va="center", fontsize=9, color="0.35")
     a[3].set_ylim(0, 100)
     a[3].set_ylabel("dead ReLU channels [%]")
     a[3].set_title("dead units?")

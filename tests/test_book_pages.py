@@ -986,6 +986,48 @@ def test_precision_rows_read_the_check(tmp_path):
     assert rows[0][corr] == "0.93 / 0.94" and rows[1][corr] == "–"
 
 
+def test_head_probe_is_read_for_its_model_only_and_said_from_its_numbers(tmp_path):
+    """The EfficientNet-B7 head probe (benchmarks/effnet_head.py): read for its model only, each variant's worst
+    and last share of dead head units in the text, the variants that kept the head alive named; the plot draws
+    one line per variant; the benchmark merges a variant's row into the file in place of the old one."""
+    import importlib.util
+
+    from cmlib import plots
+
+    def rows(dead, loss=0.112):
+        return [dict(step=10 * i, head_dead=d, head_shift=-d, head_spread=2.0, pred_std=0.01, feature_spread=0.8,
+                     **({"loss": loss} if i else {})) for i, d in enumerate(dead)]
+    b = {"benchmark": "effnet_head", "model": "efficientnetb7", "steps": 30, "every": 10, "variants": [
+        {"variant": "fair", "description": "the fair recipe", "lr_first_epoch": 3.3e-4, "head": "flatten",
+         "rows": rows([0.0, 0.3, 0.7, 0.5])},
+        {"variant": "lr/10", "description": "a tenth of the rate", "lr_first_epoch": 3.3e-5, "head": "flatten",
+         "rows": rows([0.0, 0.0, 0.02, 0.0], loss=0.113)}]}
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    assert training_reports.head_probe("efficientnetb7", tmp_path) is None
+    (tmp_path / "benchmarks" / "results" / "effnet_head.json").write_text(json.dumps(b))
+    assert training_reports.head_probe("vgg16", tmp_path) is None
+    got = training_reports.head_probe("efficientnetb7", tmp_path)
+    text = training_reports.head_probe_text(got)
+    assert "first 30 training steps" in text
+    assert "the fair recipe: 70% of the head's units off for every cluster at worst (step 20), 50% at step 30" in text
+    assert "a tenth of the rate: 2% of the head's units off for every cluster at worst (step 20), none at step 30" in text
+    assert "Units die with the fair recipe; with a tenth of the learning rate the head keeps them." in text
+    assert "ended between 0.112 and 0.113 dex²" in text
+    fig = plots.plot_head_probe(got)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    with pytest.raises(InputError, match="no variants"):
+        plots.plot_head_probe({"variants": []})
+    spec = importlib.util.spec_from_file_location("effnet_head", ROOT / "benchmarks" / "effnet_head.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "benchmarks" / "results" / "effnet_head.json"
+    merged = mod.merge(out, dict(b["variants"][0], variant="gap", description="GAP"), 30, 10)
+    assert [v["variant"] for v in merged["variants"]] == ["fair", "lr/10", "gap"]
+    again = mod.merge(out, dict(b["variants"][1], description="new"), 30, 10)
+    assert [v["description"] for v in again["variants"]] == ["the fair recipe", "new"]
+    assert [v["variant"] for v in mod.merge(out, b["variants"][0], 60, 10)["variants"]] == ["fair"]
+
+
 def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(book_root):
     """Table 5 the thesis's way: the best seed (picked on test) beside the thesis's sigma and the fair protocol;
     the optimism column is fair minus thesis-protocol std(x); a verdict that flips between protocols is named."""
@@ -1145,6 +1187,34 @@ def test_diagnosis_reads_the_runs_diagnostics(book_root):
     assert "None of these failures shows, yet the model did not learn" in pages.diagnosis_markdown(pr)
     h = dict(pr.best.history, mse_train_batchstats=pr.best.history["mse_train_eval"])   # no BatchNorm
     assert "give the same error" in M.training_findings(h)[0]["text"]
+
+
+def test_a_dead_head_is_named_with_its_remedies(book_root):
+    """A run whose output stopped moving at all (EfficientNet-B7's fair run: prediction spread exactly 0 from
+    epoch 3) is diagnosed as a dead head, from the epoch it died, with the remedies it did not have; a run whose
+    output merely collapsed towards the mean is not."""
+    _, req = pages.request_for("efficientnetb7", "smoke", data="data/tiny.h5", epochs=8, seeds=[0])
+    d = _write_run(book_root, req, 0, pred_fn=_flat, epochs=8)
+    rows = [dict(epoch=e, loss=0.112, val_loss=0.104, lr=1e-3, epoch_time_s=1.0, elapsed_s=float(e),
+                 mse_train_eval=0.151, mse_train_batchstats=0.151, pred_std_train=0.0 if e >= 3 else 0.02,
+                 label_std_train=0.388, grad_norm=0.01, grad_norm_first=1e-4, grad_norm_last=1e-3,
+                 dead_relu=float("nan")) for e in range(1, 9)]
+    A.write_history(d / "history.csv", rows)
+    pr = pages.find_page_runs("efficientnetb7", "smoke", root=book_root, data="data/tiny.h5", epochs=8, seeds=[0])
+    found = {f["check"]: f for f in M.training_findings(pr.best.history)}
+    assert found["dead head"]["found"] and "every ReLU unit of the head is off" in found["dead head"]["text"]
+    assert "dead ReLUs" not in found                   # swish backbone: nothing recorded, nothing claimed
+    text = pages.diagnosis_markdown(pr)
+    assert "Signs of: collapse to the mean, dead head" in text
+    assert "the head is dead from epoch 3 on, so the network returns one mass for every cluster" in text
+    assert ("dead head: a smaller learning rate, global average pooling instead of Flatten (fewer inputs per head "
+            "unit), a leaky ReLU in the head") in text
+    assert "predicts from the redshift" not in text
+    assert pages._remedies_not_tried("dead head", {"head": "gap"}) == ["a smaller learning rate",
+                                                                      "a leaky ReLU in the head"]
+    # an output that still moves (spread 0.02 dex: collapsed towards the mean, but alive) has no dead head
+    alive = dict(pr.best.history, pred_std_train=np.full(8, 0.02))
+    assert "dead head" not in {f["check"] for f in M.training_findings(alive)}
 
 
 def test_training_text_blames_batch_normalisation_only_where_the_model_has_it(book_root):
@@ -1310,6 +1380,7 @@ def test_a_run_that_collapsed_after_its_best_epoch_says_so(book_root):
     assert pages.collapse_text(run).startswith("From epoch 3 on it predicted one and the same mass for every cluster, "
                                                "to its last epoch (4)")
     assert "its numbers are those of epoch 2, the best before the collapse" in pages.collapse_text(run)
+    assert "its dense head had died" in pages.collapse_text(run)
     page = pages.thesis_protocol_page_markdown(runs_by["resnet50v2"], runs_by["resnet50v2"])
     assert "From epoch 3 on it predicted one and the same mass" in page and "(picked on the test clusters" in page
     res = comparison.thesis_protocol_comparison(runs_by, None, root=book_root)

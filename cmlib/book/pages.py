@@ -580,7 +580,9 @@ def collapse_text(run) -> str:
         return ""
     last = run.status_info.get("epochs_completed")
     return (f"From epoch {c} on it predicted one and the same mass for every cluster, to its last epoch ({last}): "
-            f"reported at its last epoch, as thesis Table 5 reports the deep models, it would score like predicting "
+            "its dense head had died (the redshift is one of the head's inputs, so one output for every cluster means "
+            "every ReLU unit of the head was off for every cluster, and no gradient could bring it back); reported at "
+            f"its last epoch, as thesis Table 5 reports the deep models, it would score like predicting "
             f"one mass; its numbers are those of epoch {run.status_info.get('best_epoch')}, the best before the "
             "collapse")
 
@@ -908,6 +910,8 @@ REMEDIES = {
                              "rate"),
     "vanishing gradients": ("residual connections and normalisation (the ResNets have both)", "a learning-rate warm-up"),
     "dead ReLUs": ("a smaller learning rate", "a learning-rate warm-up", "He initialisation", "a leaky ReLU"),
+    "dead head": ("a smaller learning rate", "global average pooling instead of Flatten (fewer inputs per head "
+                  "unit)", "a leaky ReLU in the head"),
     "memorisation": ("more augmentation (all eight orientations: flips and 90-degree rotations)",
                      "stronger weight decay", "a smaller head (global average pooling instead of Flatten)",
                      "more training clusters"),
@@ -923,6 +927,9 @@ def _remedies_not_tried(check: str, config: Mapping) -> list[str]:
         tried.add("standardised labels with the output started at the label prior")
     if config.get("augment") == "flip-rot90":
         tried.add("more augmentation (all eight orientations: flips and 90-degree rotations)")
+    if config.get("head") == "gap":
+        tried.add("global average pooling instead of Flatten (fewer inputs per head unit)")
+        tried.add("a smaller head (global average pooling instead of Flatten)")
     return [r for r in REMEDIES[check] if r not in tried]
 
 
@@ -987,6 +994,12 @@ def diagnosis_markdown(pr: PageRuns) -> str:
                      "which its dense head receives directly. The decisive sign is that zero gradient"
                      + ("; dead ReLU channels alone need not stop a network from learning"
                         if any(f["check"] == "dead ReLUs" for f in bad) else "") + ".")
+        if any(f["check"] == "dead head" for f in bad) and not learned:
+            first = M.first_epoch_of_constant_output(best.history)
+            text += (" Together these explain the verdict: the head is dead"
+                     + (f" from epoch {first} on" if first else "")
+                     + ", so the network returns one mass for every cluster, and since no gradient passes a dead "
+                     "head, more epochs cannot revive it.")
         if mem is not None and mem["found"] and not learned:
             bn = next((f for f in found if f["check"] == "BatchNorm train/inference gap"), None)
             text += (" The verdict is explained by memorisation: the network reads something from its training "

@@ -146,6 +146,13 @@ class Profile:
 #: - VGG19 (VGG16 with a fourth convolution in blocks 3-5) fails the same way, sooner: after its first epoch of the
 #:   fair recipe (still in the warm-up, lr rising to 1e-3) 65 % of its ReLU channels never fire and its first
 #:   layer's gradient norm is 7e-8 (VGG16 after its first epoch: 37 % and 7e-6).  It gets VGG16's remedy.
+#: - EfficientNet-B7 predicts one mass for every cluster from its first epoch on: the spread of its predictions is
+#:   exactly 0 from epoch 3, so every unit of its dense ReLU head is off for every cluster (the redshift enters the
+#:   head directly) and no gradient passes it (:func:`cmlib.metrics.training_findings`, "dead head").  A probe of
+#:   the run's first 120 steps (``benchmarks/effnet_head.py``) follows the head: with the fair recipe up to 69 % of
+#:   its units were off for every probe cluster; at a tenth of the learning rate under 1 %; with global average
+#:   pooling instead of Flatten the share still rose (26 % at step 100).  It gets the smaller rate, VGG16's remedy
+#:   too.
 REMEDY_INFIX = "_remedy_"
 FAIR_REMEDIES = {
     "vgg16": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (the remedy of its dead ReLUs)", (0, 1, 2)),),
@@ -157,6 +164,10 @@ FAIR_REMEDIES = {
                     "a 100-epoch schedule (the remedy of learning too slowly for 30 epochs)", (0, 1, 2))),
     "resnet152v2": (("epochs100", {"epochs": 100},
                      "a 100-epoch schedule (ResNet50V2's remedy of learning too slowly for 30 epochs)", (0,)),),
+    # its dense head dies in the first epoch (benchmarks/effnet_head.py: at a tenth of the rate the head kept
+    # (almost) all its units through the probe's 120 steps; with global average pooling they died more slowly)
+    "efficientnetb7": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (the remedy of its dead head, chosen by the head probe)",
+                        (0,)),),
 }
 
 

@@ -19,7 +19,8 @@ from .profiles import display_name, fair_deep, get_profile
 
 
 __all__ = ["pipeline_benchmark", "recipe_comparison", "table4_rows", "training_benchmark_rows", "kernels_text",
-           "epoch_parts_text", "tuning_comparison_markdown", "tuning_trial_rows", "precision_rows"]
+           "epoch_parts_text", "tuning_comparison_markdown", "tuning_trial_rows", "precision_rows", "head_probe",
+           "head_probe_text"]
 
 
 def pipeline_benchmark(root: str | Path = ".") -> tuple[list[dict], str]:
@@ -498,3 +499,65 @@ def precision_rows(path: str | Path = "benchmarks/results/precision.json") -> tu
                     "zero), so the shift is consistent across seeds but too small for these test clusters to see "
                     "run by run." if inside else "."))
     return rows, text
+
+
+#: :func:`head_probe_text`: a variant keeps its head alive if at most this share of the head's units is off for every
+#: probe cluster at the probe's last step.
+HEAD_ALIVE_SHARE = 0.1
+
+
+def head_probe(model: str, root: str | Path = ".") -> dict | None:
+    """The probe of a model's first training steps (``benchmarks/effnet_head.py``, written to
+    ``benchmarks/results/effnet_head.json``) if it probed ``model``; else None."""
+    import json
+
+    f = Path(root) / "benchmarks" / "results" / "effnet_head.json"
+    if not f.exists():
+        return None
+    b = json.loads(f.read_text())
+    return b if b.get("model") == model and b.get("variants") else None
+
+
+#: Short names of the head probe's variants for running text (the probe's own descriptions are longer).
+HEAD_PROBE_NAMES = {"fair": "the fair recipe", "lr/10": "a tenth of the learning rate",
+                    "gap": "global average pooling instead of Flatten"}
+
+
+def head_probe_text(b: Mapping) -> str:
+    """What the head probe (:func:`head_probe`) shows, from its numbers: how many of the head's units each variant
+    had off for every probe cluster, at the worst and at the last step, and which variants kept the head alive
+    (:data:`HEAD_ALIVE_SHARE`)."""
+    vs = {v["variant"]: v for v in b["variants"]}
+
+    def pct(x: float) -> str:
+        return "none" if x == 0 else "under 1%" if x < 0.005 else f"{x:.0%}"
+
+    def words(v: Mapping) -> str:
+        worst = max(v["rows"], key=lambda r: r["head_dead"])
+        last = v["rows"][-1]
+        return (f"{v['description']}: {pct(worst['head_dead'])} of the head's units off for every cluster at worst"
+                + (f" (step {worst['step']})" if worst["head_dead"] > 0 else "")
+                + f", {pct(last['head_dead'])} at step {last['step']}, mean pre-activation {last['head_shift']:+.2f}")
+
+    def name(n: str) -> str:
+        return HEAD_PROBE_NAMES.get(n, vs[n]["description"])
+
+    text = (f"A probe of the run's first {b['steps']} training steps (`benchmarks/effnet_head.py`: the same model, "
+            f"seed, batches and first-epoch learning rate, a fresh model per variant, measured every {b['every']} "
+            "steps on the 64 probe clusters in training mode), per variant: "
+            + "; ".join(words(v) for v in vs.values()) + ".")
+    alive = [n for n, v in vs.items() if v["rows"][-1]["head_dead"] <= HEAD_ALIVE_SHARE]
+    dying = [n for n in vs if n not in alive]
+    if dying and alive:
+        text += (f" Units die with {and_list([name(n) for n in dying])}; with {and_list([name(n) for n in alive])} "
+                 "the head keeps them.")
+    elif dying:
+        text += " Units die with every variant probed."
+    else:
+        text += " No variant lost head units within these steps."
+    loss = [v["rows"][-1].get("loss") for v in vs.values() if v["rows"][-1].get("loss") is not None]
+    if loss:
+        text += (f" The probe is too short to say whether a variant learns: its training loss (averaged over the "
+                 f"steps) ended between {min(loss):.3f} and {max(loss):.3f} dex² in every variant; a converged run "
+                 "says that (*Remedies*).")
+    return text
