@@ -2,7 +2,8 @@
 
 EfficientNet-B7's fair-protocol run (AdamW, warm-up and cosine over 30 epochs) predicts the same mass for
 every cluster from its first epoch on: the spread of its predictions on the training probe is 1.5e-5 dex after
-epoch 1 and exactly 0 from epoch 3, and from then on its gradients are zero (``history.csv``, issue 13).  Its
+epoch 1 and exactly 0 from epoch 3, and from then on its gradients are zero or nearly so (first layer 0 to 2e-3,
+output layer 0 to 1e-2, against 0.6 and 0.2 in epoch 1; ``history.csv``, issue 13).  Its
 backbone has no ReLUs (swish), so the dead-ReLU column the runs record is empty.  The thesis head has one ReLU
 layer, ``head_dense_1`` (Dense 512 on the Flatten of the backbone's last 2 x 2 x 2560 map, 10 240 inputs, plus
 the redshift): if all its 512 units output zero for every cluster, the output is its bias, whatever the image

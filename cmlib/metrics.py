@@ -538,11 +538,12 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
         out.append(dict(check="dead ReLUs", value=d, threshold=DEAD_RELU_FRACTION, found=d > DEAD_RELU_FRACTION,
                         text=f"{d:.0%} of the ReLU channels never fire on the probe clusters"))
     if np.isfinite(ps) and np.isfinite(ls) and ls > 0 and ps <= CONSTANT_OUTPUT_RATIO * ls:
-        # every cmlib model feeds the redshift into its dense ReLU head: an output that does not move even with z
-        # has every head unit off for every cluster, and then no gradient passes the head (it cannot recover)
+        # every cmlib model feeds the redshift into its dense ReLU head: an output that does not move even with z,
+        # epoch after epoch (an output kernel would get a gradient from any live unit), has every head unit off for
+        # every cluster, and then (almost) no gradient passes the head
         out.append(dict(check="dead head", value=ps / ls, threshold=CONSTANT_OUTPUT_RATIO, found=True,
                         text=(f"the predictions do not vary at all ({ps:.1g} dex): the redshift enters the dense "
                               "head directly, so one output for every cluster means that every ReLU unit of the "
-                              "head is off for every probe cluster (a dead head), and no gradient passes it to the "
-                              "layers below")))
+                              "head is off for every probe cluster (a dead head), and almost no gradient passes it "
+                              "to the layers below")))
     return out

@@ -581,7 +581,7 @@ def collapse_text(run) -> str:
     last = run.status_info.get("epochs_completed")
     return (f"From epoch {c} on it predicted one and the same mass for every cluster, to its last epoch ({last}): "
             "its dense head had died (the redshift is one of the head's inputs, so one output for every cluster means "
-            "every ReLU unit of the head was off for every cluster, and no gradient could bring it back); reported at "
+            "every ReLU unit of the head was off for every cluster, and almost no gradient passed it); reported at "
             f"its last epoch, as thesis Table 5 reports the deep models, it would score like predicting "
             f"one mass; its numbers are those of epoch {run.status_info.get('best_epoch')}, the best before the "
             "collapse")
@@ -998,8 +998,8 @@ def diagnosis_markdown(pr: PageRuns) -> str:
             first = M.first_epoch_of_constant_output(best.history)
             text += (" Together these explain the verdict: the head is dead"
                      + (f" from epoch {first} on" if first else "")
-                     + ", so the network returns one mass for every cluster, and since no gradient passes a dead "
-                     "head, more epochs cannot revive it.")
+                     + ", so the network returns one mass for every cluster, and since almost no gradient passes a "
+                     "dead head, more epochs do not revive it.")
         if mem is not None and mem["found"] and not learned:
             bn = next((f for f in found if f["check"] == "BatchNorm train/inference gap"), None)
             text += (" The verdict is explained by memorisation: the network reads something from its training "
