@@ -44,7 +44,7 @@ HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "lr", "epoch_time_s", "elapsed_s
 #: Optional columns after those: the per-epoch diagnostics of :mod:`cmlib.train.diagnostics` (written when any
 #: row has them; an epoch recorded without them, e.g. before a resume with older code, is left empty).
 DIAGNOSTIC_COLUMNS = ("mse_train_eval", "mse_train_batchstats", "pred_std_train", "label_std_train", "grad_norm",
-                      "grad_norm_first", "grad_norm_last", "dead_relu")
+                      "grad_norm_first", "grad_norm_last", "dead_relu", "dead_head")
 PREDICTION_COLUMNS = ("subset", "cluster_id", "z", "log_m500_true", "log_m500_pred", "sigma_pred")
 SUBSETS = ("train", "val", "test")
 STATUS_COMPLETE = "complete"

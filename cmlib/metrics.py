@@ -499,7 +499,8 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     """Read a run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) for the usual failures.
 
     Medians over the ``last`` epochs: the BatchNorm train/inference gap, a collapse of the predictions to the
-    mean, vanishing gradients and dead ReLUs; and, only where it is found, a dead head (an output that does not
+    mean, vanishing gradients, dead ReLUs and a dead head (all the dense head's units off: measured where the run
+    recorded ``dead_head``; for older runs inferred, and listed only where found, from an output that does not
     vary at all, :data:`CONSTANT_OUTPUT_RATIO`).  Returns one dict per check (``check``, ``value``,
     ``threshold``, ``found``: bool, ``text``); an empty list when the run recorded no diagnostics.
     """
@@ -537,10 +538,18 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     if np.isfinite(d):
         out.append(dict(check="dead ReLUs", value=d, threshold=DEAD_RELU_FRACTION, found=d > DEAD_RELU_FRACTION,
                         text=f"{d:.0%} of the ReLU channels never fire on the probe clusters"))
-    if np.isfinite(ps) and np.isfinite(ls) and ls > 0 and ps <= CONSTANT_OUTPUT_RATIO * ls:
-        # every cmlib model feeds the redshift into its dense ReLU head: an output that does not move even with z,
-        # epoch after epoch (an output kernel would get a gradient from any live unit), has every head unit off for
-        # every cluster, and then (almost) no gradient passes the head
+    dh = tail("dead_head")
+    if np.isfinite(dh):
+        # measured (runs from cmlib 2026-11-30 on): the share of the dense head's units that never fire
+        out.append(dict(check="dead head", value=dh, threshold=1.0, found=dh >= 1.0,
+                        text=("every ReLU unit of the dense head is off for every probe cluster (a dead head): the "
+                              "output is one constant, whatever the image and the redshift, and almost no gradient "
+                              "passes the head to the layers below") if dh >= 1.0 else
+                        f"{dh:.0%} of the dense head's ReLU units never fire on the probe clusters"))
+    elif np.isfinite(ps) and np.isfinite(ls) and ls > 0 and ps <= CONSTANT_OUTPUT_RATIO * ls:
+        # inferred (older runs): every cmlib model feeds the redshift into its dense ReLU head, so an output that
+        # does not move even with z, epoch after epoch (an output kernel would get a gradient from any live unit),
+        # has every head unit off for every cluster, and then (almost) no gradient passes the head
         out.append(dict(check="dead head", value=ps / ls, threshold=CONSTANT_OUTPUT_RATIO, found=True,
                         text=(f"the predictions do not vary at all ({ps:.1g} dex): the redshift enters the dense "
                               "head directly, so one output for every cluster means that every ReLU unit of the "

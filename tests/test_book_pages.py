@@ -1215,6 +1215,12 @@ def test_a_dead_head_is_named_with_its_remedies(book_root):
     # an output that still moves (spread 0.02 dex: collapsed towards the mean, but alive) has no dead head
     alive = dict(pr.best.history, pred_std_train=np.full(8, 0.02))
     assert "dead head" not in {f["check"] for f in M.training_findings(alive)}
+    # a run that recorded the head (dead_head): the measurement decides, not the inference from the output
+    measured = {f["check"]: f for f in M.training_findings(dict(alive, dead_head=np.full(8, 1.0)))}["dead head"]
+    assert measured["found"] and measured["text"].startswith("every ReLU unit of the dense head is off")
+    partly = {f["check"]: f for f in M.training_findings(dict(pr.best.history, dead_head=np.full(8, 0.4)))}
+    assert not partly["dead head"]["found"]
+    assert partly["dead head"]["text"] == "40% of the dense head's ReLU units never fire on the probe clusters"
 
 
 def test_training_text_blames_batch_normalisation_only_where_the_model_has_it(book_root):

@@ -561,6 +561,7 @@ def test_diagnostics_are_recorded_every_epoch_and_change_nothing(data, tmp_path,
     assert np.all(np.isfinite(h["mse_train_eval"])) and np.all(h["pred_std_train"] >= 0)
     assert np.all(h["grad_norm"] > 0) and np.all(h["grad_norm"] >= h["grad_norm_last"])
     assert np.all((h["dead_relu"] >= 0) & (h["dead_relu"] <= 1))
+    assert np.all((h["dead_head"] >= 0) & (h["dead_head"] < 1))      # the basic CNN's head is alive
     monkeypatch.setattr(G.TrainingDiagnostics, "on_epoch_end", lambda self, epoch, logs=None: None)
     (r2,) = train.train_seeds("basic", data, epochs=3, seeds=[0], runs_dir=tmp_path / "without", verbose=False,
                               early_stopping=0)
@@ -568,6 +569,37 @@ def test_diagnostics_are_recorded_every_epoch_and_change_nothing(data, tmp_path,
     assert "grad_norm" not in h2
     np.testing.assert_array_equal(h["loss"], h2["loss"])
     np.testing.assert_array_equal(h["val_loss"], h2["val_loss"])
+
+
+def test_diagnose_measures_the_dense_head():
+    """dead_head: the share of the head_dense_* units that are off for every probe cluster; 1 for a head pushed
+    below zero (the output then ignores image and redshift), NaN for a model without such a head."""
+    from cmlib._env import import_keras
+    from cmlib.train import diagnostics as G
+
+    keras = import_keras()
+    rng = np.random.default_rng(1)
+    inputs = {"image": rng.normal(size=(16, 6, 6, 1)).astype("float32"),
+              "redshift": rng.uniform(0, 1, (16, 1)).astype("float32")}
+    y = rng.normal(14, 0.3, 16)
+    shares = {}
+    for name, bias in (("alive", 0.5), ("dead", -100.0)):
+        image, z = keras.Input((6, 6, 1), name="image"), keras.Input((1,), name="redshift")
+        f = keras.layers.Concatenate()([keras.layers.Flatten()(image), z])
+        h = keras.layers.Dense(8, activation="relu", name="head_dense_1",
+                               bias_initializer=keras.initializers.Constant(bias))(f)
+        model = keras.Model([image, z], keras.layers.Dense(1, name="log_m500")(h))
+        model.compile(optimizer="adam", loss=keras.losses.MeanSquaredError())
+        out = G.diagnose(model, inputs, y)
+        shares[name] = out["dead_head"]
+        if name == "dead":
+            assert out["pred_std_train"] == 0.0             # one output for every cluster
+    assert shares["alive"] < 0.5 and shares["dead"] == 1.0
+    image, z = keras.Input((6, 6, 1), name="image"), keras.Input((1,), name="redshift")
+    bare = keras.Model([image, z], keras.layers.Dense(1, name="log_m500")(
+        keras.layers.Concatenate()([keras.layers.Flatten()(image), z])))
+    bare.compile(optimizer="adam", loss=keras.losses.MeanSquaredError())
+    assert G.head_probe(bare) is None and np.isnan(G.diagnose(bare, inputs, y)["dead_head"])
 
 
 def test_diagnose_restores_batchnorm_and_finds_dead_units():

@@ -26,6 +26,11 @@ the run records them as extra columns of ``history.csv``:
     fraction of ReLU channels that output zero for every probe cluster at every pixel
     (inference mode): units that no longer learn.  NaN for models without ReLUs
     (EfficientNet uses swish) or with a band adapter in front of the backbone.
+``dead_head``
+    fraction of the units of the dense head (the ``head_dense_*`` ReLU layers every cmlib model ends with, which
+    also receive the redshift) that output zero for every probe cluster (inference mode).  When it reaches 1 the
+    output is one constant, whatever the image and the redshift, and almost no gradient reaches anything below
+    the head (EfficientNet-B7's failure, ``benchmarks/effnet_head.py``).  NaN for a model without such layers.
 
 Nothing here changes the run: BatchNorm's moving statistics (and every other non-trainable
 variable) are restored after the training-mode pass, and no weight is updated, so a run
@@ -43,7 +48,7 @@ from ..artifacts import DIAGNOSTIC_COLUMNS
 
 keras = import_keras()
 
-__all__ = ["DIAGNOSTIC_COLUMNS", "TrainingDiagnostics", "diagnose", "relu_probe"]
+__all__ = ["DIAGNOSTIC_COLUMNS", "TrainingDiagnostics", "diagnose", "relu_probe", "head_probe"]
 #: Keys the callback adds to Keras's epoch logs (the run recorder copies them into the history row).
 LOG_PREFIX = "diag_"
 #: Probe size: 64 training clusters (two training batches' worth: a few per cent of an epoch's cost).
@@ -76,6 +81,24 @@ def relu_probe(model) -> tuple[Any, str] | None:
     return (keras.Model(model.inputs, outs), "inputs") if outs else None
 
 
+def head_probe(model):
+    """A model that returns the outputs of ``model``'s dense head layers (``head_dense_1`` ...,
+    :func:`cmlib.models.layers.regression_head`) from its inputs; None if it has none."""
+    outs = [l.output for l in model.layers if l.name.startswith("head_dense_")]
+    return keras.Model(model.inputs, outs) if outs else None
+
+
+def _dead_share(acts) -> tuple[int, int]:
+    """(channels that are <= 0 for every sample and position, all channels) of a list of activations."""
+    dead = total = 0
+    for a in acts if isinstance(acts, (list, tuple)) else [acts]:
+        a = np.asarray(a, dtype=np.float32)
+        peak = a.reshape(-1, a.shape[-1]).max(axis=0)
+        dead += int(np.sum(peak <= 0.0))
+        total += int(peak.size)
+    return dead, total
+
+
 def _first_column(y) -> np.ndarray:
     a = np.asarray(y, dtype=np.float64)
     return a[:, 0] if a.ndim == 2 else a.ravel()
@@ -89,11 +112,13 @@ def _norm(arrays: Sequence) -> float:
     return math.sqrt(total)
 
 
-def diagnose(model, inputs: dict, y: np.ndarray, probe: tuple[Any, str] | None = None) -> dict[str, float]:
+def diagnose(model, inputs: dict, y: np.ndarray, probe: tuple[Any, str] | None = None,
+             head: Any = "build") -> dict[str, float]:
     """The diagnostic columns (:data:`DIAGNOSTIC_COLUMNS`) for ``model`` on one probe batch, without changing it.
 
     ``inputs``: ``{"image": ..., "redshift": ...}`` as the model takes them; ``y``: the labels [dex];
-    ``probe``: :func:`relu_probe` of the model (built once per run).
+    ``probe``: :func:`relu_probe` of the model (built once per run); ``head``: :func:`head_probe` of the model
+    (built here if not given).
     """
     y = np.asarray(y, dtype=np.float64).ravel()
     out: dict[str, float] = {}
@@ -130,15 +155,13 @@ def diagnose(model, inputs: dict, y: np.ndarray, probe: tuple[Any, str] | None =
     if probe is not None:
         pm, takes = probe
         feed = [inputs["image"]] if takes == "image" else [inputs[t.name] for t in pm.inputs]
-        acts = pm(feed, training=False)
-        acts = acts if isinstance(acts, (list, tuple)) else [acts]
-        dead = total = 0
-        for a in acts:
-            a = np.asarray(a, dtype=np.float32)
-            peak = a.reshape(-1, a.shape[-1]).max(axis=0)
-            dead += int(np.sum(peak <= 0.0))
-            total += int(peak.size)
+        dead, total = _dead_share(pm(feed, training=False))
         out["dead_relu"] = dead / total if total else math.nan
+    out["dead_head"] = math.nan
+    head = head_probe(model) if isinstance(head, str) else head
+    if head is not None:
+        dead, total = _dead_share(head([inputs[t.name] for t in head.inputs], training=False))
+        out["dead_head"] = dead / total if total else math.nan
     return out
 
 
@@ -158,13 +181,14 @@ class TrainingDiagnostics(keras.callbacks.Callback):
         self.inputs = {"image": pad_images(np.asarray(split.x_image[:k]), split.pad, split.pad_size),
                        "redshift": np.asarray(split.x_z[:k])}
         self.y = np.asarray(split.y[:k], dtype=np.float64)
-        self.probe = None
+        self.probe = self.head = None
 
     def on_train_begin(self, logs=None):
         self.probe = relu_probe(self.model)
+        self.head = head_probe(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        for k, v in diagnose(self.model, self.inputs, self.y, self.probe).items():
+        for k, v in diagnose(self.model, self.inputs, self.y, self.probe, self.head).items():
             logs[LOG_PREFIX + k] = v
