@@ -513,16 +513,19 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
         return float(np.median(a)) if a.size else float("nan")
 
     out = []
+    ps, ls = tail("pred_std_train"), tail("label_std_train")
+    constant = bool(np.isfinite(ps) and np.isfinite(ls) and ls > 0 and ps <= CONSTANT_OUTPUT_RATIO * ls)
     ev, bs = tail("mse_train_eval"), tail("mse_train_batchstats")
     if np.isfinite(ev) and np.isfinite(bs) and bs > 0:
         r = ev / bs
         same = abs(r - 1.0) < 1e-6
+        why = ("the output is one constant, so the two modes cannot differ" if constant else
+               "no BatchNorm or dropout")
         out.append(dict(check="BatchNorm train/inference gap", value=r, threshold=BN_GAP_FACTOR,
                         found=r > BN_GAP_FACTOR,
-                        text="inference and training mode give the same error (no BatchNorm or dropout)" if same else
+                        text=f"inference and training mode give the same error ({why})" if same else
                         f"on the same training clusters the inference-mode error is {r:.2f}\u00d7 the training-mode "
                         "error (BatchNorm's moving statistics against the batch's own)"))
-    ps, ls = tail("pred_std_train"), tail("label_std_train")
     if np.isfinite(ps) and np.isfinite(ls) and ls > 0:
         r = ps / ls
         out.append(dict(check="collapse to the mean", value=r, threshold=COLLAPSE_RATIO, found=r < COLLAPSE_RATIO,
@@ -546,7 +549,7 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
                               "output is one constant, whatever the image and the redshift, and almost no gradient "
                               "passes the head to the layers below") if dh >= 1.0 else
                         f"{dh:.0%} of the dense head's ReLU units never fire on the probe clusters"))
-    elif np.isfinite(ps) and np.isfinite(ls) and ls > 0 and ps <= CONSTANT_OUTPUT_RATIO * ls:
+    elif constant:
         # inferred (older runs): every cmlib model feeds the redshift into its dense ReLU head, so an output that
         # does not move even with z, epoch after epoch (an output kernel would get a gradient from any live unit),
         # has every head unit off for every cluster, and then (almost) no gradient passes the head

@@ -838,11 +838,14 @@ def plot_diagnostics(run: Run) -> Figure:
     a[2].set_yscale("log")
     a[2].set_ylabel("gradient L2 norm")
     a[2].set_title("vanishing gradients?")
-    a[3].plot(ep, 100 * h["dead_relu"], color="k", lw=1.4, marker=mk, ms=3, label="ReLU channels")
+    relu = np.isfinite(np.asarray(h["dead_relu"], dtype=float)).any()
     head = "dead_head" in h and np.isfinite(np.asarray(h["dead_head"], dtype=float)).any()
+    if relu:
+        a[3].plot(ep, 100 * h["dead_relu"], color="k", lw=1.4, marker=mk, ms=3, label="ReLU channels")
     if head:
         a[3].plot(ep, 100 * h["dead_head"], color=VAL_COLOR, lw=1.2, ls="--", marker=mk, ms=3, label="dense head units")
-    if not np.isfinite(np.asarray(h["dead_relu"], dtype=float)).any():
+    a[3].set_xlim(a[2].get_xlim())
+    if not relu:
         a[3].text(0.5, 0.5, "ReLU channels not recorded: no ReLU in the\nbackbone (EfficientNet's is swish) or a "
                   "band\nadapter in front of it" + ("" if head else ";\na dead dense head shows as prediction spread 0\n"
                                                 "(upper right)"),

@@ -1204,6 +1204,9 @@ def test_a_dead_head_is_named_with_its_remedies(book_root):
     found = {f["check"]: f for f in M.training_findings(pr.best.history)}
     assert found["dead head"]["found"] and "every ReLU unit of the head is off" in found["dead head"]["text"]
     assert "dead ReLUs" not in found                   # swish backbone: nothing recorded, nothing claimed
+    # a constant output gives the same error in both modes: that is not evidence of a network without BatchNorm
+    assert found["BatchNorm train/inference gap"]["text"] == ("inference and training mode give the same error (the "
+                                                              "output is one constant, so the two modes cannot differ)")
     text = pages.diagnosis_markdown(pr)
     assert "Signs of: collapse to the mean, dead head" in text
     assert "the head is dead from epoch 3 on, so the network returns one mass for every cluster" in text
