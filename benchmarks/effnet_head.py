@@ -60,6 +60,8 @@ def probe_step(model, inputs) -> dict:
     import numpy as np
     import keras
 
+    from cmlib.train.diagnostics import _dead_share   # the runs' own count of units off for every cluster
+
     pool = next(l for l in model.layers if l.name in ("flatten", "global_avg_pool"))
     head = model.get_layer(HEAD_LAYER)
     # pool.input: the backbone's output as this model calls it (the backbone is a nested model)
@@ -72,9 +74,9 @@ def probe_step(model, inputs) -> dict:
             v.assign(a)
     # the head's pre-activation (kernel . input + bias); its output is the ReLU of it
     pre = head_in @ np.asarray(head.kernel, dtype="float64") + np.asarray(head.bias, dtype="float64")
-    act = np.maximum(pre, 0.0)
+    dead, total = _dead_share(np.maximum(pre, 0.0))
     f = feats.reshape(len(feats), -1)
-    return {"head_dead": float(np.mean(act.max(axis=0) <= 0.0)),
+    return {"head_dead": dead / total,
             "head_shift": float(pre.mean()), "head_spread": float(pre.std(axis=0).mean()),
             "pred_std": float(pred[:, 0].std()),
             "feature_spread": float(f.std(axis=0).mean() / max(f.std(), 1e-30))}

@@ -479,6 +479,13 @@ def first_epoch_without_gradient(history: Mapping[str, np.ndarray]) -> int | Non
 CONSTANT_OUTPUT_RATIO = 1e-3
 
 
+def _constant_output(pred_std, label_std):
+    """Whether a prediction spread is one constant against the labels' (:data:`CONSTANT_OUTPUT_RATIO`); element-wise
+    for arrays, False where either is not finite or the labels do not vary."""
+    ps, ls = np.asarray(pred_std, dtype=float), np.asarray(label_std, dtype=float)
+    return np.isfinite(ps) & np.isfinite(ls) & (ls > 0) & (ps <= CONSTANT_OUTPUT_RATIO * ls)
+
+
 def first_epoch_of_constant_output(history: Mapping[str, np.ndarray]) -> int | None:
     """The first epoch from which on a run predicted one and the same mass for every training cluster, to its last
     epoch: the prediction spread on the training probe (history column ``pred_std_train``,
@@ -491,8 +498,7 @@ def first_epoch_of_constant_output(history: Mapping[str, np.ndarray]) -> int | N
     ls = np.asarray(history.get("label_std_train", []), dtype=float)
     if ls.size != ps.size:
         return None
-    return _first_epoch_holding_to_end(
-        history, np.isfinite(ps) & np.isfinite(ls) & (ls > 0) & (ps <= CONSTANT_OUTPUT_RATIO * ls))
+    return _first_epoch_holding_to_end(history, _constant_output(ps, ls))
 
 
 def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> list[dict]:
@@ -514,7 +520,7 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
 
     out = []
     ps, ls = tail("pred_std_train"), tail("label_std_train")
-    constant = bool(np.isfinite(ps) and np.isfinite(ls) and ls > 0 and ps <= CONSTANT_OUTPUT_RATIO * ls)
+    constant = bool(_constant_output(ps, ls))
     ev, bs = tail("mse_train_eval"), tail("mse_train_batchstats")
     if np.isfinite(ev) and np.isfinite(bs) and bs > 0:
         r = ev / bs

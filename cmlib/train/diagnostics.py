@@ -113,12 +113,12 @@ def _norm(arrays: Sequence) -> float:
 
 
 def diagnose(model, inputs: dict, y: np.ndarray, probe: tuple[Any, str] | None = None,
-             head: Any = "build") -> dict[str, float]:
+             head: Any = None) -> dict[str, float]:
     """The diagnostic columns (:data:`DIAGNOSTIC_COLUMNS`) for ``model`` on one probe batch, without changing it.
 
     ``inputs``: ``{"image": ..., "redshift": ...}`` as the model takes them; ``y``: the labels [dex];
     ``probe``: :func:`relu_probe` of the model (built once per run); ``head``: :func:`head_probe` of the model
-    (built here if not given).
+    (built here if None: cheap, and None again for a model without a head).
     """
     y = np.asarray(y, dtype=np.float64).ravel()
     out: dict[str, float] = {}
@@ -158,7 +158,7 @@ def diagnose(model, inputs: dict, y: np.ndarray, probe: tuple[Any, str] | None =
         dead, total = _dead_share(pm(feed, training=False))
         out["dead_relu"] = dead / total if total else math.nan
     out["dead_head"] = math.nan
-    head = head_probe(model) if isinstance(head, str) else head
+    head = head if head is not None else head_probe(model)
     if head is not None:
         dead, total = _dead_share(head([inputs[t.name] for t in head.inputs], training=False))
         out["dead_head"] = dead / total if total else math.nan
