@@ -501,6 +501,19 @@ def first_epoch_of_constant_output(history: Mapping[str, np.ndarray]) -> int | N
     return _first_epoch_holding_to_end(history, _constant_output(ps, ls))
 
 
+def validation_drift(history: Mapping[str, np.ndarray], from_epoch: int) -> float:
+    """How far a run's validation loss moved from epoch ``from_epoch`` to its last: max minus min of the history
+    column ``val_loss`` over those epochs [the loss's unit, dex² for MSE].  A network with one constant output
+    learns nothing, yet its validation loss still drifts a little as the output's bias follows each batch's mean
+    label; early stopping
+    without a minimum change (``min_delta`` 0, :class:`cmlib.train.callbacks.RunEarlyStopping`) counts each such
+    decrease as an improvement.  NaN without the column or without epochs from ``from_epoch`` on."""
+    v = np.asarray(history.get("val_loss", []), dtype=float)
+    ep = np.asarray(history.get("epoch", np.arange(1, v.size + 1)))
+    v = v[ep >= from_epoch] if ep.size == v.size else v[:0]
+    return float(np.nanmax(v) - np.nanmin(v)) if v.size else float("nan")
+
+
 def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> list[dict]:
     """Read a run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) for the usual failures.
 

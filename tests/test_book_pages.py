@@ -1226,6 +1226,32 @@ def test_a_dead_head_is_named_with_its_remedies(book_root):
     assert partly["dead head"]["text"] == "40% of the dense head's ReLU units never fire on the probe clusters"
 
 
+def test_a_dead_run_kept_going_by_tiny_improvements_says_so():
+    """EfficientNet-B7's dead fair run: its validation loss moves by ~1e-5 dex² a epoch (the output's bias follows
+    the batches), early stopping without a minimum change takes each decrease as an improvement, so the run goes on
+    long past its patience; the diagnosis says so.  A run that stopped within its patience of dying, one whose loss
+    moved by more, or one with a minimum change says nothing."""
+    from types import SimpleNamespace
+
+    val = [0.2, 0.15] + [0.10430 + 1e-6 * ((-1) ** e) * (e % 3) - 1e-7 * e for e in range(3, 25)]
+    hist = {"epoch": np.arange(1, 25), "val_loss": np.array(val)}
+    assert M.validation_drift(hist, 3) == pytest.approx(max(val[2:]) - min(val[2:]))
+    assert np.isnan(M.validation_drift(hist, 30)) and np.isnan(M.validation_drift({}, 1))
+
+    def run(hist, last=24, best=20, patience=10, min_delta=0.0):
+        return SimpleNamespace(history=hist, status_info={"epochs_completed": last, "best_epoch": best},
+                               config={"early_stopping": patience, "min_delta": min_delta})
+
+    text = pages._dead_run_stopping(run(hist), 3)
+    assert text.startswith(" From epoch 3 on its validation loss moved by at most ")
+    assert "restarted its patience of 10 epochs: the run went on to epoch 24, and its best epoch (20)" in text
+    assert pages._dead_run_stopping(run(hist, last=13, best=3), 3) == ""           # stopped within its patience
+    assert pages._dead_run_stopping(run(hist, min_delta=1e-4), 3) == ""
+    assert pages._dead_run_stopping(run(hist, patience=0), 3) == ""
+    moving = dict(hist, val_loss=np.array(val[:2] + [0.1 + 0.01 * (e % 2) for e in range(3, 25)]))
+    assert pages._dead_run_stopping(run(moving), 3) == ""
+
+
 def test_training_text_blames_batch_normalisation_only_where_the_model_has_it(book_root):
     """A first-epoch training loss far above the validation loss: BatchNorm's training mode is named for a ResNet,
     not for the basic CNN, which has no BatchNorm layer."""
