@@ -60,18 +60,14 @@ def probe_step(model, inputs) -> dict:
     import numpy as np
     import keras
 
-    from cmlib.train.diagnostics import _dead_share   # the runs' own count of units off for every cluster
+    from cmlib.train.diagnostics import _dead_share, state_restored   # the runs' own count and state guard
 
     pool = next(l for l in model.layers if l.name in ("flatten", "global_avg_pool"))
     head = model.get_layer(HEAD_LAYER)
     # pool.input: the backbone's output as this model calls it (the backbone is a nested model)
     sub = keras.Model(model.inputs, [pool.input, head.input, model.output])
-    saved = [np.array(v) for v in model.non_trainable_variables]
-    try:
+    with state_restored(model):
         feats, head_in, pred = (np.asarray(a, dtype="float64") for a in sub(inputs, training=True))
-    finally:
-        for v, a in zip(model.non_trainable_variables, saved):
-            v.assign(a)
     # the head's pre-activation (kernel . input + bias); its output is the ReLU of it
     pre = head_in @ np.asarray(head.kernel, dtype="float64") + np.asarray(head.bias, dtype="float64")
     dead, total = _dead_share(np.maximum(pre, 0.0))

@@ -636,3 +636,11 @@ def test_diagnose_restores_batchnorm_and_finds_dead_units():
     # 'dead': 3 channels always <= 0; 'r1': some of its 4 channels may be dead after BatchNorm, never all
     assert 3 / 7 <= out["dead_relu"] < 1.0
     assert out["grad_norm_first"] > 0 and out["grad_norm"] > 0
+    # the guard puts the statistics back also when the pass inside it fails (the head-probe benchmark uses it too)
+    with pytest.raises(RuntimeError):
+        with G.state_restored(model):
+            model(inputs, training=True)
+            assert any((np.array(v) != b).any() for v, b in zip(model.non_trainable_variables, before))
+            raise RuntimeError("a failed pass")
+    for v, b in zip(model.non_trainable_variables, before):
+        np.testing.assert_array_equal(np.array(v), b)

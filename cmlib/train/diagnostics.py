@@ -38,6 +38,7 @@ with diagnostics has the history of one without, plus these columns.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Sequence
 
@@ -112,6 +113,19 @@ def _norm(arrays: Sequence) -> float:
     return math.sqrt(total)
 
 
+@contextlib.contextmanager
+def state_restored(model):
+    """Run a training-mode forward pass on ``model`` without changing it: BatchNorm's training mode updates its
+    moving statistics (the non-trainable variables), so they are saved before and put back after, also when the
+    pass fails."""
+    saved = [np.array(v) for v in model.non_trainable_variables]
+    try:
+        yield model
+    finally:
+        for v, a in zip(model.non_trainable_variables, saved):
+            v.assign(a)
+
+
 def diagnose(model, inputs: dict, y: np.ndarray, probe: tuple[Any, str] | None = None,
              head: Any = None) -> dict[str, float]:
     """The diagnostic columns (:data:`DIAGNOSTIC_COLUMNS`) for ``model`` on one probe batch, without changing it.
@@ -126,8 +140,7 @@ def diagnose(model, inputs: dict, y: np.ndarray, probe: tuple[Any, str] | None =
     out["mse_train_eval"] = float(np.mean((pred - y) ** 2))
     out["pred_std_train"] = float(np.std(pred))
     out["label_std_train"] = float(np.std(y))
-    saved = [np.array(v) for v in model.non_trainable_variables]
-    try:
+    with state_restored(model):
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -148,9 +161,6 @@ def diagnose(model, inputs: dict, y: np.ndarray, probe: tuple[Any, str] | None =
             y_pred = model(inputs, training=True)
             out.update(grad_norm=math.nan, grad_norm_first=math.nan, grad_norm_last=math.nan)
         out["mse_train_batchstats"] = float(np.mean((_first_column(y_pred) - y) ** 2))
-    finally:
-        for v, a in zip(model.non_trainable_variables, saved):
-            v.assign(a)
     out["dead_relu"] = math.nan
     if probe is not None:
         pm, takes = probe
