@@ -505,9 +505,8 @@ def validation_drift(history: Mapping[str, np.ndarray], from_epoch: int) -> floa
     """How far a run's validation loss moved from epoch ``from_epoch`` to its last: max minus min of the history
     column ``val_loss`` over those epochs [the loss's unit, dex² for MSE].  A network with one constant output
     learns nothing, yet its validation loss still drifts a little as the output's bias follows each batch's mean
-    label; early stopping
-    without a minimum change (``min_delta`` 0, :class:`cmlib.train.callbacks.RunEarlyStopping`) counts each such
-    decrease as an improvement.  NaN without the column or without epochs from ``from_epoch`` on."""
+    label; early stopping without a minimum change (``min_delta`` 0, :class:`cmlib.train.callbacks.RunEarlyStopping`)
+    counts each such decrease as an improvement.  NaN without the column or without epochs from ``from_epoch`` on."""
     v = np.asarray(history.get("val_loss", []), dtype=float)
     ep = np.asarray(history.get("epoch", np.arange(1, v.size + 1)))
     v = v[ep >= from_epoch] if ep.size == v.size else v[:0]

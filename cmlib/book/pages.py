@@ -1019,9 +1019,9 @@ def diagnosis_markdown(pr: PageRuns) -> str:
 
 def _dead_run_stopping(run: Any, dead_from: int | None) -> str:
     """Why a run with a dead head (one constant output from epoch ``dead_from`` on) went on for many epochs: its
-    validation loss drifts by tiny amounts (:func:`cmlib.metrics.validation_drift`, under 0.1 % of its value) and early stopping without a
-    minimum change counts each decrease as an improvement.  Empty where that did not keep the run going (it stopped
-    within its patience of the death) or the loss moved more."""
+    validation loss drifts by tiny amounts (:func:`cmlib.metrics.validation_drift`, under 0.1 % of its value) and
+    early stopping without a minimum change counts each decrease as an improvement.  Empty where that did not keep
+    the run going (it stopped within its patience of the death) or the loss moved more."""
     st, cfg = run.status_info, run.config
     last, best, patience = st.get("epochs_completed"), st.get("best_epoch"), int(cfg.get("early_stopping") or 0)
     if not (dead_from and last and best and patience) or float(cfg.get("min_delta") or 0) > 0:
@@ -1031,9 +1031,9 @@ def _dead_run_stopping(run: Any, dead_from: int | None) -> str:
     if not (np.isfinite(drift) and drift < 1e-3 * level) or int(last) <= dead_from + patience:
         return ""
     return (f" From epoch {dead_from} on its validation loss moved by at most {drift:.0e} dex² in all "
-            f"({drift / level:.0e} of its value): the one mass it predicts shifts a little as the output's bias follows "
-            "each batch's mean mass, and nothing else changes. Early "
-            "stopping counts any decrease as an improvement (no minimum change), so such decreases restarted its "
+            f"({drift / level:.0e} of its value): the one mass it predicts shifts a little as the output's bias "
+            "follows each batch's mean mass, and nothing else changes. Early stopping counts any decrease as an "
+            "improvement (no minimum change), so such decreases restarted its "
             f"patience of {patience} epochs: the run went on to epoch {last}, and its best epoch ({best}) is one of "
             "equals, not a model that learned more.")
 
