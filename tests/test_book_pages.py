@@ -1227,7 +1227,7 @@ def test_a_dead_head_is_named_with_its_remedies(book_root):
 
 
 def test_a_dead_run_kept_going_by_tiny_improvements_says_so():
-    """EfficientNet-B7's dead fair run: its validation loss moves by ~1e-5 dex² a epoch (the output's bias follows
+    """EfficientNet-B7's dead fair run: its validation loss moves by ~1e-5 dex² an epoch (the output's bias follows
     the batches), early stopping without a minimum change takes each decrease as an improvement, so the run goes on
     long past its patience; the diagnosis says so.  A run that stopped within its patience of dying, one whose loss
     moved by more, or one with a minimum change says nothing."""
