@@ -400,6 +400,14 @@ def test_committed_toc_is_generated_from_the_registry():
     assert (ROOT / "_toc.yml").read_text() == build.toc_text(profiles.LAPTOP)
 
 
+def test_toc_pages_lists_every_page_once_in_reading_order():
+    pages = build.toc_pages(build.toc(profiles.LAPTOP))
+    assert pages[0] == "book/intro" and len(pages) == len(set(pages))
+    models_at = [pages.index(f"book/generated/models/{m}") for m in profiles.LAPTOP.pages()]
+    assert models_at == sorted(models_at) and pages.index("book/architectures") < min(models_at)
+    assert pages.index("book/generated/results") > max(models_at) and pages[-1] == "book/cite"
+
+
 def test_adding_a_model_touches_only_the_registry():
     name = "testnet-added"
 

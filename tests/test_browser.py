@@ -16,19 +16,15 @@ import threading
 import pytest
 import yaml
 
+from cmlib.book.build import toc_pages
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _toc_pages(root):
-    toc = yaml.safe_load((root / "book" / "generated" / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc["parts"]:
-        for ch in part["chapters"]:
-            files.append(ch["file"])
-            files += [s["file"] for s in ch.get("sections", [])]
-    return files
+    return toc_pages(yaml.safe_load((root / "book" / "generated" / "_toc.yml").read_text()))
 
 
 @pytest.fixture(scope="module")

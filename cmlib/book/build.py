@@ -140,6 +140,16 @@ TOC_HEADER = ("# Table of contents of the book (laptop and thesis profiles). Gen
               "# test checks that this file is the generated one. Pages under book/generated/ are executed notebooks.\n")
 
 
+def toc_pages(toc_dict: dict) -> list[str]:
+    """The page files of a table of contents (as :func:`toc` returns it or ``_toc.yml`` holds it), in reading order."""
+    files = [toc_dict["root"]]
+    for part in toc_dict["parts"]:
+        for ch in part["chapters"]:
+            files.append(ch["file"])
+            files += [s["file"] for s in ch.get("sections", [])]
+    return files
+
+
 def toc_text(profile: Profile) -> str:
     import yaml
 
