@@ -451,8 +451,8 @@ def memorisation(history: Mapping[str, np.ndarray], train_floor: float, val_floo
     rt, rv = t / train_floor, v / val_floor
     found = rt < MEMORISATION_TRAIN_RATIO and rv > MEMORISATION_VAL_RATIO
     return dict(check="memorisation", value=rt, threshold=MEMORISATION_TRAIN_RATIO, found=found,
-                text=f"its training loss fell to {t:.3f} dex² ({rt:.0%} of the {train_floor:.3f} dex² the redshift "
-                f"alone leaves on the training clusters), its best validation loss to {v:.3f} dex² ({rv:.0%} of the "
+                text=f"its lowest training loss was {t:.3f} dex² ({rt:.0%} of the {train_floor:.3f} dex² the redshift "
+                f"alone leaves on the training clusters), its best validation loss {v:.3f} dex² ({rv:.0%} of the "
                 f"redshift-only {val_floor:.3f} dex² on the validation clusters)")
 
 

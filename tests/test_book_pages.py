@@ -1217,10 +1217,19 @@ def test_a_dead_head_is_named_with_its_remedies(book_root):
                                                               "output is one constant, so the two modes cannot differ)")
     text = pages.diagnosis_markdown(pr)
     assert "Signs of: collapse to the mean, dead head" in text
-    assert "the head is dead from epoch 3 on, so the network returns one mass for every cluster" in text
+    assert ("from epoch 3 on the output is one constant (the mark of a dead head), so the network returns one mass "
+            "for every cluster") in text
     assert ("dead head: a smaller learning rate, global average pooling instead of Flatten (fewer inputs per head "
             "unit), a leaky ReLU in the head") in text
     assert "predicts from the redshift" not in text
+    # a run resumed from before cmlib recorded the head: the measured share is quoted from where it starts
+    ep = np.arange(1, 9)
+    late = {"epoch": ep, "dead_head": np.where(ep >= 6, 1.0, np.nan)}
+    assert pages._dead_head_recorded(late, 3) == ("; the share of the head's units that are off for every probe "
+                                                  "cluster, recorded only from epoch 6 on, is 100% from there")
+    assert pages._dead_head_recorded(dict(late, dead_head=np.where(ep >= 6, 0.9, np.nan)), 3).endswith(
+        "is at least 90% from there")
+    assert pages._dead_head_recorded(late, 6) == "" and pages._dead_head_recorded({"epoch": ep}, 3) == ""
     assert pages._remedies_not_tried("dead head", {"head": "gap"}) == ["a smaller learning rate",
                                                                       "a leaky ReLU in the head"]
     # an output that still moves (spread 0.02 dex: collapsed towards the mean, but alive) has no dead head
@@ -1489,7 +1498,8 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     # the page's 'did not learn' box says what the remedies did: planned, worked, or not
     assert "A longer or better-tuned run" in pages.verdict_markdown(pr)
     assert ("A remedy, lr 1e-4 (the remedy of its dead ReLUs), is in the compute plan (*Remedies* below); until it "
-            "has run, this architecture cannot be judged.") in pages.verdict_markdown(pr, "smoke", **kw)
+            "has run, the failure may be this recipe's rather than the architecture's.") in \
+        pages.verdict_markdown(pr, "smoke", **kw)
     # with a thesis-protocol run that learned, the planned remedy no longer stands between the page and a verdict
     tw_yes, tw_no = {"learned": True, "std": 0.2, "short": ""}, {"learned": False, "std": 0.3, "short": "flat"}
     assert pages._remedies_outcome(pr, "smoke", book_root, "data/tiny.h5", tw_yes) == (
@@ -1616,10 +1626,12 @@ def test_diagnosis_finds_memorisation(book_root):
                               split="train-val-test")
     mem = pages.memorisation_finding(pr.best)
     assert mem["found"] and mem["value"] == pytest.approx(0.4)
+    memorising = pr.best                         # its history and predictions are read (and kept) by now
     text = pages.diagnosis_markdown(pr)
-    assert "**Signs of: memorisation.**" in text and "Over the whole run, its training loss fell to" in text
+    assert "**Signs of: memorisation.**" in text and "Over the whole run, its lowest training loss was" in text
     assert "memorisation: more augmentation (all eight orientations" in text
-    assert "The verdict is explained by memorisation" in text and "not clearly better than the redshift alone" in text
+    assert "Memorisation fits the verdict" in text and "not clearly better than the redshift alone" in text
+    assert "only a remedy aimed at it can show" in text          # a sign, not a proven cause
     # the slides' quote is theirs for ResNet101 and EfficientNet-B7; the BatchNorm cause it suggests is checked here
     assert "for ResNet101 and EfficientNet-B7, \u201cvery low training loss while predicting very poorly\u201d" in text
     assert text.endswith("this run's BatchNorm check above rules that out.")
@@ -1631,6 +1643,12 @@ def test_diagnosis_finds_memorisation(book_root):
                               split="train-val-test")
     assert "memorisation" not in pages.diagnosis_markdown(pr).split("Over the whole run")[0]
     assert "Signs of: memorisation" not in pages.diagnosis_markdown(pr)
+    # a remedy whose best run lost the sign but did not learn: that sign was not what stopped the model
+    gone = pages._signs_removed(memorising, pr.best)
+    assert gone.startswith(" Its best run no longer shows memorisation (lowest training loss 50% of what the redshift")
+    assert gone.endswith("was 40%), which the page's best run did, yet it does not learn: that sign was not what "
+                         "stopped it.")
+    assert pages._signs_removed(pr.best, memorising) == "" and pages._signs_removed(memorising, memorising) == ""
     # a run with the eight orientations is not offered them again
     assert not any("eight orientations" in r for r in pages._remedies_not_tried("memorisation",
                                                                                  {"augment": "flip-rot90"}))
@@ -1778,6 +1796,7 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
     assert "seed 0: not started" in planned and "cmlib train" in planned
     assert "Trained the thesis's way" not in pages.verdict_markdown(pr, "smoke", **kw)   # nothing to say yet
     assert "A longer or better-tuned run" in pages.verdict_markdown(pr, "smoke", **kw)
+    assert "None is in this book's compute plan" in pages.verdict_markdown(pr, "smoke", **kw)   # says why not
     assert pages.thesis_protocol_page_markdown(pr, None) == ""
 
     _, treq = pages.request_for("resnet50v2", "smoke", experiment="resnet50v2_thesis_protocol", data="data/tiny.h5")

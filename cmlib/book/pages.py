@@ -346,11 +346,17 @@ def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data:
         txt = (f"A remedy, {remedies[0].label}, is in the compute plan (*Remedies* below)" if one else
                f"Remedies ({and_list([r.label for r in remedies])}) are in the compute plan (*Remedies* below)")
         # a thesis-protocol run that learned has judged the architecture already
-        txt += "." if thesis_learned else (f"; until {'it' if one else 'one'} has run, this architecture cannot be "
-                                           "judged.")
+        txt += "." if thesis_learned else (f"; until {'it' if one else 'one'} has run, the failure may be this "
+                                           "recipe's rather than the architecture's.")
+    elif thesis_learned:
+        txt = ""
+    elif profile:
+        txt = ("A longer or better-tuned run is needed before this architecture can be judged. None is in this "
+               "book's compute plan, which spends its CPU time on the thesis's best and worst models first; the "
+               "changes that made other models learn are listed on the results page (*Remedies tried*), and "
+               "`cmlib train` with one of them added to this page's command tries it here.")
     else:
-        txt = "" if thesis_learned else ("A longer or better-tuned run (see *Run it yourself*) is needed before this "
-                                         "architecture can be judged.")
+        txt = "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged."
     if thesis_way is not None:
         where = "*Trained the thesis's way* below"
         if thesis_learned:
@@ -996,16 +1002,18 @@ def diagnosis_markdown(pr: PageRuns) -> str:
                         if any(f["check"] == "dead ReLUs" for f in bad) else "") + ".")
         if any(f["check"] == "dead head" for f in bad) and not learned:
             first = M.first_epoch_of_constant_output(best.history)
-            text += (" Together these explain the verdict: the head is dead"
-                     + (f" from epoch {first} on" if first else "")
+            text += (" Together these explain the verdict: "
+                     + (f"from epoch {first} on the output is one constant (the mark of a dead head"
+                        + _dead_head_recorded(best.history, first) + ")" if first else "the head is dead")
                      + ", so the network returns one mass for every cluster, and since almost no gradient passes a "
                      "dead head, more epochs do not revive it.")
             text += _dead_run_stopping(best, first)
         if mem is not None and mem["found"] and not learned:
             bn = next((f for f in found if f["check"] == "BatchNorm train/inference gap"), None)
-            text += (" The verdict is explained by memorisation: the network reads something from its training "
-                     "images, but what it reads does not hold for other clusters, so on new clusters it is not "
-                     "clearly better than the redshift alone. The thesis's slides report a related failure for "
+            text += (" Memorisation fits the verdict: the network reads something from its training images, but "
+                     "what it reads does not hold for other clusters, so on new clusters it is not clearly better "
+                     "than the redshift alone. Whether it is what stops the network, only a remedy aimed at it can "
+                     "show (Remedies, where one was tried). The thesis's slides report a related failure for "
                      "ResNet101 and EfficientNet-B7, \u201cvery low training loss while predicting very poorly\u201d, "
                      "a pattern often put down to BatchNorm statistics that differ between training and inference"
                      + (": this run's BatchNorm check above rules that out" if bn is not None and not bn["found"]
@@ -1015,6 +1023,51 @@ def diagnosis_markdown(pr: PageRuns) -> str:
                  ", yet the model did not learn from the images: the cause lies elsewhere (the number of "
                  "epochs, the learning rate, the recipe)."))
     return text
+
+
+def _dead_head_recorded(history: Mapping, dead_from: int) -> str:
+    """Where a run's ``dead_head`` column (the measured share of dead head units) starts after the epoch
+    ``dead_from`` from which its output was constant (runs resumed from before cmlib recorded it): ', its share of
+    dead head units recorded from epoch 15 on: 100 %'; empty where it was recorded from then on or never."""
+    dh = np.asarray(history.get("dead_head", []), dtype=float)
+    ep = np.asarray(history.get("epoch", np.arange(1, dh.size + 1)))
+    seen = np.flatnonzero(np.isfinite(dh))
+    if not seen.size or ep[seen[0]] <= dead_from:
+        return ""
+    return (f"; the share of the head's units that are off for every probe cluster, recorded only from epoch "
+            f"{int(ep[seen[0]])} on, is {'' if np.nanmin(dh[seen]) >= 1 else 'at least '}{np.nanmin(dh[seen]):.0%} "
+            "from there")
+
+
+def _failure_signs(run: Any) -> dict[str, dict]:
+    """The failure signs a run shows (:func:`cmlib.metrics.training_findings` and :func:`memorisation_finding`
+    found), by check name."""
+    found = [f for f in M.training_findings(run.history) if f["found"]]
+    mem = memorisation_finding(run)
+    if mem is not None and mem["found"]:
+        found.append(mem)
+    return {f["check"]: f for f in found}
+
+
+def _signs_removed(before: Any, after: Any) -> str:
+    """For a remedy that did not make the model learn: the failure signs of the page's best run (``before``) that
+    its best run (``after``) no longer shows, which were therefore not what stopped the model; empty where none
+    went."""
+    b, a = _failure_signs(before), _failure_signs(after)
+    gone = [c for c in b if c not in a]
+    if not gone:
+        return ""
+    words = []
+    for c in gone:
+        w = c
+        if c == "memorisation":
+            now = memorisation_finding(after)
+            w += (f" (lowest training loss {now['value']:.0%} of what the redshift alone leaves on the training "
+                  f"clusters, was {b[c]['value']:.0%})")
+        words.append(w)
+    one = len(gone) == 1
+    return (f" Its best run no longer shows {', '.join(words)}, which the page's best run did, yet it does not "
+            f"learn: {'that sign was' if one else 'those signs were'} not what stopped it.")
 
 
 def _dead_run_stopping(run: Any, dead_from: int | None) -> str:
@@ -1159,6 +1212,8 @@ def remedy_markdown(pr: PageRuns, remedy: PageRuns | None, profile: str, root: s
                  f"{pr.label}'s failure here is not only its dead ReLUs.")
     else:
         text += f"**The remedy does not help:** {a['reason']}."
+    if not a["learned"]:
+        text += _signs_removed(pr.best, remedy.best)
     return text
 
 
