@@ -252,7 +252,12 @@ def test_verdict_flags_a_constant_and_a_mean_like_model():
     flat = M.learning_verdict(test(np.full(200, 13.47)), base)
     assert not flat["learned"] and "barely vary" in flat["reason"]
     noisy = M.learning_verdict(test(rng.normal(14, 0.1, 200)), base)      # varies, but ignores the truth
-    assert not noisy["learned"] and "not 5% better" in noisy["reason"]
+    assert not noisy["learned"] and noisy["reason"].startswith(f"its test std(x) {noisy['std']:.3f} dex is above the "
+                                                               f"{noisy['reference_std']:.3f} dex of predicting the mean")
+    assert noisy["reason"].endswith(f"(a model must reach {0.95 * noisy['reference_std']:.3f} dex or less)")
+    close = M.learning_verdict(test(0.1 * true + 0.9 * train.true.mean() + rng.normal(0, 0.114, 200)), base)
+    assert close["std"] < close["reference_std"] and not close["learned"]      # below the mean's, not by 5 %
+    assert f"is not 5% below the {close['reference_std']:.3f} dex" in close["reason"]
     good = M.learning_verdict(test(true + rng.normal(0, 0.1, 200)), base)
     assert good["learned"] and good["reason"] == ""
 
@@ -389,7 +394,9 @@ def test_config_rows_show_the_runs_input_shape(book_root, monkeypatch):
                                 optimizer="adamw", lr=1e-4)
     assert pages.recipe_changes(deep) == ["optimizer adamw (recipe: adam)", "lr 0.0001 (recipe: 0.001)"]
     text = pages.config_markdown(deep)
-    assert "The model's own recipe is thesis Table 4, as cmlib registers it; this run changed optimizer adamw " \
+    assert "The model's own recipe, as cmlib registers it, is thesis Table 4 with two choices of cmlib's: the " \
+           "output starts at the mean training mass, where the thesis kept Keras's zero" in text
+    assert "where the hardware has it; this run changed optimizer adamw " \
            "(recipe: adam) and lr 0.0001 (recipe: 0.001). It was trained from scratch for at most 3 epochs, where " \
            "the thesis trained 4000 from ImageNet weights" in text
 
@@ -617,8 +624,9 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     weak = dict(by["ResNet50V2"], learned=False, learned_rule="redshift margin",
                 learned_short="not 5% better than the redshift alone", vs_redshift=vz)
     wtext = comparison.fair_answer(dict(res, rows=[weak if r is by["ResNet50V2"] else r for r in res["rows"]]))
-    assert (f"ResNet50V2 {weak['mean_seeds']:.3f} (1 seed; not 5% better than the redshift alone: -0.011 "
-            "[-0.020, -0.002])") in wtext.split("Did not learn")[1]
+    needed = 0.95 * (weak["ensemble"] + 0.0114)         # the threshold, beside the value it was applied to
+    assert (f"ResNet50V2 {weak['mean_seeds']:.3f} (1 seed; not 5% better than the redshift alone ({needed:.3f} or "
+            f"less needed, it {weak['ensemble']:.3f}): -0.011 [-0.020, -0.002])") in wtext.split("Did not learn")[1]
     assert "(1 seed; about one mass for every cluster), " in text             # other reasons get no interval
     # a model that learned but is worse than the basic CNN has a group of its own
     meh = pr_for("resnet50", lambda t, rng: t + rng.normal(0, 0.3, t.size))
@@ -865,7 +873,7 @@ def test_run_inventory_says_what_was_run_and_what_is_missing(book_root):
                    stopped_reason="early stopping at epoch 3: no improvement")
     assert pages.stop_kind(A.Run.load(d)) == "early stopping"
     md = pages.run_inventory_markdown("smoke", book_root, data="data/tiny.h5")
-    assert md.count("\n| ") == len(rows) + 1 and "not shown to be converged" in md
+    assert md.count("\n| ") == len(rows) + 1 and "may have been cut while still improving" in md
     assert basic["compute"] == "3 s on test machine, float32"
     def where(env):
         return pages._segment_hardware(A.compute_segments(env, 0)[-1])
@@ -1743,6 +1751,36 @@ def test_training_text_reads_the_gap_over_several_epochs(book_root):
     assert "Why it stopped: the end of its epoch budget (8 epochs; a constant learning rate" in spike
     assert "a sign of overfitting." in history([0.06] * 3 + [0.09] * 5)
     assert "nan" not in history([0.06] * 7 + [float("nan")])
+
+
+def test_a_run_still_improving_at_its_schedules_end_is_marked(book_root):
+    """A run that ended with its annealed schedule while its validation loss was still falling (the fair
+    ResNet152V2 runs: 0.8-1.2 % in their last 3 of 30 epochs) ended on its own, but its page says a longer schedule
+    may help; the drift of a run that stopped learning, or a constant-rate run, is not marked."""
+    val = [0.10 - 0.001 * e for e in range(27)] + [0.0725, 0.072, 0.0718]
+    assert M.late_gain({"val_loss": val}) == pytest.approx((0.074 - 0.0718) / 0.074)
+    assert M.late_gain({"val_loss": val[:27] + [0.08] * 3}) == 0.0                     # no better than before
+    assert M.late_gain({"val_loss": [0.104 + 1e-6 * (e % 3) for e in range(30)]}) < M.LATE_GAIN_MIN   # dead drift
+    assert np.isnan(M.late_gain({"val_loss": [0.1, 0.09, 0.08]})) and np.isnan(M.late_gain({}))
+    assert M.late_gain({"val_loss": val}, window=10) == pytest.approx((0.081 - 0.0718) / 0.081)
+
+    dirs = {}
+
+    def text(schedule, v):
+        if schedule not in dirs:
+            _, req = pages.request_for("resnet50v2", "smoke", data="data/tiny.h5", epochs=30, seeds=[0],
+                                       lr_schedule=schedule)
+            dirs[schedule] = _write_run(book_root, req, 0, pred_fn=_good, epochs=30)
+        d = dirs[schedule]
+        A.write_history(d / "history.csv", [dict(epoch=e, loss=0.05, val_loss=x, lr=1e-3, epoch_time_s=1.0,
+                                                 elapsed_s=float(e)) for e, x in enumerate(v, 1)])
+        return pages.training_text(pages.find_page_runs("resnet50v2", "smoke", root=book_root, data="data/tiny.h5",
+                                                        epochs=30, seeds=[0], lr_schedule=schedule))
+    marked = text("warmup-cosine", val)
+    assert ("Its validation loss was still falling when the schedule ended (its best in the last 3 epochs is 3.0% "
+            "below its best before them)") in marked and "a longer schedule may still help" in marked
+    assert "still falling" not in text("warmup-cosine", val[:27] + [0.08] * 3)
+    assert "still falling" not in text("constant", val)          # a budget end says so in its own words
 
 
 def test_run_yourself_names_what_the_thesis_profile_runs_per_model(book_root):

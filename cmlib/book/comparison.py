@@ -664,13 +664,18 @@ def fair_answer(result: Mapping) -> str:
 
     def entry(r: Mapping, why: bool = False) -> str:
         """'VGG16 0.300 (1 seed; predicts from the redshift alone), +0.072 [+0.056, +0.088]'; a model judged on the
-        margin by which it beats the redshift alone gets its difference to it: '(1 seed; not 5% better than the
-        redshift alone: -0.011 [-0.020, -0.002])'."""
+        margin by which it beats the redshift alone gets the threshold and its difference to it: '(1 seed; not 5%
+        better than the redshift alone (0.285 or less needed, it 0.288): -0.011 [-0.020, -0.002])'."""
         value = _seeds_value(r)
         short = r.get("learned_short") or ""
         vz = r.get("vs_redshift")
         if why and vz and r.get("learned_rule") == "redshift margin":
-            short += f": {vz['diff']:+.3f} [{vz['ci95'][0]:+.3f}, {vz['ci95'][1]:+.3f}]"
+            # the threshold beside the value it was applied to (the ensemble), so that a difference of exactly 5 %
+            # at three decimals does not read as a contradiction
+            z = r["ensemble"] - vz["diff"]
+            short += (f" ({(1.0 - M.MEAN_PREDICTOR_MARGIN) * z:.3f} or less needed, "
+                      f"{'its ensemble' if r['seeds'] > 1 else 'it'} {r['ensemble']:.3f}): "
+                      f"{vz['diff']:+.3f} [{vz['ci95'][0]:+.3f}, {vz['ci95'][1]:+.3f}]")
         lost = r.get("seeds_not_learned") or []
         lost_words = (f"{'seed' if len(lost) == 1 else 'seeds'} {and_list([str(s) for s in lost])} did not learn"
                       if lost and r.get("learned") else "")      # the ensemble learned, not every seed

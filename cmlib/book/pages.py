@@ -545,8 +545,8 @@ def get_spec_family(model: str) -> str:
 
 
 def stop_kind(run) -> str:
-    """Why a finished run stopped: ``early stopping``, ``schedule end`` (an annealed learning rate ran out:
-    converged by construction), ``budget end`` (a constant learning rate stopped by the epoch budget: not
+    """Why a finished run stopped: ``early stopping``, ``schedule end`` (an annealed learning rate ran out: the run
+    ended on its own, though it may still have been improving, :func:`cmlib.metrics.late_gain`), ``budget end`` (a constant learning rate stopped by the epoch budget: not
     shown to be converged) or ``diverged``."""
     st = run.status_info
     if run.status == "diverged":
@@ -738,8 +738,10 @@ def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | Non
             "is the same experiment up to round-off (the precision check on the training-parameters page). Most "
             "long deep runs are float32: this project's machine once moved to a host without bf16 units, where bf16 "
             "is emulated and many times slower, and a run keeps its arithmetic when it resumes. "
-            "A run that stopped at the *budget end* (constant learning rate, epoch budget used up) is not shown "
-            "to be converged; *early stopping* and *schedule end* (annealed learning rate) are.")
+            "A run that stopped at the *budget end* (constant learning rate, epoch budget used up) may have been cut "
+            "while still improving; *early stopping* and the *schedule end* (the learning rate annealed to zero) end "
+            "a run on their own, as the protocol asks. That is not proof that more epochs would not help: a page "
+            "says so where its best run's validation loss was still falling at the schedule's end.")
     return head + "\n\n" + "\n".join(out) + "\n"
 
 
@@ -817,11 +819,14 @@ def config_markdown(pr: PageRuns) -> str:
         return ""
     fam = get_spec_family(pr.model)
     source = {"basic": "the thesis's basic CNN (Sect. 4.1, after Krippendorf et al. 2023)",
-              "baseline": "Krippendorf et al. (2023)"}.get(fam, "thesis Table 4")
+              "baseline": "Krippendorf et al. (2023)"}.get(
+        fam, "thesis Table 4 with two choices of cmlib's: the output starts at the mean training mass, where the "
+             "thesis kept Keras's zero (from scratch, a zero start leaves the network 14 dex to cross first), and "
+             "the arithmetic is bfloat16 where the hardware has it")
     changes = recipe_changes(pr)
     cfg = pr.best.config
     txt = (f"Below: the settings {pr.label}'s best run resolved, the shape of the images it was trained on and the "
-           f"size of the network. The model's own recipe is {source}, as cmlib registers it; ")
+           f"size of the network. The model's own recipe, as cmlib registers it, is {source}; ")
     txt += (f"this run changed {and_list(changes)}." if changes else "this run follows it.")
     if fam not in ("basic", "baseline"):
         ref = int(models_recipe_epochs(pr.model))
@@ -879,6 +884,11 @@ def training_text(pr: PageRuns) -> str:
                 + "while the validation loss is computed once, at the end of the epoch"
                 + (", in inference mode" if bn else "") + ". In the first epochs from scratch the early batches "
                 "dominate that mean.")
+    late = M.late_gain(h)
+    if stop_kind(best) == "schedule end" and late > M.LATE_GAIN_MIN:
+        gap += (f" Its validation loss was still falling when the schedule ended (its best in the last "
+                f"{counted(max(3, len(h['val_loss']) // 10), 'epoch')} is {late:.1%} below its best before them): "
+                "the run ended on its own, as the learning rate reached zero, but a longer schedule may still help.")
     return (f"The best run trained for {counted(n_ep, 'epoch')}; its validation loss was lowest at epoch {b_ep} "
             f"({best.metrics['loss']['val_best']:.4g}). Why it stopped: {stop_text(best)}. "
             f"Predictions below use the weights of the {best.metrics.get('predicted_with', 'last')} epoch "

@@ -191,7 +191,9 @@ def _convergence_words(thesis_opt, chosen) -> str:
     if still_improving(thesis_opt) and not still_improving(chosen):
         return (" The thesis's constant rate was still improving at its last epoch when the budget ended, so that "
                 f"run did not converge; the chosen recipe ended on its own ({stop_kind(chosen)}), which every stored "
-                "fair-protocol deep run must: that, not a better score, is why it is kept.")
+                "fair-protocol deep run must: that, not a better score, is why it is kept. Ending on its own does "
+                "not prove that more epochs would not help: each model's page says where its run's validation loss "
+                "was still falling at the schedule's end.")
     if still_improving(chosen):
         return " The chosen recipe was still improving at its last epoch: its run did not converge within the budget."
     return ""
