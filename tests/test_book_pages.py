@@ -697,6 +697,14 @@ def test_fair_answer_edge_cases():
     assert "0.300 dex (3 seeds, the ensemble of its seeds 0.300 dex)" in text        # its seeds, not "1 seed"
     assert "it did not learn from the images itself (about one mass for every cluster)" in text
     assert "- **Worse, though it reads the images (it beats predicting the mean training mass):** VGG16" in text
+    # a one-seed row: its interval resamples clusters only, which the answer says, with the largest seed spread
+    assert text.endswith("- **What the intervals leave out:** each interval resamples the 50 test clusters, not the "
+                         "training, so for the 1 row resting on one seed it does not include how much another seed "
+                         "would change the result.")
+    spread = dict(deep, model="Krippendorf", seeds=3, std_seeds=0.034)
+    assert comparison._seed_caveat([basic, deep, spread], 50).endswith(
+        "(over seeds, the standard deviation reaches 0.034 dex here, for Krippendorf).")
+    assert comparison._seed_caveat([basic, spread], 50) == ""              # every row has several seeds
     alone = comparison.fair_answer({"rows": [dict(basic, learned=True)], "pending": ["ResNet50"], "n_test": 50})
     assert "Each model below" not in alone and "No other model has finished runs yet." in alone
     assert alone.endswith("- **Still in the compute plan:** ResNet50.") and "Better than" not in alone
@@ -1106,8 +1114,11 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
                fair_remedies_learned=["VGG16 (remedy: lr 1e-4)"])
     t2 = comparison.thesis_protocol_answer({"rows": [row], "pending": []})
     assert "VGG16 learns from the images: std(x) = 0.200 dex (early stopping)." in t2      # no epochs, no floors
-    assert t2.endswith("; under the fair protocol VGG16 (remedy: lr 1e-4) does: that recipe with one change, so the "
-                       "change, not the protocol, is what it lacked.")
+    assert t2.endswith(". Under the fair protocol VGG16 (remedy: lr 1e-4) does: that recipe with one change. So that "
+                       "change, not the protocol, is what the fair recipe lacked.")
+    one = comparison.thesis_protocol_answer({"rows": [dict(row, fair_remedies_seeds={"VGG16 (remedy: lr 1e-4)": 1})],
+                                             "pending": []})
+    assert "VGG16 (remedy: lr 1e-4) does (on 1 seed so far): that recipe" in one
     t2 = comparison.thesis_protocol_answer({"rows": [dict(row, learned=False, learned_short="x", fair_learned=True)],
                                               "pending": []})
     assert t2.endswith(" VGG16 learns under the fair protocol but not here.")

@@ -717,7 +717,28 @@ def fair_answer(result: Mapping) -> str:
     ]
     items = [f"- **{head}:** " + ("; ".join(found) if found else "none") + "."
              for head, found, always in groups if found or (always and rows)]
+    caveat = _seed_caveat(rows, n)
+    if caveat:
+        items.append(f"- **What the intervals leave out:** {caveat}")
     return lead + ("\n\n" + "\n".join(items) if items else "")
+
+
+def _seed_caveat(rows: Sequence[Mapping], n_test: int) -> str:
+    """Where some rows rest on one seed: the bootstrap resamples the test clusters, not the training, so a one-seed
+    row's interval leaves out how much another seed would change it; the largest spread over seeds among the rows
+    with several says how much that can be.  Empty where every row has several seeds."""
+    one = [r["model"] for r in rows if r["seeds"] == 1]
+    spread = [(float(r["std_seeds"]), r["model"]) for r in rows
+              if r["seeds"] > 1 and math.isfinite(float(r.get("std_seeds", math.nan)))]
+    if not one:
+        return ""
+    txt = (f"each interval resamples the {n_test} test clusters, not the training, so for the "
+           f"{counted(len(one), 'row')} resting on one seed it does not include how much another seed would change "
+           "the result")
+    if spread:
+        s, m = max(spread)
+        txt += f" (over seeds, the standard deviation reaches {s:.3f} dex here, for {m})"
+    return txt + "."
 
 
 def fair_classical_cached(data_path: str | Path, bands_list=("thesis", "all"), *,
@@ -821,6 +842,7 @@ def thesis_protocol_comparison(members: Mapping[str, PageRuns], fair: Mapping | 
                    fair_precisions=None if f is None else f.get("precisions"),
                    fair_learned=None if f is None else f.get("learned"),
                    fair_remedies_learned=list(worked),
+                   fair_remedies_seeds={k: x["seeds"] for k, x in worked.items()},
                    # the arithmetic of those remedies' runs where it differs from the recipe's own runs'
                    fair_remedies_precision={k: x["precisions"] for k, x in worked.items()
                                             if f is not None and x.get("precisions") != f.get("precisions")})
@@ -864,10 +886,13 @@ def thesis_protocol_answer(result: Mapping) -> str:
             ran = (f" (until epoch {r['best_epoch']} of {r['epochs']})" if r.get("collapsed_at") and r.get("best_epoch")
                    else f" ({r['epochs']} epochs)" if r.get("epochs") else "")
             # a remedy is the fair recipe with one change: if it learns, that change is what the recipe lacked
+            seeds = r.get("fair_remedies_seeds") or {}
+            on = f" (on {counted(min(seeds.values()), 'seed')} so far)" if seeds and max(seeds.values()) == 1 else ""
             txt += (f" {r['name']} learns here{ran} but not with the fair protocol's recipe (at most {FAIR_EPOCHS} "
                     "epochs)"
-                    + (f"; under the fair protocol {and_list(fixed)} does: that recipe with one change"
-                       + _precision_aside(r) + ", so the change, not the protocol, is what it lacked" if fixed else
+                    + (f". Under the fair protocol {and_list(fixed)} does{on}: that recipe with one change"
+                       + _precision_aside(r) + ". So that change, not the protocol, is what the fair recipe lacked"
+                       if fixed else
                        "; its page's *Remedies* change that recipe one setting at a time" if r["model"] in FAIR_REMEDIES
                        else "") + ".")
         elif not r["learned"] and r.get("fair_learned") is True:
