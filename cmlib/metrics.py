@@ -544,7 +544,7 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     """Read a run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) for the usual failures.
 
     Medians over the ``last`` epochs: the BatchNorm train/inference gap, a collapse of the predictions to the
-    mean, vanishing gradients, dead ReLUs and a dead head (all the dense head's units off: measured where the run
+    mean, vanishing gradients (or, at exactly zero, an image path cut), dead ReLUs and a dead head (all the dense head's units off: measured where the run
     recorded ``dead_head``; for older runs inferred, and listed only where found, from an output that does not
     vary at all, :data:`CONSTANT_OUTPUT_RATIO`).  Returns one dict per check (``check``, ``value``,
     ``threshold``, ``found``: bool, ``text``); an empty list when the run recorded no diagnostics.
@@ -578,7 +578,9 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     gf, gl = tail("grad_norm_first"), tail("grad_norm_last")
     if np.isfinite(gf) and np.isfinite(gl) and gl > 0:
         r = gf / gl
-        out.append(dict(check="vanishing gradients", value=r, threshold=VANISHING_RATIO, found=r < VANISHING_RATIO,
+        # exactly zero is not a gradient that shrank with depth but a path cut: some layer's units all died
+        out.append(dict(check="image path cut" if gf == 0 else "vanishing gradients", value=r,
+                        threshold=VANISHING_RATIO, found=r < VANISHING_RATIO,
                         text="the first layer receives no gradient at all (exactly zero: nothing of the image "
                         "reaches the output)" if gf == 0 else f"the first layer's gradient is {r:.2g} times the "
                         "output layer's"))

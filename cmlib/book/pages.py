@@ -925,6 +925,8 @@ REMEDIES = {
     "collapse to the mean": ("standardised labels with the output started at the label prior", "a smaller learning "
                              "rate"),
     "vanishing gradients": ("residual connections and normalisation (the ResNets have both)", "a learning-rate warm-up"),
+    "image path cut": ("the remedies of the units that died and cut it (see dead ReLUs)", "residual connections "
+                       "(a path around a dead layer; the ResNets have them)"),
     "dead ReLUs": ("a smaller learning rate", "a learning-rate warm-up", "He initialisation", "a leaky ReLU"),
     "dead head": ("a smaller learning rate", "global average pooling instead of Flatten (fewer inputs per head "
                   "unit)", "a leaky ReLU in the head"),
@@ -1001,7 +1003,7 @@ def diagnosis_markdown(pr: PageRuns) -> str:
         text += (" **Signs of: " + ", ".join(f["check"] for f in bad) + ".** Known remedies not tried in this run: "
                  + "; ".join(f"{f['check']}: {', '.join(_remedies_not_tried(f['check'], best.config)) or 'none left'}"
                              for f in bad) + ".")
-        cut = next((f for f in bad if f["check"] == "vanishing gradients" and f["value"] == 0), None)
+        cut = next((f for f in bad if f["check"] == "image path cut"), None)
         if cut is not None and v["rule"] == "redshift only":
             first = M.first_epoch_without_gradient(best.history)
             text += (" Together these explain the verdict: the image path is cut"
