@@ -1152,6 +1152,18 @@ def test_thesis_protocol_table_reports_the_thesis_way_beside_the_fair_protocol(b
     assert (f"predicting the mean training mass scores std(x) = {res['floors']['thesis']:.3f} on the thesis split's "
             "test set") in text and "dex better than a fair evaluation does" in text and "+0." not in text
     assert comparison.thesis_protocol_markdown({"rows": [], "pending": []}).startswith("No runs")
+    # the optimism split into the seed picked on the test set and the rest (the protocol itself)
+    bb = {r["model"]: r for r in res["rows"]}["basic"]
+    assert bb["seeds"] == 2 and bb["std_mean_seeds"] >= bb["std"]
+    assert f"Of this, {comparison._shown_difference(bb['std_mean_seeds'], bb['std']):.3f} dex is the seed pick: its " \
+           f"2 seeds average {bb['std_mean_seeds']:.3f} here;" in text
+    part = comparison._seed_pick_part
+    assert part(dict(bb, seeds=1)) == "" and part(dict(bb, fair_std=None)) == ""
+    assert part({"seeds": 3, "std": 0.227, "std_mean_seeds": 0.231, "fair_std": 0.239}) == (
+        " Of this, 0.004 dex is the seed pick: its 3 seeds average 0.231 here; the rest, 0.008 dex, comes with the "
+        "protocol (the epoch chosen on the test clusters, the training set, the clusters tested).")
+    assert part({"seeds": 3, "std": 0.227, "std_mean_seeds": 0.231, "fair_std": 0.229}).endswith(
+        "goes the other way, by 0.002 dex.")
     # the difference column and the text agree with the rounded values printed beside them
     assert comparison._shown_difference(0.2386, 0.2244) == 0.015 and round(0.2386 - 0.2244, 3) == 0.014
     b = rows[0]
