@@ -1778,6 +1778,27 @@ def test_training_text_reads_the_gap_over_several_epochs(book_root):
     assert "nan" not in history([0.06] * 7 + [float("nan")])
 
 
+def test_paired_markdown_compares_two_sets_of_runs_on_the_same_clusters(book_root):
+    """Two experiments on the same split are compared as the book compares models: ensemble against ensemble on
+    the same test clusters, with the bootstrap interval; on other splits (other clusters) not at all."""
+    kw = dict(root=book_root, data="data/tiny.h5", epochs=3)
+    _, good_req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=3, seeds=[0, 1])
+    _, bad_req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=3, seeds=[0], lr=1e-2)
+    for s in (0, 1):
+        _write_run(book_root, good_req, s, pred_fn=_good, n=400)
+    _write_run(book_root, bad_req, 0, pred_fn=lambda t, rng: t + rng.normal(0, 0.3, t.size), n=400)
+    good = pages.find_page_runs("basic", "smoke", seeds=[0, 1], **kw)
+    bad = pages.find_page_runs("basic", "smoke", seeds=[0], lr=1e-2, **kw)
+    text = pages.paired_markdown(bad, "lr 1e-2", good, "lr 1e-3")
+    n = bad.ensemble("test").true.size
+    assert text.startswith(f"Paired on the same {n} test clusters (lr 1e-2: 1 seed; lr 1e-3: the ensemble of 2 "
+                           "seeds), lr 1e-2 minus lr 1e-3: +0.")
+    assert text.endswith("dex in std(x): lr 1e-2 is worse.")
+    assert pages.paired_markdown(good, "lr 1e-3", bad, "lr 1e-2").endswith("lr 1e-3 is better.")
+    assert pages.paired_markdown(good, "a", good, "b").endswith("the two cannot be told apart.")
+    assert pages.paired_markdown(pages.find_page_runs("basic", "smoke", seeds=[5], **kw), "x", good, "y") == ""
+
+
 def test_a_run_still_improving_at_its_schedules_end_is_marked(book_root):
     """A run that ended with its annealed schedule while its validation loss was still falling (the fair
     ResNet152V2 runs: 0.8-1.2 % in their last 3 of 30 epochs) ended on its own, but its page says a longer schedule

@@ -33,7 +33,7 @@ __all__ = ["MissingRunsError", "PageRuns", "display_name", "request_for", "find_
            "get_spec_family", "stop_kind", "hardware_of", "run_inventory_rows", "run_inventory_markdown",
            "config_rows", "config_markdown", "recipe_changes", "run_input_shape", "training_text", "page_sections", "memorisation_finding",
            "diagnosis_markdown", "remedy_runs", "remedy_summary", "remedy_markdown", "remedies_markdown",
-           "declare_sections", "experiment_summary", "example_cluster", "cluster_label", "layer_rows",
+           "paired_markdown", "declare_sections", "experiment_summary", "example_cluster", "cluster_label", "layer_rows",
            "cached", "table3_rows", "architecture_rows", "example_clusters", "fair_basic", "basic_on_same_split",
            "thesis_result_lines", "REDSHIFT_ONLY", "SUMMARY_HEADERS", "BATCHNORM_FAMILIES", "REMEDIES",
            "SECTIONS_MIME", "FAIR_SPLIT"]
@@ -1150,6 +1150,25 @@ def remedy_summary(pr: PageRuns, remedy: PageRuns, profile: str, root: str | Pat
     out["vs_basic"] = compare.paired_difference(tb, basic.ensemble("test")) if basic is not None else None
     out["basic_seeds"] = len(basic.finished) if basic is not None else 0
     return out
+
+
+def paired_markdown(a: PageRuns, a_label: str, b: PageRuns, b_label: str) -> str:
+    """Two sets of runs on the same test clusters, as every comparison in the book is made: the std(x) of the
+    ensemble of ``a``'s seeds minus ``b``'s, with its bootstrap 95 % interval over the clusters
+    (:func:`cmlib.compare.paired_difference`), in words; empty where either has no finished runs or they share
+    no test clusters (other splits)."""
+    from .. import compare
+
+    if not (a.finished and b.finished) or split_of(a) != split_of(b):
+        return ""
+    d = compare.paired_difference(a.ensemble("test"), b.ensemble("test"))
+    words = {"better": f"{a_label} is better", "worse": f"{a_label} is worse",
+             "indistinguishable": "the two cannot be told apart"}[d.verdict]
+    def ens(pr: PageRuns) -> str:
+        n = len(pr.finished)
+        return f"the ensemble of {n} seeds" if n > 1 else "1 seed"
+    return (f"Paired on the same {d.n_clusters} test clusters ({a_label}: {ens(a)}; {b_label}: {ens(b)}), "
+            f"{a_label} minus {b_label}: {_ci(d)} in std(x): {words}.")
 
 
 def _vs_basic_words(s: Mapping) -> str:
