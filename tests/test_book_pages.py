@@ -1493,6 +1493,26 @@ def _predict_from_z(d: Path) -> None:
                                                 for k, p in run.predictions.items()})
 
 
+def test_a_seed_that_did_not_learn_is_diagnosed_on_its_own(book_root):
+    """The diagnosis reads the best run; a seed of a model that learned which did not learn itself (Krippendorf's
+    seed 2) gets its own verdict and its own signs, not the best run's."""
+    kw = dict(root=book_root, data="data/tiny.h5", epochs=6, seeds=[0, 1, 2])
+    _, req = pages.request_for("basic", "smoke", data="data/tiny.h5", epochs=6, seeds=[0, 1, 2])
+    dirs = [_write_run(book_root, req, s, pred_fn=_flat if s == 1 else _good, epochs=6, n=400) for s in (0, 1, 2)]
+    for d in dirs:
+        _diagnostics_history(d, [0.5] * 6, 0.1)
+    text = pages.diagnosis_markdown(pages.find_page_runs("basic", "smoke", **kw))
+    assert "and the model learned." in text and "Seed 2" not in text and "Seed 0 did not" not in text
+    assert text.endswith("Seed 1 did not learn (about one mass for every cluster; test std(x) "
+                         f"{M.point_metrics(*(lambda p: (p.pred, p.true))(A.Run.load(dirs[1]).predictions['test']))['std']:.3f} "
+                         "dex, the end of its epoch budget (6 epochs; a constant learning rate, so not shown to be "
+                         "converged)): its own diagnostics show none of these signs either, so what sets it apart "
+                         "is its random start and batch order alone.")
+    _diagnostics_history(dirs[1], [0.0] * 6, 0.9)         # its image path cut, its ReLUs dead
+    text = pages.diagnosis_markdown(pages.find_page_runs("basic", "smoke", **kw))
+    assert text.endswith("its own diagnostics show signs of image path cut and dead ReLUs.")
+
+
 def test_the_did_not_learn_box_names_the_remedies_still_planned(book_root):
     """A model with several remedies, one tried without success: the box names the tried one and the planned ones."""
     kw = dict(root=book_root, data="data/tiny.h5")

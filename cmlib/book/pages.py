@@ -1034,7 +1034,27 @@ def diagnosis_markdown(pr: PageRuns) -> str:
         text += (" None of these failures shows" + (", and the model learned." if learned else
                  ", yet the model did not learn from the images: the cause lies elsewhere (the number of "
                  "epochs, the learning rate, the recipe)."))
-    return text
+    return text + (_failed_seeds_diagnosis(pr) if learned else "")
+
+
+def _failed_seeds_diagnosis(pr: PageRuns) -> str:
+    """The seeds of a model that learned (its best run) which did not: each with its verdict and the failure signs
+    its own diagnostics show (:func:`_failure_signs`), since the best run's diagnosis does not speak for them."""
+    out = []
+    for r in pr.finished:
+        if r is pr.best:
+            continue
+        v = verdict(pr, r)
+        if v["learned"]:
+            continue
+        signs = list(_failure_signs(r)) if "mse_train_eval" in r.history else None
+        out.append(f"Seed {r.seed} did not learn ({v['short']}; test std(x) {v['std']:.3f} dex, "
+                   f"{stop_text(r)})"
+                   + (": it recorded no diagnostics" if signs is None else
+                      f": its own diagnostics show signs of {and_list(signs)}" if signs else
+                      ": its own diagnostics show none of these signs either, so what sets it apart is its "
+                      "random start and batch order alone"))
+    return (" " + ". ".join(out) + ".") if out else ""
 
 
 def _dead_head_recorded(history: Mapping, dead_from: int) -> str:
