@@ -664,18 +664,17 @@ def fair_answer(result: Mapping) -> str:
 
     def entry(r: Mapping, why: bool = False) -> str:
         """'VGG16 0.300 (1 seed; predicts from the redshift alone), +0.072 [+0.056, +0.088]'; a model judged on the
-        margin by which it beats the redshift alone gets the threshold and its difference to it: '(1 seed; not 5%
-        better than the redshift alone (0.285 or less needed, it 0.288): -0.011 [-0.020, -0.002])'."""
+        margin by which it beats the redshift alone gets its difference to it (and the ensemble's value, which the
+        heading's threshold judged): '(2 seeds; not 5% better than the redshift alone (its ensemble 0.286): -0.015
+        [-0.031, +0.002])'."""
         value = _seeds_value(r)
         short = r.get("learned_short") or ""
         vz = r.get("vs_redshift")
         if why and vz and r.get("learned_rule") == "redshift margin":
-            # the threshold beside the value it was applied to (the ensemble), so that a difference of exactly 5 %
-            # at three decimals does not read as a contradiction
-            z = r["ensemble"] - vz["diff"]
-            short += (f" ({(1.0 - M.MEAN_PREDICTOR_MARGIN) * z:.3f} or less needed, "
-                      f"{'its ensemble' if r['seeds'] > 1 else 'it'} {r['ensemble']:.3f}): "
-                      f"{vz['diff']:+.3f} [{vz['ci95'][0]:+.3f}, {vz['ci95'][1]:+.3f}]")
+            # the value the threshold (in the heading) was applied to: the ensemble, where there are several seeds,
+            # so that a difference of exactly 5 % at three decimals does not read as a contradiction
+            ens = f" (its ensemble {r['ensemble']:.3f})" if r["seeds"] > 1 else ""
+            short += f"{ens}: {vz['diff']:+.3f} [{vz['ci95'][0]:+.3f}, {vz['ci95'][1]:+.3f}]"
         lost = r.get("seeds_not_learned") or []
         lost_words = (f"{'seed' if len(lost) == 1 else 'seeds'} {and_list([str(s) for s in lost])} did not learn"
                       if lost and r.get("learned") else "")      # the ensemble learned, not every seed
@@ -709,7 +708,9 @@ def fair_answer(result: Mapping) -> str:
         (f"Worse, though it reads the images (it beats {floor})",
          [entry(r) for r in learned if r["verdict"] == "worse"], False),
         ("Did not learn from the images (" + (f"the redshift alone scores {z['ensemble']:.3f} dex, and a model must do "
-                                               f"{M.MEAN_PREDICTOR_MARGIN:.0%} better to count as reading the images; "
+                                               f"{M.MEAN_PREDICTOR_MARGIN:.0%} better, "
+                                               f"{(1.0 - M.MEAN_PREDICTOR_MARGIN) * z['ensemble']:.3f} dex or less, "
+                                               "to count as reading the images; "
                                                if z is not None else "")
          + "each model's page shows the diagnosis)",
          [entry(r, why=True) for r in rows if r.get("learned") is False], False),
