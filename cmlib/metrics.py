@@ -458,8 +458,8 @@ def memorisation(history: Mapping[str, np.ndarray], train_floor: float, val_floo
     rt, rv = t / train_floor, v / val_floor
     found = rt < MEMORISATION_TRAIN_RATIO and rv > MEMORISATION_VAL_RATIO
     return dict(check="memorisation", value=rt, threshold=MEMORISATION_TRAIN_RATIO, found=found,
-                text=f"its lowest training loss was {t:.3f} dex² ({rt:.0%} of the {train_floor:.3f} dex² the redshift "
-                f"alone leaves on the training clusters), its best validation loss {v:.3f} dex² ({rv:.0%} of the "
+                text=f"its lowest training loss was {t:.3f} dex² ({rt:.0%} of the {train_floor:.3f} dex² the "
+                f"redshift alone leaves on the training clusters), its best validation loss {v:.3f} dex² ({rv:.0%} of the "
                 f"redshift-only {val_floor:.3f} dex² on the validation clusters)")
 
 
@@ -544,10 +544,11 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
     """Read a run's per-epoch diagnostics (:mod:`cmlib.train.diagnostics`) for the usual failures.
 
     Medians over the ``last`` epochs: the BatchNorm train/inference gap, a collapse of the predictions to the
-    mean, vanishing gradients (or, at exactly zero, an image path cut), dead ReLUs and a dead head (all the dense head's units off: measured where the run
-    recorded ``dead_head``; for older runs inferred, and listed only where found, from an output that does not
-    vary at all, :data:`CONSTANT_OUTPUT_RATIO`).  Returns one dict per check (``check``, ``value``,
-    ``threshold``, ``found``: bool, ``text``); an empty list when the run recorded no diagnostics.
+    mean, vanishing gradients (at exactly zero: an image path cut), dead ReLUs and a dead head (all the dense
+    head's units off: measured where the run recorded ``dead_head``; for older runs inferred, and listed only where
+    found, from an output that does not vary at all, :data:`CONSTANT_OUTPUT_RATIO`).  Returns one dict per check
+    (``check``, ``value``, ``threshold``, ``found``: bool, ``text``); an empty list when the run recorded no
+    diagnostics.
     """
     if "mse_train_eval" not in history or np.asarray(history["mse_train_eval"]).size == 0:
         return []

@@ -983,8 +983,8 @@ def _shown_difference(a: float, b: float, digits: int = 3) -> float:
 
 def _seed_pick_part(b: Mapping) -> str:
     """How much of a thesis-protocol row's optimism is the seed picked on the test set: ' Of this, 0.004 dex is the
-    seed: its 3 seeds average 0.231 here; the rest, 0.008 dex, is the protocol (the epoch chosen on the test
-    clusters, the training set, the clusters tested).'  Empty for one seed."""
+    seed pick: its 3 seeds average 0.231 here; the rest, 0.008 dex, comes with the protocol (the epoch chosen on
+    the test clusters, the training set, the clusters tested).'  Empty for one seed."""
     mean = b.get("std_mean_seeds")
     if b.get("seeds", 1) < 2 or mean is None or b.get("fair_std") is None:
         return ""

@@ -546,8 +546,8 @@ def get_spec_family(model: str) -> str:
 
 def stop_kind(run) -> str:
     """Why a finished run stopped: ``early stopping``, ``schedule end`` (an annealed learning rate ran out: the run
-    ended on its own, though it may still have been improving, :func:`cmlib.metrics.late_gain`), ``budget end`` (a constant learning rate stopped by the epoch budget: not
-    shown to be converged) or ``diverged``."""
+    ended on its own, though it may still have been improving, :func:`cmlib.metrics.late_gain`), ``budget end`` (a
+    constant learning rate stopped by the epoch budget: not shown to be converged) or ``diverged``."""
     st = run.status_info
     if run.status == "diverged":
         return "diverged"
@@ -1059,8 +1059,9 @@ def _failed_seeds_diagnosis(pr: PageRuns) -> str:
 
 def _dead_head_recorded(history: Mapping, dead_from: int) -> str:
     """Where a run's ``dead_head`` column (the measured share of dead head units) starts after the epoch
-    ``dead_from`` from which its output was constant (runs resumed from before cmlib recorded it): ', its share of
-    dead head units recorded from epoch 15 on: 100 %'; empty where it was recorded from then on or never."""
+    ``dead_from`` from which its output was constant (runs resumed from before cmlib recorded it): '; the share of
+    the head's units that are off for every probe cluster, recorded only from epoch 15 on, is 100% from there';
+    empty where it was recorded from then on or never."""
     dh = np.asarray(history.get("dead_head", []), dtype=float)
     ep = np.asarray(history.get("epoch", np.arange(1, dh.size + 1)))
     seen = np.flatnonzero(np.isfinite(dh))
@@ -1092,8 +1093,8 @@ def _signs_removed(before: Any, after: Any) -> str:
     words = []
     for c in gone:
         w = c
-        if c == "memorisation":
-            now = memorisation_finding(after)
+        now = memorisation_finding(after) if c == "memorisation" else None
+        if now is not None:
             w += (f" (lowest training loss {now['value']:.0%} of what the redshift alone leaves on the training "
                   f"clusters, was {b[c]['value']:.0%})")
         words.append(w)
@@ -1184,6 +1185,7 @@ def paired_markdown(a: PageRuns, a_label: str, b: PageRuns, b_label: str) -> str
     d = compare.paired_difference(a.ensemble("test"), b.ensemble("test"))
     words = {"better": f"{a_label} is better", "worse": f"{a_label} is worse",
              "indistinguishable": "the two cannot be told apart"}[d.verdict]
+
     def ens(pr: PageRuns) -> str:
         n = len(pr.finished)
         return f"the ensemble of {n} seeds" if n > 1 else "1 seed"
