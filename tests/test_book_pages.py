@@ -124,7 +124,7 @@ def test_a_run_in_another_precision_is_the_same_experiment(book_root, monkeypatc
     assert pages.precision_note(found[1:], found[1:]) == ""
     assert comparison._precision_aside({"fair_remedies_precision": {"X (remedy: y)": ["float32"]},
                                         "fair_precisions": ["bfloat16"]}) == \
-        " (its runs in float32, the recipe's in bfloat16: that changes a run by round-off only)"
+        " (the remedy ran in float32, the recipe's own runs in bfloat16: a difference of round-off only)"
     assert comparison._precision_aside({"fair_remedies_precision": {}}) == ""
     assert C.ROUND_OFF_FIELDS == ("precision",)
     # an interrupted float32 seed 2 is where the bf16 request's seed 2 stands
@@ -624,11 +624,12 @@ def test_fair_comparison_answers_the_question_from_the_runs(book_root):
     weak = dict(by["ResNet50V2"], learned=False, learned_rule="redshift margin",
                 learned_short="not 5% better than the redshift alone", vs_redshift=vz)
     wtext = comparison.fair_answer(dict(res, rows=[weak if r is by["ResNet50V2"] else r for r in res["rows"]]))
-    assert (f"ResNet50V2 {weak['mean_seeds']:.3f} (1 seed; not 5% better than the redshift alone: -0.011 "
+    shown = comparison._shown_difference(weak["ensemble"], weak["ensemble"] + 0.0114)    # from the values shown
+    assert (f"ResNet50V2 {weak['mean_seeds']:.3f} (1 seed; not 5% better than the redshift alone: {shown:+.3f} "
             "[-0.020, -0.002])") in wtext.split("Did not learn")[1]
     two = comparison.fair_answer(dict(res, rows=[dict(weak, seeds=2, std_seeds=0.001) if r is by["ResNet50V2"] else r
                                                  for r in res["rows"]]))
-    assert (f"(2 seeds; not 5% better than the redshift alone (its ensemble {weak['ensemble']:.3f}): -0.011 "
+    assert (f"(2 seeds; not 5% better than the redshift alone (its ensemble {weak['ensemble']:.3f}): {shown:+.3f} "
             "[-0.020, -0.002])") in two                   # the value the threshold judged, for several seeds
     assert "(1 seed; about one mass for every cluster), " in text             # other reasons get no interval
     # a model that learned but is worse than the basic CNN has a group of its own
@@ -701,9 +702,9 @@ def test_fair_answer_edge_cases():
     assert "it did not learn from the images itself (about one mass for every cluster)" in text
     assert "- **Worse, though it reads the images (it beats predicting the mean training mass):** VGG16" in text
     # a one-seed row: its interval resamples clusters only, which the answer says, with the largest seed spread
-    assert text.endswith("- **What the intervals leave out:** each interval resamples the 50 test clusters, not the "
-                         "training, so for the 1 row resting on one seed it does not include how much another seed "
-                         "would change the result.")
+    assert text.endswith("- **What the intervals leave out:** each interval resamples the 50 test clusters with both "
+                         "ensembles held fixed, so none includes how much training with other seeds would change the "
+                         "result; that matters most for the 1 row resting on one seed.")
     spread = dict(deep, model="Krippendorf", seeds=3, std_seeds=0.034)
     assert comparison._seed_caveat([basic, deep, spread], 50).endswith(
         "(over seeds, the standard deviation reaches 0.034 dex here, for Krippendorf).")
@@ -1509,8 +1510,14 @@ def test_a_seed_that_did_not_learn_is_diagnosed_on_its_own(book_root):
     assert text.endswith("Seed 1 did not learn (about one mass for every cluster; test std(x) "
                          f"{M.point_metrics(*(lambda p: (p.pred, p.true))(A.Run.load(dirs[1]).predictions['test']))['std']:.3f} "
                          "dex, the end of its epoch budget (6 epochs; a constant learning rate, so not shown to be "
-                         "converged)): its own diagnostics show none of these signs either, so what sets it apart "
-                         "is its random start and batch order alone.")
+                         "converged)): its own diagnostics show none of these failure signs.")
+    h1 = A.Run.load(dirs[1]).history                      # no sign, but it fits its training clusters worse
+    A.write_history(dirs[1] / "history.csv", [{**{k: float(h1[k][i]) for k in h1 if k != "epoch"},
+                                               "epoch": int(h1["epoch"][i]), "mse_train_eval": 0.2} for i in range(6)])
+    text = pages.diagnosis_markdown(pages.find_page_runs("basic", "smoke", **kw))
+    assert text.endswith("its own diagnostics show none of these failure signs, though its error on the training "
+                         "probe (inference mode) ends at 0.200 dex² against the best run's 0.100 dex²: it did not fit "
+                         "even its training clusters as well.")
     _diagnostics_history(dirs[1], [0.0] * 6, 0.9)         # its image path cut, its ReLUs dead
     text = pages.diagnosis_markdown(pages.find_page_runs("basic", "smoke", **kw))
     assert text.endswith("its own diagnostics show signs of image path cut and dead ReLUs.")
@@ -1549,17 +1556,17 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert planned.startswith("**The remedy, planned:** the same recipe with lr 1e-4") and "--lr 0.0001" in planned
     assert "seed 0: not started" in planned
     members = {"vgg16": pr}
-    assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): not run yet." in \
+    assert "VGG16 with lr 1e-4 (the remedy for the dead ReLUs that cut its image path): not run yet." in \
         pages.remedies_markdown(members, "smoke", **kw)
     # the page's 'did not learn' box says what the remedies did: planned, worked, or not
     assert "A longer or better-tuned run" in pages.verdict_markdown(pr)
-    assert ("A remedy, lr 1e-4 (the remedy of its dead ReLUs), is in the compute plan (*Remedies* below); until it "
+    assert ("A remedy, lr 1e-4 (the remedy for the dead ReLUs that cut its image path), is in the compute plan (*Remedies* below); until it "
             "has run, the failure may be this recipe's rather than the architecture's.") in \
         pages.verdict_markdown(pr, "smoke", **kw)
     # with a thesis-protocol run that learned, the planned remedy no longer stands between the page and a verdict
     tw_yes, tw_no = {"learned": True, "std": 0.2, "short": ""}, {"learned": False, "std": 0.3, "short": "flat"}
     assert pages._remedies_outcome(pr, "smoke", book_root, "data/tiny.h5", tw_yes) == (
-        "A remedy, lr 1e-4 (the remedy of its dead ReLUs), is in the compute plan (*Remedies* below). Trained the "
+        "A remedy, lr 1e-4 (the remedy for the dead ReLUs that cut its image path), is in the compute plan (*Remedies* below). Trained the "
         "thesis's way, it learns from the images (test std(x) 0.200 dex on the thesis split's test clusters; *Trained "
         "the thesis's way* below).")
 
@@ -1570,7 +1577,7 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     _, breq = pages.request_for("basic", "smoke", experiment="basic_tvt", data="data/tiny.h5")
     _write_run(book_root, breq, 0, pred_fn=_good, epochs=1, n=800)
     text = pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", **kw)
-    assert "the same recipe with lr 1e-4 (the remedy of its dead ReLUs): 1 seed, trained to the epoch budget " \
+    assert "the same recipe with lr 1e-4 (the remedy for the dead ReLUs that cut its image path): 1 seed, trained to the epoch budget " \
            "(1 epoch). " in text
     assert "The page's best run had no gradient at all in the first layer from epoch 3 on and 64% of its ReLU " \
            "channels dead at its last epoch; the remedy's best run has a first-layer gradient norm of 0.02 and 5% of " \
@@ -1578,7 +1585,7 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "Paired on the same 200 test clusters (the seeds' ensembles), remedy minus page: -0." in text
     assert "Remedy minus basic CNN: +0.000 [+0.000, +0.000] dex (the remedy's run against the basic CNN's run, on " \
            "the same clusters): cannot be told apart. " in text
-    assert "**The remedy works: with lr 1e-4 (the remedy of its dead ReLUs) VGG16 learns from the images.**" in text
+    assert "**The remedy works: with lr 1e-4 (the remedy for the dead ReLUs that cut its image path) VGG16 learns from the images.**" in text
     assert "Lowest training loss and best validation loss: 0.100 and 0.100 dex² for the page's best run" in text
     assert pages.remedy_markdown(pr, pages.remedy_runs(pr, "smoke", **kw)[0], "smoke", first=False,
                                  **kw).startswith("**A further remedy, tried:**")
@@ -1586,11 +1593,11 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert s["works"] and s["vs_page"].diff < 0 and s["before"]["zero_from"] == 3
     assert pages._seed_stds([0.25]) == "0.250 dex (1 seed)"
     assert pages._seed_stds([0.25, 0.27, 0.26]) == "0.260 ± 0.010 dex (3 seeds)"
-    assert "VGG16 with lr 1e-4 (the remedy of its dead ReLUs): test std(x) 0.0" in \
+    assert "VGG16 with lr 1e-4 (the remedy for the dead ReLUs that cut its image path): test std(x) 0.0" in \
         pages.remedies_markdown(members, "smoke", **kw)
     assert "it learns from the images" in pages.remedies_markdown(members, "smoke", **kw)
     box = pages.verdict_markdown(pr, "smoke", **kw)
-    assert box.startswith(":::{admonition} Did not learn") and ("With lr 1e-4 (the remedy of its dead ReLUs) it "
+    assert box.startswith(":::{admonition} Did not learn") and ("With lr 1e-4 (the remedy for the dead ReLUs that cut its image path) it "
                                                                 "learns from the images (*Remedies* below)") in box
     assert "A longer or better-tuned run" not in box
     # a remedy run made on another version of the data file judged other clusters: it counts as not run anywhere
@@ -1649,7 +1656,7 @@ def test_the_remedy_section_reports_what_the_remedy_run_changed(book_root):
     assert "**The remedy keeps the image path open but is not enough:**" in text and "works" not in text
     assert "still does not learn from the images (predicts from the redshift alone)" in \
         pages.remedies_markdown(members, "smoke", **kw)
-    assert ("The remedy tried, lr 1e-4 (the remedy of its dead ReLUs), did not make it learn either; see *Remedies* "
+    assert ("The remedy tried, lr 1e-4 (the remedy for the dead ReLUs that cut its image path), did not make it learn either; see *Remedies* "
             "below.") in pages.verdict_markdown(pr, "smoke", **kw)
     # the remedy changed nothing
     _diagnostics_history(rd, [0.0], 0.7)
@@ -1702,8 +1709,8 @@ def test_diagnosis_finds_memorisation(book_root):
     # a remedy whose best run lost the sign but did not learn: that sign was not what stopped the model
     gone = pages._signs_removed(memorising, pr.best)
     assert gone.startswith(" Its best run no longer shows memorisation (lowest training loss 50% of what the redshift")
-    assert gone.endswith("was 40%), which the page's best run did, yet it does not learn: that sign was not what "
-                         "stopped it.")
+    assert gone.endswith("was 40%), which the page's best run did, yet it does not learn: removing that sign alone "
+                         "was not enough.")
     assert pages._signs_removed(pr.best, memorising) == "" and pages._signs_removed(memorising, memorising) == ""
     # a run with the eight orientations is not offered them again
     assert not any("eight orientations" in r for r in pages._remedies_not_tried("memorisation",
@@ -1936,8 +1943,8 @@ def test_an_architecture_page_shows_the_model_trained_the_thesis_way(book_root):
     rd = _write_run(book_root, rreq, 0, pred_fn=_good, n=800)
     label = dict((slug, lab) for slug, _, lab, _ in profiles.FAIR_REMEDIES["resnet50v2"])["epochs100"].split(" (")[0]
     assert pages.thesis_protocol_page_markdown(pr, tp, "laptop", root=book_root).endswith(
-        f"The *Remedies* above change the fair recipe one setting at a time; with {label} the fair runs learn too, so "
-        "that is what they lacked. Its training below: the validation loss against what the two floors score on the "
+        f"The *Remedies* above change the fair recipe one setting at a time; with {label} the fair runs learn too (one "
+        "seed so far), so that is what they lacked. Its training below: the validation loss against what the two floors score on the "
         "same clusters (dashed).")
     shutil.rmtree(rd)
     assert text.endswith("Its training below: the validation loss against what the two floors score on the same "

@@ -674,7 +674,8 @@ def fair_answer(result: Mapping) -> str:
             # the value the threshold (in the heading) was applied to: the ensemble, where there are several seeds,
             # so that a difference of exactly 5 % at three decimals does not read as a contradiction
             ens = f" (its ensemble {r['ensemble']:.3f})" if r["seeds"] > 1 else ""
-            short += f"{ens}: {vz['diff']:+.3f} [{vz['ci95'][0]:+.3f}, {vz['ci95'][1]:+.3f}]"
+            shown = _shown_difference(r["ensemble"], r["ensemble"] - vz["diff"])   # as read from the numbers shown
+            short += f"{ens}: {shown:+.3f} [{vz['ci95'][0]:+.3f}, {vz['ci95'][1]:+.3f}]"
         lost = r.get("seeds_not_learned") or []
         lost_words = (f"{'seed' if len(lost) == 1 else 'seeds'} {and_list([str(s) for s in lost])} did not learn"
                       if lost and r.get("learned") else "")      # the ensemble learned, not every seed
@@ -733,9 +734,9 @@ def _seed_caveat(rows: Sequence[Mapping], n_test: int) -> str:
               if r["seeds"] > 1 and math.isfinite(float(r.get("std_seeds", math.nan)))]
     if not one:
         return ""
-    txt = (f"each interval resamples the {n_test} test clusters, not the training, so for the "
-           f"{counted(len(one), 'row')} resting on one seed it does not include how much another seed would change "
-           "the result")
+    txt = (f"each interval resamples the {n_test} test clusters with both ensembles held fixed, so none includes "
+           "how much training with other seeds would change the result; that matters most for the "
+           f"{counted(len(one), 'row')} resting on one seed")
     if spread:
         s, m = max(spread)
         txt += f" (over seeds, the standard deviation reaches {s:.3f} dex here, for {m})"
@@ -914,8 +915,8 @@ def _precision_aside(row: Mapping) -> str:
     if not diff:
         return ""
     mine = sorted({p for ps in diff.values() for p in ps})
-    return (f" (its runs in {' and '.join(mine)}, the recipe's in {' and '.join(row.get('fair_precisions') or ['another'])}:"
-            " that changes a run by round-off only)")
+    return (f" (the remedy ran in {' and '.join(mine)}, the recipe's own runs in "
+            f"{' and '.join(row.get('fair_precisions') or ['another'])}: a difference of round-off only)")
 
 
 def _floor_std(run) -> float:
@@ -1014,7 +1015,10 @@ def thesis_protocol_markdown(result: Mapping) -> str:
             fl = result.get("floors", {})
             clusters = (f" The two protocols test on different clusters (predicting the mean training mass scores "
                         f"std(x) = {fl['thesis']:.3f} on the thesis split's test set and {fl['fair']:.3f} on the fair "
-                        "one's), so part of this difference is which clusters were tested."
+                        "one's), so part of this difference is which clusters were tested"
+                        + ("; the thesis split's are the harder ones, so that part works against its protocol."
+                           if fl["thesis"] > fl["fair"] else "." if fl["thesis"] == fl["fair"] else
+                           "; the thesis split's are the easier ones, so that part flatters its protocol.")
                         if "thesis" in fl and "fair" in fl else "")
             shown = _shown_difference(b["fair_std"], b["std"])
             txt += (f" With the same recipe, the fair protocol's test std(x) is {b['fair_std']:.3f} on average over "

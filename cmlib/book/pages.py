@@ -352,9 +352,10 @@ def _remedies_outcome(pr: PageRuns, profile: str | None, root: str | Path, data:
         txt = ""
     elif profile:
         txt = ("A longer or better-tuned run is needed before this architecture can be judged. None is in this "
-               "book's compute plan, which spends its CPU time on the thesis's best and worst models first; the "
-               "changes that made other models learn are listed on the results page (*Remedies tried*), and "
-               "`cmlib train` with one of them added to this page's command tries it here.")
+               "book's compute plan, which spends its CPU time first on the thesis's best models (the ResNet V2s) "
+               "and its clearest failures (the VGGs and EfficientNet-B7); the changes that made other models learn "
+               "are listed on the results page (*Remedies tried*), and each is one option of `cmlib train` (their "
+               "commands are on those models' pages).")
     else:
         txt = "A longer or better-tuned run (see *Run it yourself*) is needed before this architecture can be judged."
     if thesis_way is not None:
@@ -740,8 +741,9 @@ def run_inventory_markdown(profile: str, root: str | Path = ".", data: str | Non
             "is emulated and many times slower, and a run keeps its arithmetic when it resumes. "
             "A run that stopped at the *budget end* (constant learning rate, epoch budget used up) may have been cut "
             "while still improving; *early stopping* and the *schedule end* (the learning rate annealed to zero) end "
-            "a run on their own, as the protocol asks. That is not proof that more epochs would not help: a page "
-            "says so where its best run's validation loss was still falling at the schedule's end.")
+            "a run on their own, as the protocol asks, but neither proves that more epochs would not help. A page says so "
+            "where its best run's validation loss was still falling when the schedule ended; no such note is no "
+            "proof either: an annealed rate flattens every curve at its end, whether or not more epochs would help.")
     return head + "\n\n" + "\n".join(out) + "\n"
 
 
@@ -925,8 +927,8 @@ REMEDIES = {
     "collapse to the mean": ("standardised labels with the output started at the label prior", "a smaller learning "
                              "rate"),
     "vanishing gradients": ("residual connections and normalisation (the ResNets have both)", "a learning-rate warm-up"),
-    "image path cut": ("the remedies of the units that died and cut it (see dead ReLUs)", "residual connections "
-                       "(a path around a dead layer; the ResNets have them)"),
+    "image path cut": ("the remedies for dead ReLUs, whose death cuts it", "residual connections (a path around a "
+                       "dead layer; the ResNets have them)"),
     "dead ReLUs": ("a smaller learning rate", "a learning-rate warm-up", "He initialisation", "a leaky ReLU"),
     "dead head": ("a smaller learning rate", "global average pooling instead of Flatten (fewer inputs per head "
                   "unit)", "a leaky ReLU in the head"),
@@ -1052,9 +1054,22 @@ def _failed_seeds_diagnosis(pr: PageRuns) -> str:
                    f"{stop_text(r)})"
                    + (": it recorded no diagnostics" if signs is None else
                       f": its own diagnostics show signs of {and_list(signs)}" if signs else
-                      ": its own diagnostics show none of these signs either, so what sets it apart is its "
-                      "random start and batch order alone"))
+                      ": its own diagnostics show none of these failure signs" + _probe_error_against(r, pr.best)))
     return (" " + ". ".join(out) + ".") if out else ""
+
+
+def _probe_error_against(run: Any, best: Any) -> str:
+    """', though its error on the training probe (inference mode) ends at 0.115 dex² against the best run's 0.055
+    dex²...' where ``run``'s is clearly (1.5x) higher than ``best``'s: it fitted its training clusters less well; empty
+    otherwise."""
+    def end(r: Any) -> float:
+        a = np.asarray(r.history.get("mse_train_eval", []), dtype=float)[-5:]
+        return float(np.nanmedian(a)) if np.isfinite(a).any() else math.nan
+    mine, theirs = end(run), end(best)
+    if not (math.isfinite(mine) and math.isfinite(theirs)) or mine < 1.5 * theirs:
+        return ""
+    return (f", though its error on the training probe (inference mode) ends at {mine:.3f} dex² against the best "
+            f"run's {theirs:.3f} dex²: it did not fit even its training clusters as well")
 
 
 def _dead_head_recorded(history: Mapping, dead_from: int) -> str:
@@ -1084,7 +1099,7 @@ def _failure_signs(run: Any) -> dict[str, dict]:
 
 def _signs_removed(before: Any, after: Any) -> str:
     """For a remedy that did not make the model learn: the failure signs of the page's best run (``before``) that
-    its best run (``after``) no longer shows, which were therefore not what stopped the model; empty where none
+    its best run (``after``) no longer shows, whose removal alone was therefore not enough; empty where none
     went."""
     b, a = _failure_signs(before), _failure_signs(after)
     gone = [c for c in b if c not in a]
@@ -1100,7 +1115,7 @@ def _signs_removed(before: Any, after: Any) -> str:
         words.append(w)
     one = len(gone) == 1
     return (f" Its best run no longer shows {', '.join(words)}, which the page's best run did, yet it does not "
-            f"learn: {'that sign was' if one else 'those signs were'} not what stopped it.")
+            f"learn: removing {'that sign' if one else 'those signs'} alone was not enough.")
 
 
 def _dead_run_stopping(run: Any, dead_from: int | None) -> str:
@@ -1448,11 +1463,14 @@ def thesis_protocol_page_markdown(pr: PageRuns, tp: PageRuns | None, profile: st
             remedies = bool(profile) and bool(remedy_keys(get_profile(profile), pr.model))
             # a remedy is the fair recipe with one change: one that learned names what the fair runs lacked
             tried = remedy_runs(pr, profile, root=root, data=pr.data) if remedies else []
-            worked = [rr.label.split(" (")[0] for rr in remedies_that_learned(tried)]
+            learned_remedies = remedies_that_learned(tried)
+            worked = [rr.label.split(" (")[0] for rr in learned_remedies]
+            one_seed = learned_remedies and max(len(rr.finished) for rr in learned_remedies) == 1
             out.append("So the architecture can learn from these images, and what kept the fair runs from it lies among "
                        f"the settings in which the two differ (the thesis's way first): {'; '.join(diffs)}."
                        + (" The *Remedies* above change the fair recipe one setting at a time" if remedies else "")
-                       + (f"; with {and_list(worked)} the fair runs learn too, so that is what they lacked."
+                       + (f"; with {and_list(worked)} the fair runs learn too" + (" (one seed so far)" if one_seed else "")
+                          + ", so that is what they lacked."
                           if worked else "." if remedies else ""))
     refs = history_references(b)
     if refs:

@@ -155,18 +155,18 @@ class Profile:
 #:   too.
 REMEDY_INFIX = "_remedy_"
 FAIR_REMEDIES = {
-    "vgg16": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (the remedy of its dead ReLUs)", (0, 1, 2)),),
-    "vgg19": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (VGG16's remedy of the same dead ReLUs)", (0,)),),
+    "vgg16": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (the remedy for the dead ReLUs that cut its image path)", (0, 1, 2)),),
+    "vgg19": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (VGG16's remedy for the same cut image path)", (0,)),),
     "resnet50v2": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (the rate that opened VGG16's image path)", (0,)),
                    ("rot90", {"augment": "flip-rot90"},
-                    "all eight orientations (flips and 90-degree rotations, the remedy of its memorisation)", (0,)),
+                    "all eight orientations (flips and 90-degree rotations, the remedy for its memorisation)", (0,)),
                    ("epochs100", {"epochs": 100},
-                    "a 100-epoch schedule (the remedy of learning too slowly for 30 epochs)", (0, 1, 2))),
+                    "a 100-epoch schedule (the remedy for learning too slowly in 30 epochs)", (0, 1, 2))),
     "resnet152v2": (("epochs100", {"epochs": 100},
-                     "a 100-epoch schedule (ResNet50V2's remedy of learning too slowly for 30 epochs)", (0,)),),
+                     "a 100-epoch schedule (ResNet50V2's remedy for learning too slowly in 30 epochs)", (0,)),),
     # its dense head dies in the first epoch (benchmarks/effnet_head.py: at a tenth of the rate the head kept
     # (almost) all its units through the probe's 120 steps; with global average pooling they died more slowly)
-    "efficientnetb7": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (the remedy of its dead head, chosen by the head probe)",
+    "efficientnetb7": (("lr1e-4", {"lr": 1e-4}, "lr 1e-4 (the remedy for its dead head, chosen by the head probe)",
                         (0,)),),
 }
 

@@ -192,8 +192,8 @@ def _convergence_words(thesis_opt, chosen) -> str:
         return (" The thesis's constant rate was still improving at its last epoch when the budget ended, so that "
                 f"run did not converge; the chosen recipe ended on its own ({stop_kind(chosen)}), which every stored "
                 "fair-protocol deep run must: that, not a better score, is why it is kept. Ending on its own does "
-                "not prove that more epochs would not help: each model's page says where its run's validation loss "
-                "was still falling at the schedule's end.")
+                "not prove that more epochs would not help (an annealed rate flattens every curve at its end); each "
+                "model's page notes where its run's validation loss was still falling when the schedule ended.")
     if still_improving(chosen):
         return " The chosen recipe was still improving at its last epoch: its run did not converge within the budget."
     return ""
