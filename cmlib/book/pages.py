@@ -927,7 +927,7 @@ REMEDIES = {
     "collapse to the mean": ("standardised labels with the output started at the label prior", "a smaller learning "
                              "rate"),
     "vanishing gradients": ("residual connections and normalisation (the ResNets have both)", "a learning-rate warm-up"),
-    "image path cut": ("the remedies for dead ReLUs, whose death cuts it", "residual connections (a path around a "
+    "image path cut": ("the remedies for dead ReLUs (their death cuts it)", "residual connections (a path around a "
                        "dead layer; the ResNets have them)"),
     "dead ReLUs": ("a smaller learning rate", "a learning-rate warm-up", "He initialisation", "a leaky ReLU"),
     "dead head": ("a smaller learning rate", "global average pooling instead of Flatten (fewer inputs per head "
