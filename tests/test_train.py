@@ -451,7 +451,10 @@ def test_bad_runs_dir_and_seed_lists_are_clear_errors(data, tmp_path):
 
 
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(data, tmp_path):
-    cmd = [sys.executable, "-m", "cmlib.cli", "train", "--model", "basic", "--data", str(data), "--epochs", "30",
+    # 100 epochs of a fraction of a second: the signal, sent after epoch 3, must find the run still going even when
+    # this shared machine stalls the test for seconds (with 30, one clean-clone run of the suite saw the run end
+    # normally, exit 0, nothing on stderr: the signal came too late)
+    cmd = [sys.executable, "-m", "cmlib.cli", "train", "--model", "basic", "--data", str(data), "--epochs", "100",
            "--lr", "3e-3", "--early-stopping", "0", "--runs-dir", str(tmp_path / "b"), "--no-model-files",
            "--checkpoint-interval", "0"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -462,9 +465,12 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(data, tmp_path):
             break
         assert p.poll() is None, p.stderr.read()
         time.sleep(0.02)
+    # the run must still be going when the signal is sent (a run that had already ended cannot be interrupted:
+    # that would be this test's race, not a lost signal); its output is kept for a failure's message
+    assert p.poll() is None, f"the run ended before the signal was sent: {p.stdout.read()[-800:]}"
     p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and "interrupted" in err, err
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted" in err, (p.returncode, err, out[-800:])
     run_dir = found[0].parent
     assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
     assert subprocess.run(cmd + ["--quiet"], capture_output=True, text=True).returncode == 0
