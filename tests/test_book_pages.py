@@ -1808,6 +1808,24 @@ def test_training_text_reads_the_gap_over_several_epochs(book_root):
     assert "nan" not in history([0.06] * 7 + [float("nan")])
 
 
+def test_convergence_words_keep_the_recipe_for_ending_on_its_own_without_calling_it_proof():
+    """The training-parameters page keeps the recipe whose run ended on its own where the thesis's constant rate was
+    cut by the budget while still improving, and says that ending on its own does not prove more epochs would not
+    help; a chosen recipe still improving at its end is said to be unconverged."""
+    from types import SimpleNamespace as NS
+
+    def run(schedule, best, done, reason="30 epochs"):
+        return NS(status="complete", config={"lr_schedule": schedule},
+                  status_info={"stopped_reason": reason, "best_epoch": best, "epochs_completed": done})
+    thesis_cut, chosen = run("constant", 30, 30), run("warmup-cosine", 24, 30)
+    text = training_reports._convergence_words(thesis_cut, chosen)
+    assert "the chosen recipe ended on its own (schedule end)" in text
+    assert "Ending on its own does not prove that more epochs would not help" in text
+    assert training_reports._convergence_words(run("constant", 20, 30), chosen) == ""     # neither was cut
+    assert "did not converge within the budget" in training_reports._convergence_words(
+        thesis_cut, run("constant", 30, 30))
+
+
 def test_paired_markdown_compares_two_sets_of_runs_on_the_same_clusters(book_root):
     """Two experiments on the same split are compared as the book compares models: ensemble against ensemble on
     the same test clusters, with the bootstrap interval; on other splits (other clusters) not at all."""
