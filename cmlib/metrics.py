@@ -526,6 +526,11 @@ def validation_drift(history: Mapping[str, np.ndarray], from_epoch: int) -> floa
 LATE_GAIN_MIN = 0.005
 
 
+def late_window(epochs: int) -> int:
+    """The last epochs :func:`late_gain` looks at by default: a tenth of the run, at least 3."""
+    return max(3, int(epochs) // 10)
+
+
 def late_gain(history: Mapping[str, np.ndarray], window: int | None = None) -> float:
     """How much a run's best validation loss fell in its last ``window`` epochs (default: a tenth of the run, at
     least 3), relative to the best before them: (best before - best in the window) / best before; 0 where the
@@ -533,11 +538,19 @@ def late_gain(history: Mapping[str, np.ndarray], window: int | None = None) -> f
     :data:`LATE_GAIN_MIN`, the run was still learning when it ended: an annealed schedule that ends so ended on
     its own, yet a longer one may still help."""
     v = np.asarray(history.get("val_loss", []), dtype=float)
-    w = max(3, v.size // 10) if window is None else int(window)
+    w = late_window(v.size) if window is None else int(window)
     if v.size <= w or not np.isfinite(v[:-w]).any() or not np.isfinite(v[-w:]).any():
         return float("nan")
     before, late = float(np.nanmin(v[:-w])), float(np.nanmin(v[-w:]))
     return max(0.0, (before - late) / before) if before > 0 else float("nan")
+
+
+def last_median(history: Mapping[str, np.ndarray], key: str, last: int = 5) -> float:
+    """The median of the finite values of a run's history column ``key`` over its ``last`` epochs (one noisy epoch
+    does not decide); NaN where there are none."""
+    a = np.asarray(history.get(key, []), dtype=np.float64)[-last:]
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else float("nan")
 
 
 def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> list[dict]:
@@ -554,9 +567,7 @@ def training_findings(history: Mapping[str, np.ndarray], *, last: int = 5) -> li
         return []
 
     def tail(key):
-        a = np.asarray(history.get(key, []), dtype=np.float64)[-last:]
-        a = a[np.isfinite(a)]
-        return float(np.median(a)) if a.size else float("nan")
+        return last_median(history, key, last)
 
     out = []
     ps, ls = tail("pred_std_train"), tail("label_std_train")

@@ -889,7 +889,7 @@ def training_text(pr: PageRuns) -> str:
     late = M.late_gain(h)
     if stop_kind(best) == "schedule end" and late > M.LATE_GAIN_MIN:
         gap += (f" Its validation loss was still falling when the schedule ended (its best in the last "
-                f"{counted(max(3, len(h['val_loss']) // 10), 'epoch')} is {late:.1%} below its best before them): "
+                f"{counted(M.late_window(len(h['val_loss'])), 'epoch')} is {late:.1%} below its best before them): "
                 "the run ended on its own, as the learning rate reached zero, but a longer schedule may still help.")
     return (f"The best run trained for {counted(n_ep, 'epoch')}; its validation loss was lowest at epoch {b_ep} "
             f"({best.metrics['loss']['val_best']:.4g}). Why it stopped: {stop_text(best)}. "
@@ -1062,10 +1062,7 @@ def _probe_error_against(run: Any, best: Any) -> str:
     """', though its error on the training probe (inference mode) ends at 0.115 dex² against the best run's 0.055
     dex²...' where ``run``'s is clearly (1.5x) higher than ``best``'s: it fitted its training clusters less well; empty
     otherwise."""
-    def end(r: Any) -> float:
-        a = np.asarray(r.history.get("mse_train_eval", []), dtype=float)[-5:]
-        return float(np.nanmedian(a)) if np.isfinite(a).any() else math.nan
-    mine, theirs = end(run), end(best)
+    mine, theirs = (M.last_median(r.history, "mse_train_eval") for r in (run, best))
     if not (math.isfinite(mine) and math.isfinite(theirs)) or mine < 1.5 * theirs:
         return ""
     return (f", though its error on the training probe (inference mode) ends at {mine:.3f} dex² against the best "
